@@ -1,0 +1,1 @@
+"""Code that both the API and the worker import: contracts, config, the Redis gate, the ledger."""

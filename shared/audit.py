@@ -1,0 +1,76 @@
+"""The lie detector: compares PostgreSQL's ledger with the Redis gate for one event."""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+from psycopg_pool import AsyncConnectionPool
+
+from shared.db import fetch_one, queries
+from shared.inventory import Inventory
+
+
+class Verdict(enum.StrEnum):
+    CLEAN = "CLEAN"  # ledger within capacity, counter == capacity - sold, nothing in flight
+    IN_FLIGHT = "IN_FLIGHT"  # holds not yet settled by PostgreSQL: ask again when idle
+    DRIFT = "DRIFT"  # counter (or seat count) disagrees with the ledger, or is missing
+    OVERSOLD = "OVERSOLD"  # the ledger sold more than capacity: must never happen
+
+
+class AuditReport(msgspec.Struct, frozen=True):
+    event_id: int
+    capacity: int
+    sold: int
+    confirmed_bookings: int
+    confirmed_quantity: int
+    rejected_bookings: int
+    seats_assigned: int
+    redis_available: int | None
+    in_flight: int
+    oversold: bool
+    double_assigned_seats: int
+    drift: int | None
+    verdict: Verdict
+
+
+async def audit_event(
+    pool: AsyncConnectionPool, inventory: Inventory, event_id: int
+) -> AuditReport | None:
+    """The audit of one event, or None if it does not exist."""
+    row = await fetch_one(pool, queries.audit_event, {"event_id": event_id})
+    if row is None:
+        return None
+    gate = await inventory.snapshot(event_id)
+    capacity, sold = row["capacity"], row["sold"]
+    oversold = sold > capacity or row["confirmed_quantity"] > capacity
+    drift = None
+    if gate.available is not None:
+        drift = gate.available + gate.held - (capacity - sold)
+    ledger_consistent = (
+        row["confirmed_quantity"] == sold == row["seats_assigned"]
+        and row["double_assigned_seats"] == 0
+    )
+    if oversold:
+        verdict = Verdict.OVERSOLD
+    elif gate.held > 0:
+        verdict = Verdict.IN_FLIGHT
+    elif drift != 0 or not ledger_consistent:
+        verdict = Verdict.DRIFT
+    else:
+        verdict = Verdict.CLEAN
+    return AuditReport(
+        event_id=event_id,
+        capacity=capacity,
+        sold=sold,
+        confirmed_bookings=row["confirmed_bookings"],
+        confirmed_quantity=row["confirmed_quantity"],
+        rejected_bookings=row["rejected_bookings"],
+        seats_assigned=row["seats_assigned"],
+        redis_available=gate.available,
+        in_flight=gate.held,
+        oversold=oversold,
+        double_assigned_seats=row["double_assigned_seats"],
+        drift=drift,
+        verdict=verdict,
+    )

@@ -1,0 +1,65 @@
+"""The structs that cross process boundaries: Kafka messages and cached decisions."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Annotated
+
+import msgspec
+
+UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Quantity = Annotated[int, msgspec.Meta(ge=1)]
+EventId = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Status(enum.StrEnum):
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+
+
+class Reason(enum.StrEnum):
+    SOLD_OUT = "SOLD_OUT"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    INVALID = "INVALID"
+
+
+class BookingRequested(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="booking.v1"):
+    """One accepted booking request, as published to Kafka (key: the event id)."""
+
+    booking_id: uuid.UUID
+    event_id: EventId
+    user_id: UserId
+    quantity: Quantity
+    requested_at_ms: int
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """The terminal outcome of one booking."""
+
+    booking_id: uuid.UUID
+    status: Status
+    reason: Reason | None = None
+    seats: tuple[str, ...] = ()
+    decided_at_ms: int = 0
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(BookingRequested)
+
+
+def encode_request(message: BookingRequested) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_request(raw: bytes | None) -> BookingRequested:
+    """Decode a Kafka value; raises msgspec.DecodeError/ValidationError on poison."""
+    if raw is None:
+        raise msgspec.DecodeError("empty message value")
+    return _decoder.decode(raw)
+
+
+def event_key(event_id: int) -> bytes:
+    """Kafka key: one event's requests stay in one partition, in order."""
+    return str(event_id).encode()

@@ -1,0 +1,58 @@
+"""One exception tree for the whole service; each class's docstring is its default message."""
+
+from __future__ import annotations
+
+
+class TicketsError(Exception):
+    """Something went wrong in the booking service."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(TicketsError):
+    """The configuration is invalid."""
+
+
+class NotFound(TicketsError):
+    """The resource does not exist."""
+
+
+class InvalidRequest(TicketsError):
+    """The request is invalid."""
+
+
+class LimitExceeded(TicketsError):
+    """The quantity is above the event's per-user limit."""
+
+
+class SoldOut(TicketsError):
+    """The event is sold out."""
+
+
+class IdempotencyConflict(TicketsError):
+    """This Idempotency-Key was already used with a different request body."""
+
+
+class IdempotencyInProgress(TicketsError):
+    """A request with this Idempotency-Key is still being processed; retry shortly."""
+
+
+class Unavailable(TicketsError):
+    """A backing service is unavailable; retry later."""
+
+
+class BrokerUnavailable(Unavailable):
+    """Kafka did not acknowledge the booking request; nothing was accepted."""
+
+
+class GateUnavailable(Unavailable):
+    """The inventory gate (Redis) is unavailable."""
+
+
+class CounterMissing(TicketsError):
+    """The inventory counter for the event is missing and must be rebuilt from PostgreSQL."""
+
+
+class PoisonMessage(TicketsError):
+    """The message cannot be decoded or is invalid; it goes to the dead-letter topic."""

@@ -1,0 +1,117 @@
+"""The Redis gate: per-event stock counters, per-user totals and holds, driven by Lua scripts.
+
+Every key of one event shares the hash tag `{ev:<id>}`, so a Redis Cluster keeps an event's
+keys in one slot and the scripts stay atomic.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from shared.errors import CounterMissing
+
+LUA_DIR = Path(__file__).with_name("lua")
+
+
+class Gate(enum.StrEnum):
+    """What reserve.lua said about one booking."""
+
+    HELD_NOW = "N"
+    HELD_BEFORE = "H"
+    SOLD_OUT = "S"
+    LIMIT = "L"
+
+    @property
+    def held(self) -> bool:
+        return self in (Gate.HELD_NOW, Gate.HELD_BEFORE)
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    booking_id: uuid.UUID
+    user_id: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The gate's view of one event; `available` is None when the counter is missing."""
+
+    available: int | None
+    held: int
+    holds: int
+
+
+class Inventory:
+    """Stock counters in Redis. Redis is a fast gate; PostgreSQL has the final word."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._reserve = self._script("reserve")
+        self._settle = self._script("settle")
+        self._rebuild = self._script("rebuild")
+
+    def _script(self, name: str) -> AsyncScript:
+        return self._redis.register_script((LUA_DIR / f"{name}.lua").read_text())
+
+    def keys(self, event_id: int) -> list[str]:
+        tag = f"{self._prefix}:{{ev:{event_id}}}"
+        return [f"{tag}:avail", f"{tag}:users", f"{tag}:holds", f"{tag}:held"]
+
+    async def open(self, event_id: int, capacity: int) -> None:
+        """Start a new event's counter at its capacity (no-op if it exists)."""
+        await self._redis.set(self.keys(event_id)[0], capacity, nx=True)
+
+    async def available(self, event_id: int) -> int | None:
+        raw = await self._redis.get(self.keys(event_id)[0])
+        return None if raw is None else int(raw)
+
+    async def snapshot(self, event_id: int) -> Snapshot:
+        avail, _users, holds, held = self.keys(event_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(avail)
+            pipe.get(held)
+            pipe.hlen(holds)
+            raw_avail, raw_held, n_holds = await pipe.execute()
+        return Snapshot(
+            available=None if raw_avail is None else int(raw_avail),
+            held=int(raw_held or 0),
+            holds=int(n_holds),
+        )
+
+    async def reserve(self, event_id: int, limit: int, asks: Sequence[Ask]) -> list[Gate]:
+        """Decide `asks` in order, atomically. Raises CounterMissing when a rebuild is due."""
+        if not asks:
+            return []
+        args: list[str | int] = [limit]
+        for ask in asks:
+            args += [str(ask.booking_id), ask.user_id, ask.quantity]
+        codes = await self._reserve(keys=self.keys(event_id), args=args)
+        decoded = [c.decode() if isinstance(c, bytes) else str(c) for c in codes]
+        if decoded == ["MISSING"]:
+            raise CounterMissing(f"inventory counter for event {event_id} is missing")
+        return [Gate(code) for code in decoded]
+
+    async def settle(self, event_id: int, outcomes: Iterable[tuple[uuid.UUID, bool]]) -> int:
+        """Drop holds of bookings PostgreSQL decided; give back stock of refused ones."""
+        args: list[str] = []
+        for booking_id, confirmed in outcomes:
+            args += [str(booking_id), "C" if confirmed else "R"]
+        if not args:
+            return 0
+        return int(await self._settle(keys=self.keys(event_id), args=args))
+
+    async def rebuild(self, event_id: int, available: int, users: dict[str, int]) -> bool:
+        """Recreate a missing counter from PostgreSQL's numbers; False if it already existed."""
+        args: list[str | int] = [available]
+        for user, quantity in users.items():
+            args += [user, quantity]
+        return bool(await self._rebuild(keys=self.keys(event_id), args=args))

@@ -1,0 +1,89 @@
+-- Every query the service runs, by name. Loaded once by shared/db.py; parameters are bound.
+
+-- name: create_event
+INSERT INTO events (name, capacity, per_user_limit)
+VALUES (%(name)s, %(capacity)s, %(per_user_limit)s)
+RETURNING id, name, capacity, per_user_limit, sold;
+
+-- name: create_seats
+-- Rows of 25 seats: R1-1 .. R1-25, R2-1 ...; one statement, so 100000 seats take well under 1 s.
+INSERT INTO seats (event_id, seat_no, label)
+SELECT %(event_id)s, n, 'R' || ((n - 1) / 25 + 1)::text || '-' || ((n - 1) %% 25 + 1)::text
+FROM generate_series(1, %(capacity)s) AS n;
+
+-- name: get_event
+SELECT id, name, capacity, per_user_limit, sold FROM events WHERE id = %(event_id)s;
+
+-- name: lock_event
+SELECT capacity, per_user_limit, sold FROM events WHERE id = %(event_id)s FOR UPDATE;
+
+-- name: decided_among
+SELECT booking_id, status, reason FROM bookings WHERE booking_id = ANY(%(booking_ids)s);
+
+-- name: confirmed_by_users
+SELECT user_id, sum(quantity)::int AS quantity
+FROM bookings
+WHERE event_id = %(event_id)s AND status = 'CONFIRMED' AND user_id = ANY(%(user_ids)s)
+GROUP BY user_id;
+
+-- name: confirmed_by_all_users
+SELECT user_id, sum(quantity)::int AS quantity
+FROM bookings
+WHERE event_id = %(event_id)s AND status = 'CONFIRMED'
+GROUP BY user_id;
+
+-- name: assign_seats
+-- Give each confirmed booking the lowest free seats, in request order. `lo`/`hi` are each
+-- booking's 1-based slice of the free seats. Runs under the event's row lock.
+WITH free AS (
+    SELECT seat_no, row_number() OVER (ORDER BY seat_no) AS rn
+    FROM (
+        SELECT seat_no FROM seats
+        WHERE event_id = %(event_id)s AND booking_id IS NULL
+        ORDER BY seat_no
+        LIMIT %(total)s
+    ) AS lowest
+),
+wanted AS (
+    SELECT * FROM unnest(%(booking_ids)s::uuid[], %(lo)s::int[], %(hi)s::int[])
+        AS w (booking_id, lo, hi)
+)
+UPDATE seats AS s
+SET booking_id = wanted.booking_id
+FROM free JOIN wanted ON free.rn BETWEEN wanted.lo AND wanted.hi
+WHERE s.event_id = %(event_id)s AND s.seat_no = free.seat_no
+RETURNING s.booking_id, s.seat_no, s.label;
+
+-- name: add_sold
+UPDATE events SET sold = sold + %(quantity)s WHERE id = %(event_id)s;
+
+-- name: get_booking
+SELECT b.booking_id, b.event_id, b.user_id, b.quantity, b.status, b.reason,
+       b.requested_at, b.decided_at,
+       coalesce(array_agg(s.label ORDER BY s.seat_no) FILTER (WHERE s.label IS NOT NULL),
+                '{}') AS seats
+FROM bookings AS b
+LEFT JOIN seats AS s ON s.booking_id = b.booking_id
+WHERE b.booking_id = %(booking_id)s
+GROUP BY b.booking_id;
+
+-- name: audit_event
+SELECT e.capacity,
+       e.sold,
+       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'CONFIRMED')
+           AS confirmed_bookings,
+       (SELECT coalesce(sum(quantity), 0) FROM bookings
+        WHERE event_id = e.id AND status = 'CONFIRMED')::int AS confirmed_quantity,
+       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'REJECTED')
+           AS rejected_bookings,
+       (SELECT count(*) FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL)
+           AS seats_assigned,
+       (SELECT count(*) FROM (
+            SELECT label FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL
+            GROUP BY label HAVING count(DISTINCT booking_id) > 1) AS d)
+           AS double_assigned_seats
+FROM events AS e
+WHERE e.id = %(event_id)s;
+
+-- name: ping
+SELECT 1;
