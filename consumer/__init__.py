@@ -1,0 +1,1 @@
+"""The finalizer worker: Kafka consumer group -> Redis gate -> PostgreSQL ledger."""

@@ -1,0 +1,33 @@
+"""`python -m consumer [--stop-when-idle]`: run the finalizer worker until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvloop
+
+from consumer.worker import Worker, stop_on_signals
+from shared import logs
+from shared.config import load_or_exit
+
+
+async def _run(stop_when_idle: bool) -> None:
+    worker = Worker(load_or_exit(), stop_when_idle=stop_when_idle)
+    with stop_on_signals(worker.stop):
+        await worker.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m consumer", description=__doc__)
+    parser.add_argument(
+        "--stop-when-idle",
+        action="store_true",
+        help="exit once every assigned partition is consumed (burst mode, for tests and drains)",
+    )
+    args = parser.parse_args()
+    logs.configure(load_or_exit())
+    uvloop.run(_run(args.stop_when_idle))
+
+
+if __name__ == "__main__":
+    main()

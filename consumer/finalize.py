@@ -1,0 +1,310 @@
+"""One batch of booking requests -> decisions: one Redis round trip and one PostgreSQL
+transaction per event in the batch.
+
+Order of effects for one event, and why it is safe to crash between any two of them:
+1. reserve.lua takes stock for the bookings it admits and records a hold per booking id.
+   A replay finds the hold and takes nothing more.
+2. One PostgreSQL transaction locks the event row FOR UPDATE, skips bookings it already
+   decided, re-checks capacity and per-user limits itself (the final word), assigns the
+   lowest free seats and writes every booking. A crash before COMMIT leaves only holds,
+   which the replay reuses.
+3. settle.lua drops the holds; a hold whose booking PostgreSQL refused gives its stock back,
+   exactly once. A replay after a crash here finds the bookings decided and settles again,
+   which is a no-op for holds already gone.
+4. The decisions are cached in Redis for polling clients. Kafka offsets are committed by the
+   caller only after all of this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import AsyncCursor
+from psycopg_pool import AsyncConnectionPool
+
+from consumer import faults
+from shared.config import Settings
+from shared.contracts import BookingRequested, Decision, Reason, Status
+from shared.db import queries
+from shared.decisions import DecisionCache
+from shared.errors import CounterMissing
+from shared.inventory import Ask, Gate, Inventory
+
+log = logging.getLogger(__name__)
+
+COPY_BOOKINGS = (
+    "COPY bookings (booking_id, event_id, user_id, quantity, status, reason,"
+    " requested_at, decided_at) FROM STDIN"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    capacity: int
+    per_user_limit: int
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What the PostgreSQL transaction decided for one event's slice of a batch."""
+
+    decisions: dict[uuid.UUID, Decision] = field(default_factory=dict)
+    settle: list[tuple[uuid.UUID, bool]] = field(default_factory=list)
+
+
+class Finalizer:
+    """Turns booking requests into decisions. Safe to call again with the same requests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        inventory: Inventory,
+        cache: DecisionCache,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._inventory = inventory
+        self._cache = cache
+        self._rules: dict[int, EventRules] = {}
+
+    async def decide(self, requests: Sequence[BookingRequested]) -> list[Decision]:
+        """Decide every request (duplicates by booking id collapse to one decision)."""
+        unique: dict[uuid.UUID, BookingRequested] = {}
+        for request in requests:
+            unique.setdefault(request.booking_id, request)
+        by_event: dict[int, list[BookingRequested]] = {}
+        for request in unique.values():
+            by_event.setdefault(request.event_id, []).append(request)
+
+        decided: list[tuple[BookingRequested, Decision]] = []
+        for event_id, group in by_event.items():
+            decided += await self._decide_event(event_id, group)
+        await self._cache.remember_decisions(decided)
+        return [decision for _, decision in decided]
+
+    async def _decide_event(
+        self, event_id: int, requests: list[BookingRequested]
+    ) -> list[tuple[BookingRequested, Decision]]:
+        rules = await self._event_rules(event_id)
+        assert rules is not None, "the worker dead-letters requests for unknown events"
+        # Redeliveries of bookings PostgreSQL already decided must not take stock again.
+        seen = await self._decided_ids([r.booking_id for r in requests])
+        asks = [
+            Ask(r.booking_id, r.user_id, r.quantity) for r in requests if r.booking_id not in seen
+        ]
+        gates = await self._reserve(event_id, rules, asks)
+        faults.point(self._settings, "after_reserve")
+        plan = await self._commit(event_id, requests, gates)
+        faults.point(self._settings, "after_db_commit")
+        await self._inventory.settle(event_id, plan.settle)
+        return [(r, plan.decisions[r.booking_id]) for r in requests]
+
+    async def _decided_ids(self, booking_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute(queries.decided_among, {"booking_ids": booking_ids})
+            return {row["booking_id"] for row in await cur.fetchall()}
+
+    async def knows_event(self, event_id: int) -> bool:
+        return await self._event_rules(event_id) is not None
+
+    async def _event_rules(self, event_id: int) -> EventRules | None:
+        """Capacity and limit never change after creation, so they are cached forever."""
+        rules = self._rules.get(event_id)
+        if rules is None:
+            async with self._pool.connection() as conn, conn.cursor() as cur:
+                await cur.execute(queries.get_event, {"event_id": event_id})
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            rules = EventRules(row["capacity"], row["per_user_limit"])
+            self._rules[event_id] = rules
+        return rules
+
+    async def _reserve(
+        self, event_id: int, rules: EventRules, asks: list[Ask]
+    ) -> dict[uuid.UUID, Gate]:
+        try:
+            gates = await self._inventory.reserve(event_id, rules.per_user_limit, asks)
+        except CounterMissing:
+            await self.rebuild_counter(event_id)
+            gates = await self._inventory.reserve(event_id, rules.per_user_limit, asks)
+        return {ask.booking_id: gate for ask, gate in zip(asks, gates, strict=True)}
+
+    async def rebuild_counter(self, event_id: int) -> bool:
+        """Recreate the event's Redis counter from PostgreSQL, under the event's row lock so
+        no finalisation of this event commits in between."""
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(queries.lock_event, {"event_id": event_id})
+            event = await cur.fetchone()
+            if event is None:
+                return False
+            await cur.execute(queries.confirmed_by_all_users, {"event_id": event_id})
+            users = {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
+            available = event["capacity"] - event["sold"]
+            rebuilt = await self._inventory.rebuild(event_id, available, users)
+        if rebuilt:
+            log.warning("rebuilt inventory counter of event %s: available=%s", event_id, available)
+        return rebuilt
+
+    async def _commit(
+        self, event_id: int, requests: list[BookingRequested], gates: dict[uuid.UUID, Gate]
+    ) -> _Plan:
+        plan = _Plan()
+        decided_at = dt.datetime.now(dt.UTC)
+        decided_ms = int(decided_at.timestamp() * 1000)
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(queries.lock_event, {"event_id": event_id})
+            event = await cur.fetchone()
+            assert event is not None, "events are never deleted"
+            earlier = await self._already_decided(cur, [r.booking_id for r in requests])
+            fresh = [(r, gates[r.booking_id]) for r in requests if r.booking_id not in earlier]
+            users = await self._confirmed_by_users(
+                cur, event_id, {r.user_id for r, g in fresh if g.held}
+            )
+            sold = event["sold"]
+            confirmed: list[BookingRequested] = []
+            rows: list[tuple[Any, ...]] = []
+            for request, gate in fresh:
+                status, reason = _arbitrate(request, gate, event, sold, users)
+                if status is Status.CONFIRMED:
+                    sold += request.quantity
+                    users[request.user_id] = users.get(request.user_id, 0) + request.quantity
+                    confirmed.append(request)
+                if gate.held:
+                    plan.settle.append((request.booking_id, status is Status.CONFIRMED))
+                plan.decisions[request.booking_id] = Decision(
+                    request.booking_id, status, reason, (), decided_ms
+                )
+                rows.append(
+                    (
+                        request.booking_id,
+                        event_id,
+                        request.user_id,
+                        request.quantity,
+                        status.value,
+                        reason.value if reason else None,
+                        _from_ms(request.requested_at_ms),
+                        decided_at,
+                    )
+                )
+            if rows:
+                async with cur.copy(COPY_BOOKINGS) as copy:
+                    for row in rows:
+                        await copy.write_row(row)
+            if confirmed:
+                seats = await self._assign_seats(cur, event_id, confirmed)
+                for request in confirmed:
+                    decision = plan.decisions[request.booking_id]
+                    plan.decisions[request.booking_id] = Decision(
+                        decision.booking_id,
+                        decision.status,
+                        None,
+                        tuple(seats[request.booking_id]),
+                        decided_ms,
+                    )
+                await cur.execute(
+                    queries.add_sold, {"event_id": event_id, "quantity": sold - event["sold"]}
+                )
+        # Bookings decided by an earlier delivery: report that decision. A hold left by that
+        # delivery settles as it decided; a hold this delivery took just now goes back.
+        for booking_id, decision in earlier.items():
+            plan.decisions[booking_id] = decision
+            took_now = gates.get(booking_id) is Gate.HELD_NOW
+            plan.settle.append((booking_id, decision.status is Status.CONFIRMED and not took_now))
+        return plan
+
+    async def _already_decided(
+        self, cur: AsyncCursor[Any], booking_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, Decision]:
+        await cur.execute(queries.decided_among, {"booking_ids": booking_ids})
+        found = await cur.fetchall()
+        earlier: dict[uuid.UUID, Decision] = {}
+        for row in found:
+            seats: tuple[str, ...] = ()
+            if row["status"] == Status.CONFIRMED:
+                await cur.execute(queries.get_booking, {"booking_id": row["booking_id"]})
+                full = await cur.fetchone()
+                seats = tuple(full["seats"]) if full else ()
+            earlier[row["booking_id"]] = Decision(
+                row["booking_id"],
+                Status(row["status"]),
+                Reason(row["reason"]) if row["reason"] else None,
+                seats,
+                _now_ms(),
+            )
+        if earlier:
+            log.info("skipping %d bookings decided by an earlier delivery", len(earlier))
+        return earlier
+
+    async def _confirmed_by_users(
+        self, cur: AsyncCursor[Any], event_id: int, user_ids: set[str]
+    ) -> dict[str, int]:
+        if not user_ids:
+            return {}
+        await cur.execute(
+            queries.confirmed_by_users, {"event_id": event_id, "user_ids": list(user_ids)}
+        )
+        return {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
+
+    async def _assign_seats(
+        self, cur: AsyncCursor[Any], event_id: int, confirmed: list[BookingRequested]
+    ) -> dict[uuid.UUID, list[str]]:
+        lo: list[int] = []
+        hi: list[int] = []
+        end = 0
+        for request in confirmed:
+            lo.append(end + 1)
+            end += request.quantity
+            hi.append(end)
+        await cur.execute(
+            queries.assign_seats,
+            {
+                "event_id": event_id,
+                "total": end,
+                "booking_ids": [r.booking_id for r in confirmed],
+                "lo": lo,
+                "hi": hi,
+            },
+        )
+        assigned = await cur.fetchall()
+        if len(assigned) != end:
+            # Sold never exceeds the seat count, so this means the ledger is corrupt: abort.
+            raise RuntimeError(f"event {event_id}: wanted {end} free seats, found {len(assigned)}")
+        seats: dict[uuid.UUID, list[tuple[int, str]]] = {r.booking_id: [] for r in confirmed}
+        for row in assigned:
+            seats[row["booking_id"]].append((row["seat_no"], row["label"]))
+        return {bid: [label for _, label in sorted(got)] for bid, got in seats.items()}
+
+
+def _arbitrate(
+    request: BookingRequested,
+    gate: Gate,
+    event: dict[str, Any],
+    sold: int,
+    users: dict[str, int],
+) -> tuple[Status, Reason | None]:
+    """PostgreSQL's own check of what the gate admitted."""
+    if gate is Gate.SOLD_OUT:
+        return Status.REJECTED, Reason.SOLD_OUT
+    if gate is Gate.LIMIT:
+        return Status.REJECTED, Reason.LIMIT_EXCEEDED
+    if users.get(request.user_id, 0) + request.quantity > event["per_user_limit"]:
+        return Status.REJECTED, Reason.LIMIT_EXCEEDED
+    if sold + request.quantity > event["capacity"]:
+        return Status.REJECTED, Reason.SOLD_OUT
+    return Status.CONFIRMED, None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _from_ms(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)

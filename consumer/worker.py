@@ -1,0 +1,256 @@
+"""The worker loop: fetch a batch, decide it, commit its offsets; shut down in order.
+
+Offsets are committed only after PostgreSQL committed the batch's decisions, so a crash at any
+point means redelivery, never loss; the finalizer makes redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import msgspec
+import psycopg
+import redis.asyncio as aioredis
+import redis.exceptions
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from consumer.finalize import Finalizer
+from shared.config import Settings
+from shared.contracts import BookingRequested, Decision, Reason, Status, decode_request
+from shared.db import open_pool
+from shared.decisions import DecisionCache
+from shared.errors import Unavailable
+from shared.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+# Failures of a dependency that heal by themselves: back off and retry the same batch.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    KafkaError,
+    Unavailable,
+    OSError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    record: ConsumerRecord[bytes, bytes]
+    reason: str
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set `stop`; a second signal exits at once. Old handlers come back."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.error("second %s: exiting immediately", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s: finishing the batch in hand, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions are handed over only after the batch in hand is decided and committed."""
+
+    def __init__(self, batch_lock: asyncio.Lock) -> None:
+        self._lock = batch_lock
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:
+            log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, stop_when_idle: bool = False) -> None:
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self._stop_when_idle = stop_when_idle
+        self._batch_lock = asyncio.Lock()
+        self.decided = 0
+
+    async def run(self) -> None:
+        s = self.settings
+        pool = open_pool(s, max_size=4)
+        redis_client = aioredis.Redis.from_url(
+            s.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            group_id=s.consumer_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await pool.open(wait=False)
+        cache = DecisionCache(redis_client, s.redis_prefix, s.status_cache_ttl_s)
+        finalizer = Finalizer(s, pool, Inventory(redis_client, s.redis_prefix), cache)
+        try:
+            await producer.start()
+            await consumer.start()
+            consumer.subscribe([s.topic], listener=_WaitForBatchOnRevoke(self._batch_lock))
+            log.info("worker started: topic=%s group=%s", s.topic, s.consumer_group)
+            await self._loop(consumer, producer, finalizer, cache)
+        finally:
+            # Shutdown order: stop fetching (done), leave the group, then close the pools.
+            await consumer.stop()
+            await producer.stop()
+            await redis_client.aclose()
+            await pool.close()
+            log.info("worker stopped after %d decisions", self.decided)
+
+    async def _loop(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        finalizer: Finalizer,
+        cache: DecisionCache,
+    ) -> None:
+        while not self.stop.is_set():
+            batch = await consumer.getmany(
+                timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max
+            )
+            if not batch:
+                if self._stop_when_idle and await _caught_up(consumer):
+                    log.info("no more messages: stopping (burst mode)")
+                    return
+                continue
+            async with self._batch_lock:
+                if not await self._settle_batch(batch, producer, finalizer, cache):
+                    return  # stopped while a dependency was down; nothing committed
+                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+                try:
+                    await asyncio.shield(consumer.commit(offsets))
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # The group moved on (rebalance); the new owner redelivers, harmlessly.
+                    log.warning("offset commit refused, batch will be redelivered: %s", exc)
+
+    async def _settle_batch(
+        self,
+        batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        producer: AIOKafkaProducer,
+        finalizer: Finalizer,
+        cache: DecisionCache,
+    ) -> bool:
+        """Decide every record of the batch, retrying dependency failures with backoff.
+        Returns False if asked to stop before the batch could be decided."""
+        records = [record for records in batch.values() for record in records]
+        delay = 0.1
+        while True:
+            try:
+                await self._decide(records, producer, finalizer, cache)
+                return True
+            except RETRYABLE as exc:
+                log.warning("batch of %d failed (%r); retrying in %.1fs", len(records), exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), delay)
+            if self.stop.is_set():
+                return False
+            delay = min(delay * 2, self.settings.retry_backoff_max_s)
+
+    async def _decide(
+        self,
+        records: list[ConsumerRecord[bytes, bytes]],
+        producer: AIOKafkaProducer,
+        finalizer: Finalizer,
+        cache: DecisionCache,
+    ) -> None:
+        requests: list[BookingRequested] = []
+        poison: list[Poison] = []
+        for record in records:
+            try:
+                request = decode_request(record.value)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                poison.append(Poison(record, f"undecodable: {exc}"))
+                continue
+            if not await finalizer.knows_event(request.event_id):
+                poison.append(Poison(record, f"unknown event {request.event_id}"))
+                continue
+            requests.append(request)
+        for bad in poison:
+            await self._dead_letter(producer, cache, bad)
+        decisions = await finalizer.decide(requests)
+        self.decided += len(decisions)
+
+    async def _dead_letter(
+        self, producer: AIOKafkaProducer, cache: DecisionCache, bad: Poison
+    ) -> None:
+        """Park the message with its reason; reject its booking if it names one."""
+        record = bad.record
+        await producer.send_and_wait(
+            self.settings.dlq_topic,
+            value=record.value,
+            key=record.key,
+            headers=[
+                ("reason", bad.reason.encode()[:1000]),
+                ("source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+            ],
+        )
+        log.warning(
+            "dead-lettered %s/%s@%s: %s", record.topic, record.partition, record.offset, bad.reason
+        )
+        request = _salvage(record.value)
+        if request is not None:
+            decision = Decision(request.booking_id, Status.REJECTED, Reason.INVALID)
+            await cache.remember_decisions([(request, decision)])
+
+
+def _salvage(raw: bytes | None) -> BookingRequested | None:
+    """The booking an invalid message was about, when it names one, with what it says."""
+    if not raw:
+        return None
+    try:
+        fields = msgspec.json.decode(raw)
+        return BookingRequested(
+            booking_id=msgspec.convert(fields["booking_id"], uuid.UUID),
+            event_id=_as_int(fields.get("event_id")),
+            user_id=str(fields.get("user_id", ""))[:64],
+            quantity=_as_int(fields.get("quantity")),
+            requested_at_ms=_as_int(fields.get("requested_at_ms")),
+        )
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _as_int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
+    """True when this member has partitions and has consumed everything in them."""
+    assigned = list(consumer.assignment())
+    if not assigned:
+        return False
+    ends = await consumer.end_offsets(assigned)
+    for tp in assigned:
+        if await consumer.position(tp) < ends[tp]:
+            return False
+    return True
