@@ -1,0 +1,86 @@
+"""The ASGI app: `uvicorn api.app:app`. `create_app()` builds one for tests and tools."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from litestar import Litestar
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import Scope
+
+from api import problems
+from api.bookings import BookingController
+from api.context import Services
+from api.events import EventController
+from api.health import health, ready
+from api.idempotency import IdempotencyStore
+from api.publisher import Publisher
+from shared import logs
+from shared.config import Settings, load_or_exit
+from shared.db import open_pool
+from shared.decisions import DecisionCache
+from shared.errors import TicketsError
+from shared.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+
+async def _log_unexpected(exc: BaseException, scope: Scope) -> None:
+    """Errors that are not HTTP answers are bugs: log them with their traceback."""
+    if not isinstance(exc, HTTPException | TicketsError):
+        log.error("unhandled error on %s", scope.get("path"), exc_info=exc)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_or_exit()
+    logs.configure(settings)
+    if not settings.admin_token:
+        log.warning("TICKETS_ADMIN_TOKEN is empty: admin endpoints refuse every request")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = open_pool(settings)
+        redis_client = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=10
+        )
+        publisher = Publisher(settings)
+        await pool.open(wait=False)
+        await publisher.start()
+        app.state.services = Services(
+            settings=settings,
+            pool=pool,
+            redis=redis_client,
+            publisher=publisher,
+            inventory=Inventory(redis_client, settings.redis_prefix),
+            decisions=DecisionCache(
+                redis_client, settings.redis_prefix, settings.status_cache_ttl_s
+            ),
+            idempotency=IdempotencyStore(
+                redis_client, settings.redis_prefix, settings.idempotency_ttl_s
+            ),
+        )
+        try:
+            yield
+        finally:
+            await publisher.stop()
+            await redis_client.aclose()
+            await pool.close()
+
+    prometheus = PrometheusConfig(app_name="tickets_api", group_path=True)
+    return Litestar(
+        route_handlers=[EventController, BookingController, health, ready, PrometheusController],
+        lifespan=[lifespan],
+        plugins=[problems.plugin()],
+        middleware=[prometheus.middleware],
+        openapi_config=OpenAPIConfig(title="Flash-sale tickets", version="0.1.0", path="/schema"),
+        request_max_body_size=settings.max_body_bytes,
+        after_exception=[_log_unexpected],
+    )
+
+
+app = create_app()

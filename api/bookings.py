@@ -1,0 +1,182 @@
+"""Bookings: accept (publish to Kafka, 202), and read back the decision."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Annotated
+
+import msgspec
+import redis.exceptions
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from api.auth import admin_only, buyer_id
+from api.context import Services
+from api.events import audit_or_404, get_event_view, services
+from api.idempotency import fingerprint
+from shared.audit import AuditReport
+from shared.contracts import BookingRequested, EventId, Quantity, UserId
+from shared.db import fetch_one, queries
+from shared.decisions import BookingView, iso_from_ms
+from shared.errors import InvalidRequest, LimitExceeded, NotFound
+
+log = logging.getLogger(__name__)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Parameter(header="Idempotency-Key", min_length=1, max_length=255, required=False),
+]
+
+
+class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
+    event_id: Annotated[EventId, msgspec.Meta(le=2**62)]
+    user_id: UserId
+    quantity: Quantity = 1
+
+
+class Accepted(msgspec.Struct):
+    booking_id: str
+    status: str
+    status_url: str
+
+
+class Remaining(msgspec.Struct):
+    event_id: int
+    remaining: int
+
+
+_decode_create = msgspec.json.Decoder(BookingCreate)
+
+
+def _parse(body: bytes) -> BookingCreate:
+    if not body.strip():
+        raise InvalidRequest("request body is empty; expected a JSON object")
+    try:
+        return _decode_create.decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid booking request: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
+
+
+def _sold_out() -> Response[dict[str, str]]:
+    return Response(
+        {"status": "REJECTED", "reason": "SOLD_OUT", "detail": "the event is sold out"},
+        status_code=409,
+    )
+
+
+class BookingController(Controller):
+    path = "/api/bookings"
+    tags = ["bookings"]
+    dependencies = {"svc": Provide(services, sync_to_thread=False)}
+
+    @post(
+        "/",
+        status_code=202,
+        summary="Request a booking (decided asynchronously)",
+        description="Body `{event_id, user_id, quantity}`; or, seed-compatible, no body and "
+        "`?eventId=&userId=` (quantity 1).",
+        request_max_body_size=4096,
+    )
+    async def create(
+        self,
+        request: Request[object, object, State],
+        svc: Services,
+        idempotency_key: IdempotencyKey,
+        event_id_q: Annotated[int | None, Parameter(query="eventId", ge=1, le=2**62)] = None,
+        user_id_q: Annotated[
+            str | None, Parameter(query="userId", min_length=1, max_length=64)
+        ] = None,
+    ) -> Response[Accepted] | Response[dict[str, str]]:
+        body = await request.body()
+        if event_id_q is not None and user_id_q is not None and not body.strip():
+            wanted = BookingCreate(event_id=event_id_q, user_id=user_id_q)
+        else:
+            wanted = _parse(body)
+        user_id = buyer_id(wanted.user_id)
+        rules = await svc.event_rules(wanted.event_id)
+        if wanted.quantity > rules.per_user_limit:
+            raise LimitExceeded(
+                f"quantity {wanted.quantity} is above the per-user limit of {rules.per_user_limit}"
+            )
+        booking_id = str(uuid.uuid4())
+        claim = None
+        print_ = fingerprint(wanted.event_id, user_id, wanted.quantity)
+        if idempotency_key is not None:
+            claim = await svc.idempotency.claim(user_id, idempotency_key, print_, booking_id)
+            if not claim.first:
+                return self._accepted(claim.booking_id)
+        try:
+            if await svc.inventory.available(wanted.event_id) == 0:
+                return _sold_out()
+            message = BookingRequested(
+                booking_id=uuid.UUID(booking_id),
+                event_id=wanted.event_id,
+                user_id=user_id,
+                quantity=wanted.quantity,
+                requested_at_ms=int(time.time() * 1000),
+            )
+            await svc.publisher.publish(message)
+        except BaseException:
+            if claim is not None:
+                await svc.idempotency.abandon(claim)
+            raise
+        # Kafka has it: from here on the answer is 202, whatever else fails.
+        try:
+            if claim is not None:
+                await svc.idempotency.complete(claim, print_)
+            await svc.decisions.remember_request(message)
+        except redis.exceptions.RedisError as exc:
+            log.warning("booking %s accepted but not cached: %r", booking_id, exc)
+        return self._accepted(booking_id)
+
+    @staticmethod
+    def _accepted(booking_id: str) -> Response[Accepted]:
+        url = f"/api/bookings/{booking_id}"
+        return Response(
+            Accepted(booking_id, "PENDING", url), status_code=202, headers={"Location": url}
+        )
+
+    @get("/status", summary="Seed-compatible: an event's remaining count")
+    async def remaining(
+        self, svc: Services, event_id: Annotated[int, Parameter(query="eventId", ge=1, le=2**62)]
+    ) -> Remaining:
+        view = await get_event_view(svc, event_id)
+        return Remaining(view.id, view.available)
+
+    @get("/audit", guards=[admin_only], summary="Seed-compatible: the audit of an event")
+    async def audit(
+        self, svc: Services, event_id: Annotated[int, Parameter(query="eventId", ge=1, le=2**62)]
+    ) -> AuditReport:
+        return await audit_or_404(svc, event_id)
+
+    @get("/{booking_id:str}", summary="A booking's status: PENDING, CONFIRMED or REJECTED")
+    async def read(self, booking_id: str, svc: Services) -> BookingView:
+        try:
+            parsed = uuid.UUID(booking_id)
+        except ValueError:
+            raise NotFound(f"booking {booking_id!r} does not exist") from None
+        # The worker caches a decision only after PostgreSQL committed it, so a cached
+        # PENDING is the truth too; PostgreSQL is asked only when the cache has nothing.
+        view = await svc.decisions.get(parsed)
+        if view is not None:
+            return view
+        row = await fetch_one(svc.pool, queries.get_booking, {"booking_id": parsed})
+        if row is not None:
+            return BookingView(
+                booking_id=str(row["booking_id"]),
+                event_id=row["event_id"],
+                user_id=row["user_id"],
+                quantity=row["quantity"],
+                status=row["status"],
+                reason=row["reason"],
+                seats=list(row["seats"]),
+                requested_at=iso_from_ms(int(row["requested_at"].timestamp() * 1000)),
+                decided_at=iso_from_ms(int(row["decided_at"].timestamp() * 1000)),
+            )
+        raise NotFound(f"booking {booking_id} does not exist")

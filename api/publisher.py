@@ -1,0 +1,88 @@
+"""Publishing booking requests to Kafka. A 202 is sent only after `publish` returned, which
+means the broker acknowledged with acks=all through an idempotent producer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared.config import Settings
+from shared.contracts import BookingRequested, encode_request, event_key
+from shared.errors import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Owns the producer. Starts lazily, so the API comes up (and says 503) while Kafka is
+    down, and recovers by itself when it returns."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        s = self._settings
+        return AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=s.producer_linger_ms,
+            max_batch_size=256 * 1024,
+            # A request not acknowledged in time fails instead of waiting 40 s.
+            request_timeout_ms=int(s.produce_timeout_s * 1000),
+        )
+
+    async def start(self) -> None:
+        """Try once to connect; failure is not fatal (see `_producer_or_raise`)."""
+        try:
+            await self._producer_or_raise()
+        except BrokerUnavailable:
+            log.warning("kafka unavailable at start; will retry on the first booking")
+
+    async def _producer_or_raise(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._starting:
+            if self._producer is None:
+                producer = self._new_producer()
+                try:
+                    await asyncio.wait_for(producer.start(), self._settings.produce_timeout_s)
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    await producer.stop()
+                    raise BrokerUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
+                self._producer = producer
+            return self._producer
+
+    async def publish(self, message: BookingRequested) -> None:
+        """Return only once Kafka acknowledged the message; else raise BrokerUnavailable."""
+        producer = await self._producer_or_raise()
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(
+                    self._settings.topic,
+                    value=encode_request(message),
+                    key=event_key(message.event_id),
+                ),
+                # The producer's own request timeout fires first; this is a backstop.
+                self._settings.produce_timeout_s + 1,
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+
+    async def ready(self) -> bool:
+        try:
+            producer = await self._producer_or_raise()
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), 2)
+        except (BrokerUnavailable, KafkaError, OSError, TimeoutError):
+            return False
+        return True
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
