@@ -1,0 +1,1 @@
+"""Operator and developer tools: the stack, the demo event, the load generator, pipelines."""

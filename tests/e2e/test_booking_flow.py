@@ -1,0 +1,267 @@
+"""The whole pipeline as real processes: API -> Kafka -> worker -> Redis -> PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import msgspec
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from scripts.pipeline import Pipeline, free_port
+from shared.config import Settings
+from tests.sale import SaleClient
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_500_buyers_for_100_seats(sale: SaleClient, pipeline: Pipeline) -> None:
+    event = await sale.create_event(capacity=100, per_user_limit=1)
+    responses = await asyncio.gather(*(sale.book(event, f"user-{i}") for i in range(500)))
+    codes = Counter(r.status_code for r in responses)
+    assert set(codes) <= {202, 409}, codes
+    accepted = [r.json()["booking_id"] for r in responses if r.status_code == 202]
+    assert all(r.json()["reason"] == "SOLD_OUT" for r in responses if r.status_code == 409)
+
+    decided = await sale.wait_decided(accepted)
+    outcome = Counter((b["status"], b["reason"]) for b in decided.values())
+    assert outcome[("CONFIRMED", None)] == 100
+    assert outcome[("REJECTED", "SOLD_OUT")] + codes[409] == 400
+    seats = [seat for b in decided.values() for seat in b["seats"]]
+    assert len(seats) == len(set(seats)) == 100
+
+    report = await sale.wait_clean(event)
+    assert report["verdict"] == "CLEAN", report
+    assert (report["sold"], report["capacity"], report["redis_available"]) == (100, 100, 0)
+    assert report["confirmed_bookings"] == 100
+    event_view = (await sale.http.get(f"/api/events/{event}")).json()
+    assert (event_view["sold"], event_view["available"]) == (100, 0)
+
+
+async def test_random_quantities_and_limits(sale: SaleClient, pipeline: Pipeline) -> None:
+    rng = random.Random(7)
+    capacity, limit = 200, 4
+    event = await sale.create_event(capacity=capacity, per_user_limit=limit)
+    users = [f"buyer-{i}" for i in range(120)]
+    asks: list[tuple[str, int]] = []
+    while sum(q for _, q in asks) < 5 * capacity:
+        asks.append((rng.choice(users), rng.randint(1, 4)))
+    responses = await asyncio.gather(*(sale.book(event, u, q) for u, q in asks))
+    accepted = [r.json()["booking_id"] for r in responses if r.status_code == 202]
+    assert all(r.status_code in (202, 409) for r in responses)
+
+    decided = await sale.wait_decided(accepted)
+    confirmed = [b for b in decided.values() if b["status"] == "CONFIRMED"]
+    assert sum(b["quantity"] for b in confirmed) == capacity
+    per_user = Counter[str]()
+    for b in confirmed:
+        per_user[b["user_id"]] += b["quantity"]
+        assert len(b["seats"]) == b["quantity"]
+    assert max(per_user.values()) <= limit
+    reasons = Counter(b["reason"] for b in decided.values() if b["status"] == "REJECTED")
+    assert set(reasons) <= {"SOLD_OUT", "LIMIT_EXCEEDED"}
+    assert reasons["LIMIT_EXCEEDED"] > 0
+    seats = [s for b in confirmed for s in b["seats"]]
+    assert len(seats) == len(set(seats)) == capacity
+    assert (await sale.wait_clean(event))["verdict"] == "CLEAN"
+
+
+async def test_idempotency_key(sale: SaleClient, pipeline: Pipeline) -> None:
+    event = await sale.create_event(capacity=10)
+    first = await sale.book(event, "alice", 2, key="order-1")
+    assert first.status_code == 202
+    booking_id = first.json()["booking_id"]
+    again = await asyncio.gather(*(sale.book(event, "alice", 2, key="order-1") for _ in range(20)))
+    assert {r.status_code for r in again} == {202}
+    assert {r.json()["booking_id"] for r in again} == {booking_id}
+
+    concurrent = await asyncio.gather(*(sale.book(event, "bob", 1, key="k") for _ in range(20)))
+    assert {r.status_code for r in concurrent} == {202}
+    assert len({r.json()["booking_id"] for r in concurrent}) == 1
+
+    changed = await sale.book(event, "alice", 3, key="order-1")
+    assert changed.status_code == 422
+    assert changed.headers["content-type"].startswith("application/problem+json")
+    other_user = await sale.book(event, "carol", 2, key="order-1")  # keys are per user
+    assert other_user.status_code == 202
+    assert other_user.json()["booking_id"] != booking_id
+
+    ids = [booking_id, concurrent[0].json()["booking_id"], other_user.json()["booking_id"]]
+    await sale.wait_decided(ids)
+    report = await sale.wait_clean(event)
+    assert (report["confirmed_bookings"], report["sold"], report["verdict"]) == (3, 5, "CLEAN")
+
+
+async def _topic_size(settings: Settings, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await consumer.start()
+    try:
+        parts = await consumer._client.fetch_all_metadata()
+        tps = [TopicPartition(topic, p) for p in parts.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(tps)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def test_bad_input_is_refused_and_publishes_nothing(
+    sale: SaleClient, pipeline: Pipeline
+) -> None:
+    event = await sale.create_event(capacity=5, per_user_limit=2)
+    before = await _topic_size(pipeline.settings, pipeline.settings.topic)
+    post = sale.http.post
+    bad = {
+        "invalid JSON": post("/api/bookings", content=b"{not json"),
+        "empty body": post("/api/bookings", content=b""),
+        "missing field": post("/api/bookings", json={"event_id": event}),
+        "extra field": post("/api/bookings", json={"event_id": event, "user_id": "u", "x": 1}),
+        "wrong type": post("/api/bookings", json={"event_id": str(event), "user_id": "u"}),
+        "user not a string": post("/api/bookings", json={"event_id": event, "user_id": 5}),
+        "empty user": post("/api/bookings", json={"event_id": event, "user_id": ""}),
+        "quantity 0": post(
+            "/api/bookings", json={"event_id": event, "user_id": "u", "quantity": 0}
+        ),
+        "negative": post("/api/bookings", json={"event_id": event, "user_id": "u", "quantity": -1}),
+        "above limit": post(
+            "/api/bookings", json={"event_id": event, "user_id": "u", "quantity": 3}
+        ),
+        "unknown event": post("/api/bookings", json={"event_id": 999999, "user_id": "u"}),
+        "oversized": post(
+            "/api/bookings", content=b'{"event_id": 1, "user_id": "' + b"x" * 100_000 + b'"}'
+        ),
+        "long key": post(
+            "/api/bookings",
+            json={"event_id": event, "user_id": "u"},
+            headers={"Idempotency-Key": "k" * 256},
+        ),
+    }
+    expected = {
+        "above limit": 422,
+        "unknown event": 404,
+        "oversized": 413,
+    }
+    responses = dict(zip(bad, await asyncio.gather(*bad.values()), strict=True))
+    for name, response in responses.items():
+        assert response.status_code == expected.get(name, 400), (name, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json"), name
+        assert response.json()["detail"], name
+
+    for path in ("/api/bookings/no-such-id", "/api/bookings/7d3c3f7e-6f7b-4a8e-9d0e-000000000000"):
+        missing = await sale.http.get(path)
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("application/problem+json")
+    assert (await sale.http.get("/api/events/424242")).status_code == 404
+    no_admin = await sale.http.post("/api/events", json={"name": "x", "capacity": 1})
+    assert no_admin.status_code == 401
+    bad_event = await sale.http.post(
+        "/api/events", json={"name": "", "capacity": 0}, headers=sale.admin
+    )
+    assert bad_event.status_code == 400
+
+    assert await _topic_size(pipeline.settings, pipeline.settings.topic) == before
+    report = await sale.audit(event)
+    assert (report["sold"], report["redis_available"], report["verdict"]) == (0, 5, "CLEAN")
+
+
+async def test_seed_compatible_aliases(sale: SaleClient, pipeline: Pipeline) -> None:
+    event = await sale.create_event(capacity=2)
+    accepted = await sale.http.post(f"/api/bookings?eventId={event}&userId=101")
+    assert accepted.status_code == 202
+    assert accepted.headers["location"] == accepted.json()["status_url"]
+    decided = await sale.wait_decided([accepted.json()["booking_id"]])
+    assert next(iter(decided.values()))["user_id"] == "101"
+    remaining = await sale.http.get(f"/api/bookings/status?eventId={event}")
+    assert remaining.json() == {"event_id": event, "remaining": 1}
+    audit = await sale.http.get(f"/api/bookings/audit?eventId={event}", headers=sale.admin)
+    assert audit.json()["verdict"] == "CLEAN"
+    assert (await sale.http.get(f"/api/bookings/audit?eventId={event}")).status_code == 401
+
+
+async def test_kafka_unavailable_means_503_never_202(pipeline: Pipeline, tmp_path: Path) -> None:
+    """An API whose broker does not answer refuses bookings with 503 and Retry-After."""
+    event_id = await _create_event_direct(pipeline.settings)
+    nobody_listens = f"127.0.0.1:{free_port()}"
+    dead = Pipeline(
+        msgspec.structs.replace(
+            pipeline.settings, kafka_bootstrap=nobody_listens, produce_timeout_s=1.0
+        ),
+        log_dir=tmp_path / "dead",
+    )
+    dead.start_api()
+    try:
+        await dead.wait_ready(path="/health")
+        async with httpx.AsyncClient(base_url=dead.url, timeout=30) as client:
+            ready = await client.get("/ready")
+            assert ready.status_code == 503 and ready.json()["kafka"] == "down"
+            responses = await asyncio.gather(
+                *(
+                    client.post("/api/bookings", json={"event_id": event_id, "user_id": f"u{i}"})
+                    for i in range(10)
+                )
+            )
+        assert {r.status_code for r in responses} == {503}
+        assert all(r.headers.get("retry-after") for r in responses)
+        assert all("Kafka" in r.json()["detail"] for r in responses)
+    finally:
+        dead.stop()
+
+
+async def _create_event_direct(settings: Settings) -> int:
+    with psycopg.connect(settings.database_url) as conn:
+        row = conn.execute(
+            "INSERT INTO events (name, capacity, per_user_limit) VALUES ('k', 5, 5) RETURNING id"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_poison_message_goes_to_dead_letter_and_the_worker_goes_on(
+    sale: SaleClient, pipeline: Pipeline
+) -> None:
+    settings = pipeline.settings
+    event = await sale.create_event(capacity=10)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        key = str(event).encode()
+        await producer.send_and_wait(settings.topic, b"\x00garbage{", key=key)
+        await producer.send_and_wait(
+            settings.topic,
+            b'{"type":"booking.v1","booking_id":"5f0c1c1e-0000-4000-8000-000000000001",'
+            b'"event_id":' + key + b',"user_id":"x","quantity":0,"requested_at_ms":1}',
+            key=key,
+        )
+    finally:
+        await producer.stop()
+    behind = [await sale.book(event, f"after-{i}") for i in range(3)]
+    decided = await sale.wait_decided([r.json()["booking_id"] for r in behind])
+    assert {b["status"] for b in decided.values()} == {"CONFIRMED"}
+
+    invalid = await sale.wait_decided(["5f0c1c1e-0000-4000-8000-000000000001"])
+    assert next(iter(invalid.values()))["reason"] == "INVALID"
+
+    consumer = AIOKafkaConsumer(
+        settings.dlq_topic,
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=f"{settings.consumer_group}-dlq-reader",
+    )
+    await consumer.start()
+    try:
+        parked = []
+        while len(parked) < 2:
+            batch = await consumer.getmany(timeout_ms=10_000)
+            assert batch, "dead-letter topic stayed empty"
+            parked += [r for records in batch.values() for r in records]
+    finally:
+        await consumer.stop()
+    assert parked[0].value == b"\x00garbage{"
+    reasons = [dict(r.headers)["reason"].decode() for r in parked]
+    assert reasons[0].startswith("undecodable")
+    assert "quantity" in reasons[1]
+    assert (await sale.wait_clean(event))["verdict"] == "CLEAN"

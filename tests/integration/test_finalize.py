@@ -1,0 +1,161 @@
+"""The finalizer against a real PostgreSQL and Redis: decisions, seats, replays, arbitration."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+
+from consumer.finalize import Finalizer
+from shared.audit import Verdict, audit_event
+from shared.config import Settings
+from shared.contracts import BookingRequested, Reason, Status
+from shared.db import open_pool, queries
+from shared.decisions import DecisionCache
+from shared.inventory import Ask, Inventory
+
+pytestmark = pytest.mark.integration
+
+
+class Ledger:
+    def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
+        self.settings = settings
+        self.pool = open_pool(settings, max_size=2)
+        self.inventory = Inventory(redis, settings.redis_prefix)
+        self.cache = DecisionCache(redis, settings.redis_prefix, 60)
+        self.finalizer = Finalizer(settings, self.pool, self.inventory, self.cache)
+
+    async def event(self, capacity: int, limit: int = 10) -> int:
+        with psycopg.connect(self.settings.database_url) as conn:
+            params = {"name": "e", "capacity": capacity, "per_user_limit": limit}
+            row = conn.execute(queries.create_event, params).fetchone()
+            assert row is not None
+            conn.execute(queries.create_seats, {"event_id": row[0], "capacity": capacity})
+        await self.inventory.open(row[0], capacity)
+        return int(row[0])
+
+    async def audit(self, event_id: int) -> Verdict:
+        report = await audit_event(self.pool, self.inventory, event_id)
+        assert report is not None
+        return report.verdict
+
+
+def request(event_id: int, user: str, quantity: int = 1) -> BookingRequested:
+    return BookingRequested(uuid.uuid4(), event_id, user, quantity, int(time.time() * 1000))
+
+
+@pytest.fixture
+async def ledger(settings: Settings, redis_client: aioredis.Redis) -> AsyncIterator[Ledger]:
+    it = Ledger(settings, redis_client)
+    await it.pool.open()
+    yield it
+    await it.pool.close()
+
+
+async def test_confirms_up_to_capacity_with_lowest_seats(ledger: Ledger) -> None:
+    event = await ledger.event(capacity=5)
+    requests = [request(event, f"u{i}", 2) for i in range(4)]
+    decisions = await ledger.finalizer.decide(requests)
+    statuses = [(d.status, d.reason) for d in decisions]
+    assert statuses == [
+        (Status.CONFIRMED, None),
+        (Status.CONFIRMED, None),
+        (Status.REJECTED, Reason.SOLD_OUT),  # 1 seat left, 2 asked
+        (Status.REJECTED, Reason.SOLD_OUT),
+    ]
+    assert [d.seats for d in decisions[:2]] == [("R1-1", "R1-2"), ("R1-3", "R1-4")]
+    last = await ledger.finalizer.decide([request(event, "late", 1)])
+    assert last[0].seats == ("R1-5",)
+    assert await ledger.audit(event) is Verdict.CLEAN
+    assert await ledger.inventory.available(event) == 0
+
+
+async def test_redelivered_batch_changes_nothing(ledger: Ledger) -> None:
+    event = await ledger.event(capacity=3)
+    batch = [request(event, f"u{i}") for i in range(5)]
+    first = await ledger.finalizer.decide(batch)
+    again = await ledger.finalizer.decide(batch + batch)  # duplicates inside one batch too
+    assert [(d.booking_id, d.status, d.seats) for d in again] == [
+        (d.booking_id, d.status, d.seats) for d in first
+    ]
+    with psycopg.connect(ledger.settings.database_url) as conn:
+        row = conn.execute("SELECT sold, (SELECT count(*) FROM bookings) FROM events").fetchone()
+    assert row == (3, 5)
+    assert await ledger.inventory.available(event) == 0
+    assert await ledger.audit(event) is Verdict.CLEAN
+
+
+async def test_crash_after_reserve_reuses_the_holds(ledger: Ledger) -> None:
+    """A worker died after reserve.lua and before COMMIT: the replay takes no stock again."""
+    event = await ledger.event(capacity=4)
+    batch = [request(event, f"u{i}") for i in range(3)]
+    asks = [Ask(r.booking_id, r.user_id, r.quantity) for r in batch]
+    await ledger.inventory.reserve(event, 10, asks)  # the dead worker's reservation
+    assert await ledger.audit(event) is Verdict.IN_FLIGHT
+    decisions = await ledger.finalizer.decide(batch)
+    assert all(d.status is Status.CONFIRMED for d in decisions)
+    assert await ledger.inventory.available(event) == 1
+    assert await ledger.audit(event) is Verdict.CLEAN
+
+
+async def test_postgres_refuses_what_a_wrong_counter_admits(ledger: Ledger) -> None:
+    """Redis is only a gate: with a counter that lies high, PostgreSQL still sells only
+    capacity, and gives the refused holds back exactly once."""
+    event = await ledger.event(capacity=3)
+    await ledger.inventory.rebuild(event, 0, {})  # no-op: counter exists
+    avail_key = ledger.inventory.keys(event)[0]
+    redis_client = ledger.inventory._redis
+    await redis_client.set(avail_key, 100)
+    decisions = await ledger.finalizer.decide([request(event, f"u{i}") for i in range(5)])
+    assert Counter(d.status for d in decisions) == {Status.CONFIRMED: 3, Status.REJECTED: 2}
+    assert await ledger.inventory.available(event) == 97  # 100 - 5 held + 2 released
+    snap = await ledger.inventory.snapshot(event)
+    assert snap.held == 0
+    with psycopg.connect(ledger.settings.database_url) as conn:
+        sold = conn.execute("SELECT sold FROM events").fetchone()
+        seats = conn.execute("SELECT count(*) FROM seats WHERE booking_id IS NOT NULL").fetchone()
+    assert sold == (3,) and seats == (3,)
+    assert await ledger.audit(event) is Verdict.DRIFT  # the lie detector sees the lie
+
+
+async def test_lost_counter_is_rebuilt_from_postgres(ledger: Ledger) -> None:
+    event = await ledger.event(capacity=10, limit=3)
+    await ledger.finalizer.decide([request(event, "alice", 3), request(event, "bob", 2)])
+    await ledger.inventory._redis.delete(*ledger.inventory.keys(event))  # Redis lost its data
+    assert await ledger.audit(event) is Verdict.DRIFT
+    decisions = await ledger.finalizer.decide(
+        [request(event, "alice", 1), request(event, "bob", 1), request(event, "carol", 3)]
+    )
+    assert [(d.status, d.reason) for d in decisions] == [
+        (Status.REJECTED, Reason.LIMIT_EXCEEDED),  # alice's 3 were rebuilt from PostgreSQL
+        (Status.CONFIRMED, None),
+        (Status.CONFIRMED, None),
+    ]
+    assert await ledger.inventory.available(event) == 1
+    assert await ledger.audit(event) is Verdict.CLEAN
+
+
+async def test_postgres_enforces_the_user_limit_when_redis_forgot_it(ledger: Ledger) -> None:
+    event = await ledger.event(capacity=10, limit=2)
+    await ledger.finalizer.decide([request(event, "alice", 2)])
+    await ledger.inventory._redis.delete(ledger.inventory.keys(event)[1])  # per-user totals lost
+    decisions = await ledger.finalizer.decide([request(event, "alice", 1)])
+    assert (decisions[0].status, decisions[0].reason) == (Status.REJECTED, Reason.LIMIT_EXCEEDED)
+    assert await ledger.inventory.available(event) == 8  # the refused hold went back
+    assert await ledger.audit(event) is Verdict.CLEAN
+
+
+async def test_decisions_are_cached_for_polling(ledger: Ledger) -> None:
+    event = await ledger.event(capacity=1)
+    ok, late = request(event, "a"), request(event, "b")
+    await ledger.finalizer.decide([ok, late])
+    confirmed = await ledger.cache.get(ok.booking_id)
+    rejected = await ledger.cache.get(late.booking_id)
+    assert confirmed is not None and rejected is not None
+    assert (confirmed.status, confirmed.seats) == ("CONFIRMED", ["R1-1"])
+    assert (rejected.status, rejected.reason, rejected.seats) == ("REJECTED", "SOLD_OUT", [])

@@ -1,0 +1,78 @@
+"""A small client for tests: create events, book, wait until bookings are decided."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+
+class SaleClient:
+    def __init__(self, client: httpx.AsyncClient, admin_token: str) -> None:
+        self.http = client
+        self.admin = {"Authorization": f"Bearer {admin_token}"}
+
+    async def create_event(
+        self, capacity: int, per_user_limit: int = 10, name: str = "Test"
+    ) -> int:
+        response = await self.http.post(
+            "/api/events",
+            json={"name": name, "capacity": capacity, "per_user_limit": per_user_limit},
+            headers=self.admin,
+        )
+        assert response.status_code == 201, response.text
+        return int(response.json()["id"])
+
+    async def book(
+        self, event_id: int, user_id: str, quantity: int = 1, key: str | None = None
+    ) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        return await self.http.post(
+            "/api/bookings",
+            json={"event_id": event_id, "user_id": user_id, "quantity": quantity},
+            headers=headers,
+        )
+
+    async def audit(self, event_id: int) -> dict[str, Any]:
+        response = await self.http.get(f"/api/events/{event_id}/audit", headers=self.admin)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def wait_decided(
+        self, booking_ids: list[str], timeout_s: float = 60.0
+    ) -> dict[str, dict[str, Any]]:
+        """Poll until every booking is CONFIRMED or REJECTED; return them by id."""
+        decided: dict[str, dict[str, Any]] = {}
+        pending = list(booking_ids)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            results = await asyncio.gather(
+                *(self.http.get(f"/api/bookings/{bid}") for bid in pending)
+            )
+            still: list[str] = []
+            for bid, response in zip(pending, results, strict=True):
+                assert response.status_code == 200, response.text
+                body = response.json()
+                if body["status"] == "PENDING":
+                    still.append(bid)
+                else:
+                    decided[bid] = body
+            pending = still
+            if pending:
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"{len(pending)} bookings still PENDING after {timeout_s}s"
+                    )
+                await asyncio.sleep(0.2)
+        return decided
+
+    async def wait_clean(self, event_id: int, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The audit once nothing is in flight any more."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            report = await self.audit(event_id)
+            if report["verdict"] != "IN_FLIGHT" or time.monotonic() > deadline:
+                return report
+            await asyncio.sleep(0.2)
