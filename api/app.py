@@ -6,7 +6,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
@@ -25,7 +24,7 @@ from shared.config import Settings, load_or_exit
 from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.errors import TicketsError
-from shared.inventory import Inventory
+from shared.inventory import Inventory, open_redis
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +44,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = open_pool(settings)
-        redis_client = aioredis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=10
-        )
+        redis_client = open_redis(settings)
         publisher = Publisher(settings)
         await pool.open(wait=False)
         await publisher.start()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from api.idempotency import IdempotencyStore
 from api.publisher import Publisher
 from shared.config import Settings
-from shared.db import fetch_one, queries
+from shared.db import Pool, fetch_one, queries
 from shared.decisions import DecisionCache
 from shared.errors import NotFound
 from shared.inventory import Inventory
@@ -27,7 +26,7 @@ class EventRules:
 @dataclass(slots=True)
 class Services:
     settings: Settings
-    pool: AsyncConnectionPool
+    pool: Pool
     redis: Redis
     publisher: Publisher
     inventory: Inventory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import msgspec
 from litestar import Response, get
@@ -27,9 +28,9 @@ async def health() -> dict[str, str]:
 async def ready(state: State) -> Response[Readiness]:
     svc = state.services
 
-    async def check(probe: object) -> str:
+    async def check(probe: Awaitable[object]) -> str:
         try:
-            ok = await asyncio.wait_for(probe, 2)  # type: ignore[arg-type]
+            ok = await asyncio.wait_for(probe, 2)
         except Exception:  # noqa: BLE001 - any failure of a probe means "not ready"
             return "down"
         return "up" if ok is not False else "down"

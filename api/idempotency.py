@@ -53,11 +53,11 @@ class IdempotencyStore:
             raw = await self._redis.get(redis_key)
             if raw is None:
                 continue  # the first request gave up between our SET and GET
-            state, their_fingerprint, their_id = raw.decode().split("|", 2)
+            state, their_fingerprint, their_id = str(raw).split("|", 2)
             if their_fingerprint != fingerprint:
                 raise IdempotencyConflict()
             if state == "done":
-                return Claim(redis_key, raw.decode(), their_id, first=False)
+                return Claim(redis_key, str(raw), their_id, first=False)
             await asyncio.sleep(POLL_S)  # the first request is publishing; bounded wait
         raise IdempotencyInProgress()
 

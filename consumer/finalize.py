@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncCursor
-from psycopg_pool import AsyncConnectionPool
 
 from consumer import faults
 from shared.config import Settings
 from shared.contracts import BookingRequested, Decision, Reason, Status
-from shared.db import queries
+from shared.db import Pool, queries
 from shared.decisions import DecisionCache
 from shared.errors import CounterMissing
 from shared.inventory import Ask, Gate, Inventory
@@ -64,7 +63,7 @@ class Finalizer:
     def __init__(
         self,
         settings: Settings,
-        pool: AsyncConnectionPool,
+        pool: Pool,
         inventory: Inventory,
         cache: DecisionCache,
     ) -> None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import msgspec
 import psycopg
-import redis.asyncio as aioredis
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -29,7 +28,7 @@ from shared.contracts import BookingRequested, Decision, Reason, Status, decode_
 from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.errors import Unavailable
-from shared.inventory import Inventory
+from shared.inventory import Inventory, open_redis
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +96,7 @@ class Worker:
     async def run(self) -> None:
         s = self.settings
         pool = open_pool(s, max_size=4)
-        redis_client = aioredis.Redis.from_url(
-            s.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
-        )
+        redis_client = open_redis(s)
         producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True
         )

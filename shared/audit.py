@@ -5,9 +5,8 @@ from __future__ import annotations
 import enum
 
 import msgspec
-from psycopg_pool import AsyncConnectionPool
 
-from shared.db import fetch_one, queries
+from shared.db import Pool, fetch_one, queries
 from shared.inventory import Inventory
 
 
@@ -34,9 +33,7 @@ class AuditReport(msgspec.Struct, frozen=True):
     verdict: Verdict
 
 
-async def audit_event(
-    pool: AsyncConnectionPool, inventory: Inventory, event_id: int
-) -> AuditReport | None:
+async def audit_event(pool: Pool, inventory: Inventory, event_id: int) -> AuditReport | None:
     """The audit of one event, or None if it does not exist."""
     row = await fetch_one(pool, queries.audit_event, {"event_id": event_id})
     if row is None:

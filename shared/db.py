@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, LiteralString, cast
+from typing import Any, LiteralString
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from shared.config import Settings
@@ -22,7 +23,8 @@ def _load_queries(path: Path) -> dict[str, LiteralString]:
     queries: dict[str, LiteralString] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
-        queries[name] = cast(LiteralString, "\n".join(lines).strip().rstrip(";"))
+        text: LiteralString = "\n".join(lines).strip().rstrip(";")
+        queries[name] = text
     return queries
 
 
@@ -41,33 +43,30 @@ class _Queries:
 
 queries = _Queries(Path(__file__).with_name("queries.sql"))
 
-RETRYABLE_DB_ERRORS: tuple[type[Exception], ...] = (
-    psycopg.OperationalError,
-    psycopg.errors.SerializationFailure,
-    psycopg.errors.DeadlockDetected,
-)
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+"""A pool whose connections return rows as dicts."""
 
 
-def open_pool(settings: Settings, *, max_size: int | None = None) -> AsyncConnectionPool:
+def open_pool(settings: Settings, *, max_size: int | None = None) -> Pool:
     """A pool that is not opened yet: `await pool.open()` in the owner's lifespan."""
-    return AsyncConnectionPool(
+    return Pool(
         settings.database_url,
+        connection_class=AsyncConnection[DictRow],
         min_size=1,
         max_size=max_size or settings.db_pool_max,
         kwargs={"row_factory": dict_row, "autocommit": False},
         open=False,
         name="tickets",
         reconnect_timeout=0,
+        # A connection broken by a PostgreSQL restart is replaced, not handed out.
+        check=AsyncConnectionPool.check_connection,
     )
 
 
-async def fetch_one(
-    pool: AsyncConnectionPool, query: LiteralString, params: dict[str, Any]
-) -> dict[str, Any] | None:
+async def fetch_one(pool: Pool, query: LiteralString, params: dict[str, Any]) -> DictRow | None:
     async with pool.connection() as conn, conn.cursor() as cur:
         await cur.execute(query, params)
-        row = await cur.fetchone()
-        return cast(dict[str, Any] | None, row)
+        return await cur.fetchone()
 
 
 def migrate(database_url: str) -> list[str]:
@@ -86,7 +85,8 @@ def migrate(database_url: str) -> list[str]:
                 if path.name in done:
                     continue
                 with conn.transaction():
-                    conn.execute(cast(LiteralString, path.read_text()))
+                    migration: LiteralString = path.read_text()
+                    conn.execute(migration)
                     conn.execute(
                         "INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,)
                     )

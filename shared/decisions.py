@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import msgspec
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from shared.contracts import BookingRequested, Decision
 
@@ -70,7 +71,7 @@ class DecisionCache:
         raw = await self._redis.hgetall(self._key(booking_id))
         if not raw:
             return None
-        f = {k.decode(): v.decode() for k, v in raw.items()}
+        f = {str(k): str(v) for k, v in raw.items()}  # text already: decode_responses
         status = f.get("status", "PENDING")
         return BookingView(
             booking_id=str(booking_id),
@@ -85,7 +86,7 @@ class DecisionCache:
         )
 
 
-def _request_fields(request: BookingRequested) -> dict[str, str]:
+def _request_fields(request: BookingRequested) -> dict[FieldT, EncodableT]:
     return {
         "event_id": str(request.event_id),
         "user_id": request.user_id,

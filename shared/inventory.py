@@ -15,9 +15,22 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from shared.config import Settings
 from shared.errors import CounterMissing
 
 LUA_DIR = Path(__file__).with_name("lua")
+
+
+def open_redis(settings: Settings) -> Redis:
+    """The Redis client both processes use: text replies, short timeouts, so a dead Redis
+    fails a request quickly instead of hanging it."""
+    return Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        health_check_interval=10,
+    )
 
 
 class Gate(enum.StrEnum):
@@ -95,10 +108,9 @@ class Inventory:
         for ask in asks:
             args += [str(ask.booking_id), ask.user_id, ask.quantity]
         codes = await self._reserve(keys=self.keys(event_id), args=args)
-        decoded = [c.decode() if isinstance(c, bytes) else str(c) for c in codes]
-        if decoded == ["MISSING"]:
+        if codes == ["MISSING"]:
             raise CounterMissing(f"inventory counter for event {event_id} is missing")
-        return [Gate(code) for code in decoded]
+        return [Gate(code) for code in codes]
 
     async def settle(self, event_id: int, outcomes: Iterable[tuple[uuid.UUID, bool]]) -> int:
         """Drop holds of bookings PostgreSQL decided; give back stock of refused ones."""

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.config import Settings
 from shared.db import migrate
+from shared.inventory import open_redis
 from shared.topics import ensure_topics
 
 TEMPLATE_DB = "tickets_test_template"
@@ -84,7 +85,7 @@ def settings(base_settings: Settings, database_url: str, namespace: str) -> Sett
 
 @pytest.fixture
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings)
     yield client
     keys = [key async for key in client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000)]
     if keys:
