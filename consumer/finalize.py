@@ -69,7 +69,7 @@ class Finalizer:
     ) -> None:
         self._settings = settings
         self._pool = pool
-        self._inventory = inventory
+        self.inventory = inventory
         self._cache = cache
         self._rules: dict[int, EventRules] = {}
 
@@ -102,7 +102,7 @@ class Finalizer:
         faults.point(self._settings, "after_reserve")
         plan = await self._commit(event_id, requests, gates)
         faults.point(self._settings, "after_db_commit")
-        await self._inventory.settle(event_id, plan.settle)
+        await self.inventory.settle(event_id, plan.settle)
         return [(r, plan.decisions[r.booking_id]) for r in requests]
 
     async def _decided_ids(self, booking_ids: list[uuid.UUID]) -> set[uuid.UUID]:
@@ -130,10 +130,10 @@ class Finalizer:
         self, event_id: int, rules: EventRules, asks: list[Ask]
     ) -> dict[uuid.UUID, Gate]:
         try:
-            gates = await self._inventory.reserve(event_id, rules.per_user_limit, asks)
+            gates = await self.inventory.reserve(event_id, rules.per_user_limit, asks)
         except CounterMissing:
             await self.rebuild_counter(event_id)
-            gates = await self._inventory.reserve(event_id, rules.per_user_limit, asks)
+            gates = await self.inventory.reserve(event_id, rules.per_user_limit, asks)
         return {ask.booking_id: gate for ask, gate in zip(asks, gates, strict=True)}
 
     async def rebuild_counter(self, event_id: int) -> bool:
@@ -147,7 +147,7 @@ class Finalizer:
             await cur.execute(queries.confirmed_by_all_users, {"event_id": event_id})
             users = {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
             available = event["capacity"] - event["sold"]
-            rebuilt = await self._inventory.rebuild(event_id, available, users)
+            rebuilt = await self.inventory.rebuild(event_id, available, users)
         if rebuilt:
             log.warning("rebuilt inventory counter of event %s: available=%s", event_id, available)
         return rebuilt

@@ -23,6 +23,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from consumer.finalize import Finalizer
+from consumer.reconcile import Reconciler
 from shared.config import Settings
 from shared.contracts import BookingRequested, Decision, Reason, Status, decode_request
 from shared.db import open_pool
@@ -112,6 +113,7 @@ class Worker:
         finalizer = Finalizer(s, pool, Inventory(redis_client, s.redis_prefix), cache)
         try:
             await producer.start()
+            await self._reconcile(Reconciler(s, pool, finalizer, finalizer.inventory))
             await consumer.start()
             consumer.subscribe([s.topic], listener=_WaitForBatchOnRevoke(self._batch_lock))
             log.info("worker started: topic=%s group=%s", s.topic, s.consumer_group)
@@ -123,6 +125,18 @@ class Worker:
             await redis_client.aclose()
             await pool.close()
             log.info("worker stopped after %d decisions", self.decided)
+
+    async def _reconcile(self, reconciler: Reconciler) -> None:
+        """Put the gate in line with the ledger before deciding anything (see reconcile.py)."""
+        try:
+            fixes = await reconciler.run()
+        except RETRYABLE as exc:
+            # Not fatal: a missing counter is also rebuilt on demand when a batch needs it.
+            log.warning("reconciler could not run at start: %r", exc)
+            return
+        log.info(
+            "reconciler at start: %d events checked, %d fixes", fixes.events_checked, fixes.total
+        )
 
     async def _loop(
         self,

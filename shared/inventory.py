@@ -71,6 +71,7 @@ class Inventory:
         self._reserve = self._script("reserve")
         self._settle = self._script("settle")
         self._rebuild = self._script("rebuild")
+        self._correct = self._script("correct")
 
     def _script(self, name: str) -> AsyncScript:
         return self._redis.register_script((LUA_DIR / f"{name}.lua").read_text())
@@ -127,3 +128,12 @@ class Inventory:
         for user, quantity in users.items():
             args += [user, quantity]
         return bool(await self._rebuild(keys=self.keys(event_id), args=args))
+
+    async def hold_ids(self, event_id: int) -> set[uuid.UUID]:
+        """Bookings that hold stock not yet settled by PostgreSQL."""
+        return {uuid.UUID(str(b)) for b in await self._redis.hkeys(self.keys(event_id)[2])}
+
+    async def correct(self, event_id: int, seen: int, corrected: int) -> bool:
+        """Set an idle counter to `corrected` if it still reads `seen` and nothing is held."""
+        avail, _users, _holds, held = self.keys(event_id)
+        return bool(await self._correct(keys=[avail, held], args=[seen, corrected]))

@@ -14,6 +14,9 @@ FROM generate_series(1, %(capacity)s) AS n;
 -- name: get_event
 SELECT id, name, capacity, per_user_limit, sold FROM events WHERE id = %(event_id)s;
 
+-- name: event_ids
+SELECT id FROM events ORDER BY id;
+
 -- name: lock_event
 SELECT capacity, per_user_limit, sold FROM events WHERE id = %(event_id)s FOR UPDATE;
 

@@ -2,59 +2,17 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
-import redis.asyncio as aioredis
 
-from consumer.finalize import Finalizer
-from shared.audit import Verdict, audit_event
-from shared.config import Settings
-from shared.contracts import BookingRequested, Reason, Status
-from shared.db import open_pool, queries
-from shared.decisions import DecisionCache
-from shared.inventory import Ask, Inventory
+from shared.audit import Verdict
+from shared.contracts import Reason, Status
+from shared.inventory import Ask
+from tests.integration.ledger import Ledger, request
 
 pytestmark = pytest.mark.integration
-
-
-class Ledger:
-    def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
-        self.settings = settings
-        self.pool = open_pool(settings, max_size=2)
-        self.inventory = Inventory(redis, settings.redis_prefix)
-        self.cache = DecisionCache(redis, settings.redis_prefix, 60)
-        self.finalizer = Finalizer(settings, self.pool, self.inventory, self.cache)
-
-    async def event(self, capacity: int, limit: int = 10) -> int:
-        with psycopg.connect(self.settings.database_url) as conn:
-            params = {"name": "e", "capacity": capacity, "per_user_limit": limit}
-            row = conn.execute(queries.create_event, params).fetchone()
-            assert row is not None
-            conn.execute(queries.create_seats, {"event_id": row[0], "capacity": capacity})
-        await self.inventory.open(row[0], capacity)
-        return int(row[0])
-
-    async def audit(self, event_id: int) -> Verdict:
-        report = await audit_event(self.pool, self.inventory, event_id)
-        assert report is not None
-        return report.verdict
-
-
-def request(event_id: int, user: str, quantity: int = 1) -> BookingRequested:
-    return BookingRequested(uuid.uuid4(), event_id, user, quantity, int(time.time() * 1000))
-
-
-@pytest.fixture
-async def ledger(settings: Settings, redis_client: aioredis.Redis) -> AsyncIterator[Ledger]:
-    it = Ledger(settings, redis_client)
-    await it.pool.open()
-    yield it
-    await it.pool.close()
 
 
 async def test_confirms_up_to_capacity_with_lowest_seats(ledger: Ledger) -> None:
