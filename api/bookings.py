@@ -8,6 +8,7 @@ import uuid
 from typing import Annotated
 
 import msgspec
+import psycopg
 import redis.exceptions
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
@@ -22,7 +23,15 @@ from shared.audit import AuditReport
 from shared.contracts import BookingRequested, EventId, Quantity, UserId
 from shared.db import fetch_one, queries
 from shared.decisions import BookingView, iso_from_ms
-from shared.errors import InvalidRequest, LimitExceeded, NotFound
+from shared.errors import (
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    Unavailable,
+)
+from shared.metrics import BOOKING_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,25 @@ def _parse(body: bytes) -> BookingCreate:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
 
 
+_OUTCOMES: dict[type[Exception], str] = {
+    NotFound: "not_found",
+    InvalidRequest: "invalid",
+    LimitExceeded: "over_limit",
+    IdempotencyConflict: "conflict",
+    IdempotencyInProgress: "conflict",
+    Unavailable: "unavailable",
+    redis.exceptions.RedisError: "unavailable",
+    psycopg.Error: "unavailable",
+}
+
+
+def _outcome_of(exc: Exception) -> str:
+    for kind in type(exc).__mro__:
+        if kind in _OUTCOMES:
+            return _OUTCOMES[kind]
+    return "error"
+
+
 def _sold_out() -> Response[dict[str, str]]:
     return Response(
         {"status": "REJECTED", "reason": "SOLD_OUT", "detail": "the event is sold out"},
@@ -81,7 +109,6 @@ class BookingController(Controller):
         summary="Request a booking (decided asynchronously)",
         description="Body `{event_id, user_id, quantity}`; or, seed-compatible, no body and "
         "`?eventId=&userId=` (quantity 1).",
-        request_max_body_size=4096,
     )
     async def create(
         self,
@@ -94,10 +121,24 @@ class BookingController(Controller):
         ] = None,
     ) -> Response[Accepted] | Response[dict[str, str]]:
         body = await request.body()
-        if event_id_q is not None and user_id_q is not None and not body.strip():
-            wanted = BookingCreate(event_id=event_id_q, user_id=user_id_q)
-        else:
-            wanted = _parse(body)
+        outcome = "error"
+        try:
+            if event_id_q is not None and user_id_q is not None and not body.strip():
+                wanted = BookingCreate(event_id=event_id_q, user_id=user_id_q)
+            else:
+                wanted = _parse(body)
+            outcome, response = await self._book(svc, wanted, idempotency_key)
+            return response
+        except Exception as exc:
+            outcome = _outcome_of(exc)
+            raise
+        finally:
+            BOOKING_REQUESTS.labels(outcome).inc()
+
+    async def _book(
+        self, svc: Services, wanted: BookingCreate, idempotency_key: str | None
+    ) -> tuple[str, Response[Accepted] | Response[dict[str, str]]]:
+        """Publish one booking request; returns the metric outcome and the response."""
         user_id = buyer_id(wanted.user_id)
         rules = await svc.event_rules(wanted.event_id)
         if wanted.quantity > rules.per_user_limit:
@@ -110,22 +151,26 @@ class BookingController(Controller):
         if idempotency_key is not None:
             claim = await svc.idempotency.claim(user_id, idempotency_key, print_, booking_id)
             if not claim.first:
-                return self._accepted(claim.booking_id)
+                return "replayed", self._accepted(claim.booking_id)
         try:
-            if await svc.inventory.available(wanted.event_id) == 0:
-                return _sold_out()
-            message = BookingRequested(
-                booking_id=uuid.UUID(booking_id),
-                event_id=wanted.event_id,
-                user_id=user_id,
-                quantity=wanted.quantity,
-                requested_at_ms=int(time.time() * 1000),
-            )
-            await svc.publisher.publish(message)
+            sold_out = await svc.inventory.available(wanted.event_id) == 0
+            if not sold_out:
+                message = BookingRequested(
+                    booking_id=uuid.UUID(booking_id),
+                    event_id=wanted.event_id,
+                    user_id=user_id,
+                    quantity=wanted.quantity,
+                    requested_at_ms=int(time.time() * 1000),
+                )
+                await svc.publisher.publish(message)
         except BaseException:
             if claim is not None:
                 await svc.idempotency.abandon(claim)
             raise
+        if sold_out:
+            if claim is not None:
+                await svc.idempotency.abandon(claim)  # a retry may find stock again
+            return "sold_out", _sold_out()
         # Kafka has it: from here on the answer is 202, whatever else fails.
         try:
             if claim is not None:
@@ -133,7 +178,7 @@ class BookingController(Controller):
             await svc.decisions.remember_request(message)
         except redis.exceptions.RedisError as exc:
             log.warning("booking %s accepted but not cached: %r", booking_id, exc)
-        return self._accepted(booking_id)
+        return "accepted", self._accepted(booking_id)
 
     @staticmethod
     def _accepted(booking_id: str) -> Response[Accepted]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -12,6 +13,7 @@ from aiokafka.errors import KafkaError
 from shared.config import Settings
 from shared.contracts import BookingRequested, encode_request, event_key
 from shared.errors import BrokerUnavailable
+from shared.metrics import PRODUCE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class Publisher:
     async def publish(self, message: BookingRequested) -> None:
         """Return only once Kafka acknowledged the message; else raise BrokerUnavailable."""
         producer = await self._producer_or_raise()
+        started = time.perf_counter()
         try:
             await asyncio.wait_for(
                 producer.send_and_wait(
@@ -73,6 +76,7 @@ class Publisher:
             )
         except (KafkaError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
+        PRODUCE_SECONDS.observe(time.perf_counter() - started)
 
     async def ready(self) -> bool:
         try:

@@ -31,6 +31,7 @@ from shared.contracts import Status
 from shared.db import Pool, open_pool, queries
 from shared.decisions import DecisionCache
 from shared.inventory import Inventory, open_redis
+from shared.metrics import RECONCILER_FIXES
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class Reconciler:
         for event in event_ids:
             await self._reconcile_event(event, seen_holds[event], fixes)
             fixes.events_checked += 1
+        for kind in ("counters_rebuilt", "holds_settled", "holds_released", "counters_corrected"):
+            RECONCILER_FIXES.labels(kind).inc(getattr(fixes, kind))
         if fixes.total:
             log.warning("reconciler fixed: %s", asdict(fixes))
         return fixes

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import redis.exceptions
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from prometheus_client import start_http_server
 
 from consumer.finalize import Finalizer
 from consumer.reconcile import Reconciler
@@ -30,6 +32,15 @@ from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.errors import Unavailable
 from shared.inventory import Inventory, open_redis
+from shared.metrics import (
+    BATCH_SECONDS,
+    BATCH_SIZE,
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    DECISION_LATENCY,
+    DECISIONS,
+    DEPENDENCY_ERRORS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +92,9 @@ class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:
             log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+            for tp in revoked:
+                with contextlib.suppress(KeyError):
+                    CONSUMER_LAG.remove(str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
@@ -96,6 +110,11 @@ class Worker:
 
     async def run(self) -> None:
         s = self.settings
+        if s.worker_metrics_port:
+            try:
+                start_http_server(s.worker_metrics_port, addr="127.0.0.1")
+            except OSError as exc:
+                log.error("metrics port %s unavailable: %s", s.worker_metrics_port, exc)
         pool = open_pool(s, max_size=4)
         redis_client = open_redis(s)
         producer = AIOKafkaProducer(
@@ -150,10 +169,12 @@ class Worker:
                 timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max
             )
             if not batch:
+                await _report_lag(consumer)
                 if self._stop_when_idle and await _caught_up(consumer):
                     log.info("no more messages: stopping (burst mode)")
                     return
                 continue
+            started = time.monotonic()
             async with self._batch_lock:
                 if not await self._settle_batch(batch, producer, finalizer, cache):
                     return  # stopped while a dependency was down; nothing committed
@@ -163,6 +184,8 @@ class Worker:
                 except (CommitFailedError, IllegalStateError) as exc:
                     # The group moved on (rebalance); the new owner redelivers, harmlessly.
                     log.warning("offset commit refused, batch will be redelivered: %s", exc)
+            BATCH_SECONDS.observe(time.monotonic() - started)
+            await _report_lag(consumer)
 
     async def _settle_batch(
         self,
@@ -174,12 +197,14 @@ class Worker:
         """Decide every record of the batch, retrying dependency failures with backoff.
         Returns False if asked to stop before the batch could be decided."""
         records = [record for records in batch.values() for record in records]
+        BATCH_SIZE.observe(len(records))
         delay = 0.1
         while True:
             try:
                 await self._decide(records, producer, finalizer, cache)
                 return True
             except RETRYABLE as exc:
+                DEPENDENCY_ERRORS.labels(_dependency(exc)).inc()
                 log.warning("batch of %d failed (%r); retrying in %.1fs", len(records), exc, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), delay)
@@ -210,6 +235,12 @@ class Worker:
             await self._dead_letter(producer, cache, bad)
         decisions = await finalizer.decide(requests)
         self.decided += len(decisions)
+        requested_at = {r.booking_id: r.requested_at_ms for r in requests}
+        now_ms = time.time() * 1000
+        for decision in decisions:
+            DECISIONS.labels(decision.status.value, decision.reason or "none").inc()
+            waited_ms = now_ms - requested_at[decision.booking_id]
+            DECISION_LATENCY.observe(max(waited_ms, 0) / 1000)
 
     async def _dead_letter(
         self, producer: AIOKafkaProducer, cache: DecisionCache, bad: Poison
@@ -225,6 +256,7 @@ class Worker:
                 ("source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
             ],
         )
+        DEAD_LETTERS.inc()
         log.warning(
             "dead-lettered %s/%s@%s: %s", record.topic, record.partition, record.offset, bad.reason
         )
@@ -253,6 +285,25 @@ def _salvage(raw: bytes | None) -> BookingRequested | None:
 
 def _as_int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _dependency(exc: BaseException) -> str:
+    """The metric label of a retryable failure."""
+    if isinstance(exc, psycopg.Error):
+        return "postgres"
+    if isinstance(exc, redis.exceptions.RedisError):
+        return "redis"
+    if isinstance(exc, KafkaError):
+        return "kafka"
+    return "other"
+
+
+async def _report_lag(consumer: AIOKafkaConsumer) -> None:
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            lag = max(highwater - await consumer.position(tp), 0)
+            CONSUMER_LAG.labels(str(tp.partition)).set(lag)
 
 
 async def _caught_up(consumer: AIOKafkaConsumer) -> bool:

@@ -46,6 +46,7 @@ class Pipeline:
     port: int = field(default_factory=free_port)
     api: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    worker_metrics_urls: list[str] = field(default_factory=list)
     _started: int = 0
 
     @property

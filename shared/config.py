@@ -13,7 +13,6 @@ from shared.errors import ConfigError
 
 PREFIX = "TICKETS_"
 
-Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 
@@ -43,6 +42,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     batch_max: Positive = 2000
     poll_timeout_ms: Positive = 100
     retry_backoff_max_s: PositiveFloat = 5.0
+    # The worker's own /metrics on 127.0.0.1; 0 turns it off (one port per worker process).
+    worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
     # Test-only fault injection: name of a point at which the worker kills itself (see
     # consumer/faults.py). Empty in production: costs one string comparison when off.
     fault_point: str = ""

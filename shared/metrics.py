@@ -1,0 +1,61 @@
+"""Every Prometheus metric of the service, in one place. Labels are bounded (outcome, status,
+reason, dependency, partition), never ids. The API exposes them on its /metrics (with
+Litestar's own HTTP metrics); the worker on its own port (TICKETS_WORKER_METRICS_PORT)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# API
+BOOKING_REQUESTS = Counter(
+    "tickets_booking_requests",
+    "Booking requests by outcome: accepted (202, published), replayed (202, same "
+    "Idempotency-Key), sold_out (409 fast path), invalid, not_found, over_limit, conflict, "
+    "unavailable (503)",
+    ["outcome"],
+)
+PRODUCE_SECONDS = Histogram(
+    "tickets_produce_seconds",
+    "Time from publish to Kafka's acknowledgement (acks=all)",
+    buckets=LATENCY_BUCKETS,
+)
+
+# Worker
+DECISIONS = Counter(
+    "tickets_decisions",
+    "Bookings decided by the worker, by status and reason (reason 'none' when confirmed)",
+    ["status", "reason"],
+)
+DECISION_LATENCY = Histogram(
+    "tickets_decision_latency_seconds",
+    "Time from the API accepting a booking to the worker committing its decision",
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "tickets_batch_size",
+    "Messages per batch fetched by the worker",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+BATCH_SECONDS = Histogram(
+    "tickets_batch_seconds",
+    "Time to decide and commit one batch",
+    buckets=LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "tickets_consumer_lag",
+    "Messages not yet consumed, per assigned partition of the booking topic",
+    ["partition"],
+)
+DEAD_LETTERS = Counter("tickets_dead_letters", "Messages parked on the dead-letter topic (poison)")
+DEPENDENCY_ERRORS = Counter(
+    "tickets_dependency_errors",
+    "Failures of a dependency that made the worker back off and retry a batch",
+    ["dependency"],
+)
+RECONCILER_FIXES = Counter(
+    "tickets_reconciler_fixes",
+    "Fixes made by the reconciler, by kind",
+    ["kind"],
+)
