@@ -179,13 +179,40 @@ class Worker:
                 if not await self._settle_batch(batch, producer, finalizer, cache):
                     return  # stopped while a dependency was down; nothing committed
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-                try:
-                    await asyncio.shield(consumer.commit(offsets))
-                except (CommitFailedError, IllegalStateError) as exc:
-                    # The group moved on (rebalance); the new owner redelivers, harmlessly.
-                    log.warning("offset commit refused, batch will be redelivered: %s", exc)
+                await self._commit(consumer, offsets)
             BATCH_SECONDS.observe(time.monotonic() - started)
             await _report_lag(consumer)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit a decided batch's offsets; retry while the broker is unreachable. Giving up
+        is safe: the batch is redelivered and its decisions are found in PostgreSQL."""
+        for delay in self._backoff():
+            try:
+                await asyncio.shield(consumer.commit(offsets))
+                return
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The group moved on (rebalance); the new owner redelivers, harmlessly.
+                log.warning("offset commit refused, batch will be redelivered: %s", exc)
+                return
+            except KafkaError as exc:
+                DEPENDENCY_ERRORS.labels("kafka").inc()
+                log.warning("offset commit failed (%r); retrying in %.1fs", exc, delay)
+            if not await self._pause(delay):
+                log.warning("stopping with an uncommitted batch: it will be redelivered")
+                return
+
+    def _backoff(self) -> Iterator[float]:
+        """Delays between retries: doubling from 0.1 s up to TICKETS_RETRY_BACKOFF_MAX_S."""
+        delay = 0.1
+        while True:
+            yield delay
+            delay = min(delay * 2, self.settings.retry_backoff_max_s)
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait unless asked to stop; True if the caller should carry on."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        return not self.stop.is_set()
 
     async def _settle_batch(
         self,
@@ -198,19 +225,16 @@ class Worker:
         Returns False if asked to stop before the batch could be decided."""
         records = [record for records in batch.values() for record in records]
         BATCH_SIZE.observe(len(records))
-        delay = 0.1
-        while True:
+        for delay in self._backoff():
             try:
                 await self._decide(records, producer, finalizer, cache)
                 return True
             except RETRYABLE as exc:
                 DEPENDENCY_ERRORS.labels(_dependency(exc)).inc()
                 log.warning("batch of %d failed (%r); retrying in %.1fs", len(records), exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), delay)
-            if self.stop.is_set():
+            if not await self._pause(delay):
                 return False
-            delay = min(delay * 2, self.settings.retry_backoff_max_s)
+        raise AssertionError("unreachable: _backoff never ends")
 
     async def _decide(
         self,

@@ -38,6 +38,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     idempotency_ttl_s: Positive = 86400
     status_cache_ttl_s: Positive = 86400
     db_pool_max: Positive = 10
+    redis_max_connections: Positive = 64
     # Worker
     batch_max: Positive = 2000
     poll_timeout_ms: Positive = 100

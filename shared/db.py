@@ -57,7 +57,6 @@ def open_pool(settings: Settings, *, max_size: int | None = None) -> Pool:
         kwargs={"row_factory": dict_row, "autocommit": False},
         open=False,
         name="tickets",
-        reconnect_timeout=0,
         # A connection broken by a PostgreSQL restart is replaced, not handed out.
         check=AsyncConnectionPool.check_connection,
     )

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 
 from shared.config import Settings
@@ -24,13 +24,18 @@ LUA_DIR = Path(__file__).with_name("lua")
 def open_redis(settings: Settings) -> Redis:
     """The Redis client both processes use: text replies, short timeouts, so a dead Redis
     fails a request quickly instead of hanging it."""
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         decode_responses=True,
         socket_timeout=2,
         socket_connect_timeout=2,
         health_check_interval=10,
+        # Past this many connections a request waits (up to `timeout`) for a free one
+        # instead of failing: a burst of requests queues rather than errors.
+        max_connections=settings.redis_max_connections,
+        timeout=2,
     )
+    return Redis.from_pool(pool)
 
 
 class Gate(enum.StrEnum):

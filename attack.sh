@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Flash-sale attack: N buyers try to book one seat each at the same moment, then the
+# ledger is audited. A thin driver around scripts/loadgen.py (the fast HTTP client).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PROG="$(basename "$0")"
+
+usage() {
+  cat <<EOF
+usage: $PROG [N] [--event ID] [--capacity C] [--concurrency K] [--timeout S] [--json FILE]
+
+Fires N concurrent booking requests (default 500, one seat each, distinct users) at an
+event, waits until every accepted (202) booking is decided, prints a summary and the
+event's audit, and exits non-zero unless the audit verdict is CLEAN, nothing is left
+PENDING and (for a new event with N >= C) exactly C seats were sold.
+
+  N                 number of booking requests, a positive integer (default 500)
+  --event ID        attack an existing event instead of creating a demo event
+  --capacity C      seats of the demo event created when --event is not given (default 100)
+  --concurrency K   keep-alive connections used (default 64)
+  --timeout S       seconds to wait for decisions after the last request (default 120)
+  --json FILE       also write the full result as JSON to FILE
+
+Environment: TICKETS_API_URL (default http://127.0.0.1:8000; only 127.0.0.1 or localhost
+is accepted), TICKETS_ADMIN_TOKEN (else read from .stack/admin-token when present).
+Exit status: 0 pass, 1 a check failed, 2 bad usage, 3 the API could not be used.
+EOF
+}
+
+die_usage() {
+  printf '%s: error: %s\n\n' "$PROG" "$1" >&2
+  usage >&2
+  exit 2
+}
+
+# Dies unless $2 (the value of $1) is a positive integer.
+check_positive_int() {
+  [[ "$2" =~ ^[0-9]+$ && "$2" =~ [1-9] ]] || die_usage "$1 must be a positive integer, got '$2'"
+  [ "${#2}" -le 12 ] || die_usage "$1 is too large: $2"
+}
+
+requests=""
+event=""
+capacity=""
+concurrency=""
+timeout=""
+json=""
+
+while [ $# -gt 0 ]; do
+  arg="$1"
+  shift
+  value=""
+  case "$arg" in
+    --*=*) value="${arg#*=}"; arg="${arg%%=*}" ;;
+    --event | --capacity | --concurrency | --timeout | --json)
+      [ $# -gt 0 ] || die_usage "$arg needs a value"
+      value="$1"
+      shift
+      ;;
+  esac
+  case "$arg" in
+    -h | --help) usage; exit 0 ;;
+    --event) check_positive_int --event "$value"; event="$((10#$value))" ;;
+    --capacity) check_positive_int --capacity "$value"; capacity="$((10#$value))" ;;
+    --concurrency) check_positive_int --concurrency "$value"; concurrency="$((10#$value))" ;;
+    --timeout)
+      [[ "$value" =~ ^[0-9]+([.][0-9]+)?$ && "$value" =~ [1-9] ]] ||
+        die_usage "--timeout must be a positive number of seconds, got '$value'"
+      timeout="$value"
+      ;;
+    --json)
+      [ -n "$value" ] || die_usage "--json needs a file name"
+      json="$value"
+      [[ "$json" == /* || "$json" == - ]] || json="$PWD/$json" # the loadgen runs from the root
+      ;;
+    -[0-9]*) die_usage "N must be a positive integer, got '$arg'" ;;
+    -*) die_usage "unknown option '$arg'" ;;
+    *)
+      [ -z "$requests" ] || die_usage "unexpected argument '$arg' (N was already given as $requests)"
+      check_positive_int N "$arg"
+      requests="$((10#$arg))"
+      ;;
+  esac
+done
+
+if [ -n "$event" ] && [ -n "$capacity" ]; then
+  die_usage "--capacity only applies to the demo event created when --event is not given"
+fi
+
+export TICKETS_API_URL="${TICKETS_API_URL:-http://127.0.0.1:8000}"
+if [ -z "${TICKETS_ADMIN_TOKEN:-}" ] && [ -s "$ROOT/.stack/admin-token" ]; then
+  TICKETS_ADMIN_TOKEN="$(<"$ROOT/.stack/admin-token")"
+  export TICKETS_ADMIN_TOKEN
+fi
+if [ -z "${TICKETS_ADMIN_TOKEN:-}" ]; then
+  printf '%s: error: no admin token: set TICKETS_ADMIN_TOKEN (or start the stack, which writes .stack/admin-token)\n' "$PROG" >&2
+  exit 2
+fi
+
+args=(--requests "${requests:-500}")
+if [ -n "$event" ]; then args+=(--event "$event"); else args+=(--capacity "${capacity:-100}"); fi
+if [ -n "$concurrency" ]; then args+=(--concurrency "$concurrency"); fi
+if [ -n "$timeout" ]; then args+=(--timeout "$timeout"); fi
+if [ -n "$json" ]; then args+=(--json "$json"); fi
+
+cd "$ROOT"
+python="${PYTHON:-python3}"
+if [ -z "${PYTHON:-}" ] && [ -x "$ROOT/.venv/bin/python" ]; then python="$ROOT/.venv/bin/python"; fi
+exec "$python" -m scripts.loadgen --url "$TICKETS_API_URL" "${args[@]}"
