@@ -14,6 +14,7 @@ from litestar.types import Scope
 
 from api import problems
 from api.bookings import BookingController
+from api.coalesce import AvailabilityView, WriteCoalescer
 from api.context import Services
 from api.events import EventController
 from api.health import health, ready
@@ -48,18 +49,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         publisher = Publisher(settings)
         await pool.open(wait=False)
         await publisher.start()
+        inventory = Inventory(redis_client, settings.redis_prefix)
+        decisions = DecisionCache(redis_client, settings.redis_prefix, settings.status_cache_ttl_s)
         app.state.services = Services(
             settings=settings,
             pool=pool,
             redis=redis_client,
             publisher=publisher,
-            inventory=Inventory(redis_client, settings.redis_prefix),
-            decisions=DecisionCache(
-                redis_client, settings.redis_prefix, settings.status_cache_ttl_s
-            ),
+            inventory=inventory,
+            decisions=decisions,
             idempotency=IdempotencyStore(
                 redis_client, settings.redis_prefix, settings.idempotency_ttl_s
             ),
+            availability=AvailabilityView(inventory, settings.availability_max_age_ms / 1000),
+            pending=WriteCoalescer(decisions.remember_requests),
         )
         try:
             yield

@@ -153,7 +153,7 @@ class BookingController(Controller):
             if not claim.first:
                 return "replayed", self._accepted(claim.booking_id)
         try:
-            sold_out = await svc.inventory.available(wanted.event_id) == 0
+            sold_out = await svc.availability.available(wanted.event_id) == 0
             if not sold_out:
                 message = BookingRequested(
                     booking_id=uuid.UUID(booking_id),
@@ -175,7 +175,7 @@ class BookingController(Controller):
         try:
             if claim is not None:
                 await svc.idempotency.complete(claim, print_)
-            await svc.decisions.remember_request(message)
+            await svc.pending.write(message)
         except redis.exceptions.RedisError as exc:
             log.warning("booking %s accepted but not cached: %r", booking_id, exc)
         return "accepted", self._accepted(booking_id)

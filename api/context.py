@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from api.coalesce import AvailabilityView, WriteCoalescer
 from api.idempotency import IdempotencyStore
 from api.publisher import Publisher
 from shared.config import Settings
+from shared.contracts import BookingRequested
 from shared.db import Pool, fetch_one, queries
 from shared.decisions import DecisionCache
 from shared.errors import NotFound
@@ -32,6 +34,8 @@ class Services:
     inventory: Inventory
     decisions: DecisionCache
     idempotency: IdempotencyStore
+    availability: AvailabilityView
+    pending: WriteCoalescer[BookingRequested]
     # Name, capacity and limit never change after creation: bookings never query them twice.
     _rules: dict[int, EventRules] = field(default_factory=dict)
 

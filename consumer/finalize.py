@@ -37,6 +37,8 @@ from shared.inventory import Ask, Gate, Inventory
 
 log = logging.getLogger(__name__)
 
+SLOW_BATCH_S = 2.0  # a batch slower than this is logged with where its time went
+
 COPY_BOOKINGS = (
     "COPY bookings (booking_id, event_id, user_id, quantity, status, reason,"
     " requested_at, decided_at) FROM STDIN"
@@ -94,15 +96,28 @@ class Finalizer:
         rules = await self._event_rules(event_id)
         assert rules is not None, "the worker dead-letters requests for unknown events"
         # Redeliveries of bookings PostgreSQL already decided must not take stock again.
+        t0 = time.monotonic()
         seen = await self._decided_ids([r.booking_id for r in requests])
         asks = [
             Ask(r.booking_id, r.user_id, r.quantity) for r in requests if r.booking_id not in seen
         ]
         gates = await self._reserve(event_id, rules, asks)
         faults.point(self._settings, "after_reserve")
+        t1 = time.monotonic()
         plan = await self._commit(event_id, requests, gates)
         faults.point(self._settings, "after_db_commit")
+        t2 = time.monotonic()
         await self.inventory.settle(event_id, plan.settle)
+        t3 = time.monotonic()
+        if t3 - t0 > SLOW_BATCH_S:
+            log.warning(
+                "slow batch for event %s: %d bookings, gate %.2fs, ledger %.2fs, settle %.2fs",
+                event_id,
+                len(requests),
+                t1 - t0,
+                t2 - t1,
+                t3 - t2,
+            )
         return [(r, plan.decisions[r.booking_id]) for r in requests]
 
     async def _decided_ids(self, booking_ids: list[uuid.UUID]) -> set[uuid.UUID]:

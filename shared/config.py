@@ -36,8 +36,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     producer_linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 2
     max_body_bytes: Positive = 4096
     idempotency_ttl_s: Positive = 86400
+    # How stale the API's view of a counter may be for the sold-out fast path (409).
+    availability_max_age_ms: Annotated[int, msgspec.Meta(ge=0)] = 50
     status_cache_ttl_s: Positive = 86400
     db_pool_max: Positive = 10
+    db_lock_timeout_ms: Positive = 10000
     redis_max_connections: Positive = 64
     # Worker
     batch_max: Positive = 2000

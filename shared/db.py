@@ -54,7 +54,13 @@ def open_pool(settings: Settings, *, max_size: int | None = None) -> Pool:
         connection_class=AsyncConnection[DictRow],
         min_size=1,
         max_size=max_size or settings.db_pool_max,
-        kwargs={"row_factory": dict_row, "autocommit": False},
+        kwargs={
+            "row_factory": dict_row,
+            "autocommit": False,
+            # A lock held too long (a stuck session) fails the statement instead of stalling
+            # every batch behind it; the worker retries it with backoff and says so.
+            "options": f"-c lock_timeout={settings.db_lock_timeout_ms}",
+        },
         open=False,
         name="tickets",
         # A connection broken by a PostgreSQL restart is replaced, not handed out.

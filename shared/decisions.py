@@ -41,11 +41,13 @@ class DecisionCache:
     def _key(self, booking_id: uuid.UUID | str) -> str:
         return f"{self._prefix}:booking:{booking_id}"
 
-    async def remember_request(self, request: BookingRequested) -> None:
-        key = self._key(request.booking_id)
+    async def remember_requests(self, requests: Sequence[BookingRequested]) -> None:
+        """Record accepted (PENDING) bookings, in one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping=_request_fields(request))
-            pipe.expire(key, self._ttl)
+            for request in requests:
+                key = self._key(request.booking_id)
+                pipe.hset(key, mapping=_request_fields(request))
+                pipe.expire(key, self._ttl)
             await pipe.execute()
 
     async def remember_decisions(
