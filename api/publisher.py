@@ -17,6 +17,8 @@ from shared.metrics import PRODUCE_SECONDS
 
 log = logging.getLogger(__name__)
 
+RECONNECT_PAUSE_S = 1.0  # after a failed connection attempt, 503 at once for this long
+
 
 class Publisher:
     """Owns the producer. Starts lazily, so the API comes up (and says 503) while Kafka is
@@ -26,6 +28,8 @@ class Publisher:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
+        self._retry_at = 0.0
+        self._last_error = ""
 
     def _new_producer(self) -> AIOKafkaProducer:
         s = self._settings
@@ -49,6 +53,10 @@ class Publisher:
     async def _producer_or_raise(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
+        # While Kafka is known to be down, answer at once instead of queueing every request
+        # behind another connection attempt.
+        if time.monotonic() < self._retry_at:
+            raise BrokerUnavailable(f"Kafka is unreachable: {self._last_error}")
         async with self._starting:
             if self._producer is None:
                 producer = self._new_producer()
@@ -56,6 +64,8 @@ class Publisher:
                     await asyncio.wait_for(producer.start(), self._settings.produce_timeout_s)
                 except (KafkaError, OSError, TimeoutError) as exc:
                     await producer.stop()
+                    self._last_error = repr(exc)
+                    self._retry_at = time.monotonic() + RECONNECT_PAUSE_S
                     raise BrokerUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
                 self._producer = producer
             return self._producer
