@@ -97,7 +97,7 @@ class Finalizer:
         assert rules is not None, "the worker dead-letters requests for unknown events"
         # Redeliveries of bookings PostgreSQL already decided must not take stock again.
         t0 = time.monotonic()
-        seen = await self._decided_ids([r.booking_id for r in requests])
+        seen = await self.decided_ids([r.booking_id for r in requests])
         asks = [
             Ask(r.booking_id, r.user_id, r.quantity) for r in requests if r.booking_id not in seen
         ]
@@ -120,7 +120,7 @@ class Finalizer:
             )
         return [(r, plan.decisions[r.booking_id]) for r in requests]
 
-    async def _decided_ids(self, booking_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    async def decided_ids(self, booking_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         async with self._pool.connection() as conn, conn.cursor() as cur:
             await cur.execute(queries.decided_among, {"booking_ids": booking_ids})
             return {row["booking_id"] for row in await cur.fetchall()}

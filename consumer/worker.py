@@ -123,7 +123,7 @@ class Worker:
         s = self.settings
         if s.worker_metrics_port:
             try:
-                start_http_server(s.worker_metrics_port, addr="127.0.0.1")
+                start_http_server(s.worker_metrics_port, addr=s.worker_metrics_host)
             except OSError as exc:
                 log.error("metrics port %s unavailable: %s", s.worker_metrics_port, exc)
         pool = open_pool(s, max_size=4)
@@ -267,7 +267,7 @@ class Worker:
                 continue
             requests.append(request)
         for bad in poison:
-            await self._dead_letter(producer, cache, bad)
+            await self._dead_letter(producer, cache, finalizer, bad)
         decisions = await finalizer.decide(requests)
         self.decided += len(decisions)
         requested_at = {r.booking_id: r.requested_at_ms for r in requests}
@@ -278,9 +278,13 @@ class Worker:
             DECISION_LATENCY.observe(max(waited_ms, 0) / 1000)
 
     async def _dead_letter(
-        self, producer: AIOKafkaProducer, cache: DecisionCache, bad: Poison
+        self,
+        producer: AIOKafkaProducer,
+        cache: DecisionCache,
+        finalizer: Finalizer,
+        bad: Poison,
     ) -> None:
-        """Park the message with its reason; reject its booking if it names one."""
+        """Park the message with its reason; reject its booking if it names an undecided one."""
         record = bad.record
         await producer.send_and_wait(
             self.settings.dlq_topic,
@@ -296,9 +300,17 @@ class Worker:
             "dead-lettered %s/%s@%s: %s", record.topic, record.partition, record.offset, bad.reason
         )
         request = _salvage(record.value)
-        if request is not None:
+        if request is not None and not await self._decided(request.booking_id, cache, finalizer):
             decision = Decision(request.booking_id, Status.REJECTED, Reason.INVALID)
             await cache.remember_decisions([(request, decision)])
+
+    @staticmethod
+    async def _decided(booking_id: uuid.UUID, cache: DecisionCache, finalizer: Finalizer) -> bool:
+        """A poison message naming a booking that was already decided changes nothing."""
+        cached = await cache.get(booking_id)
+        if cached is not None and cached.status != Status.PENDING:
+            return True
+        return booking_id in await finalizer.decided_ids([booking_id])
 
 
 def _salvage(raw: bytes | None) -> BookingRequested | None:

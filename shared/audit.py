@@ -12,7 +12,7 @@ from shared.inventory import Inventory
 
 class Verdict(enum.StrEnum):
     CLEAN = "CLEAN"  # ledger within capacity, counter == capacity - sold, nothing in flight
-    IN_FLIGHT = "IN_FLIGHT"  # holds not yet settled by PostgreSQL: ask again when idle
+    IN_FLIGHT = "IN_FLIGHT"  # holds not yet settled, or the gate moved while auditing
     DRIFT = "DRIFT"  # counter (or seat count) disagrees with the ledger, or is missing
     OVERSOLD = "OVERSOLD"  # the ledger sold more than capacity: must never happen
 
@@ -35,10 +35,14 @@ class AuditReport(msgspec.Struct, frozen=True):
 
 async def audit_event(pool: Pool, inventory: Inventory, event_id: int) -> AuditReport | None:
     """The audit of one event, or None if it does not exist."""
+    # The gate is read before and after the ledger: if a batch moved it in between, the two
+    # readings are not comparable and the answer is IN_FLIGHT, not a false DRIFT.
+    before = await inventory.snapshot(event_id)
     row = await fetch_one(pool, queries.audit_event, {"event_id": event_id})
     if row is None:
         return None
     gate = await inventory.snapshot(event_id)
+    moving = gate != before
     capacity, sold = row["capacity"], row["sold"]
     oversold = sold > capacity or row["confirmed_quantity"] > capacity
     drift = None
@@ -50,7 +54,7 @@ async def audit_event(pool: Pool, inventory: Inventory, event_id: int) -> AuditR
     )
     if oversold:
         verdict = Verdict.OVERSOLD
-    elif gate.held > 0:
+    elif gate.held > 0 or moving:
         verdict = Verdict.IN_FLIGHT
     elif drift != 0 or not ledger_consistent:
         verdict = Verdict.DRIFT

@@ -59,3 +59,30 @@ RECONCILER_FIXES = Counter(
     "Fixes made by the reconciler, by kind",
     ["kind"],
 )
+
+
+def _create_series() -> None:
+    """Every bounded label value exists from the start at 0, so Prometheus's rate() sees the
+    first increment and dashboards show 0 rather than "no data"."""
+    for outcome in (
+        "accepted",
+        "replayed",
+        "sold_out",
+        "invalid",
+        "not_found",
+        "over_limit",
+        "conflict",
+        "unavailable",
+        "error",
+    ):
+        BOOKING_REQUESTS.labels(outcome)
+    DECISIONS.labels("CONFIRMED", "none")
+    for reason in ("SOLD_OUT", "LIMIT_EXCEEDED", "INVALID"):
+        DECISIONS.labels("REJECTED", reason)
+    for dependency in ("postgres", "redis", "kafka", "other"):
+        DEPENDENCY_ERRORS.labels(dependency)
+    for kind in ("counters_rebuilt", "holds_settled", "holds_released", "counters_corrected"):
+        RECONCILER_FIXES.labels(kind)
+
+
+_create_series()

@@ -22,7 +22,8 @@ from shared.db import migrate
 from shared.inventory import open_redis
 from shared.topics import ensure_topics
 
-TEMPLATE_DB = "tickets_test_template"
+# One template per test session, so concurrent sessions on one server do not collide.
+TEMPLATE_DB = f"tickets_test_template_{uuid.uuid4().hex[:8]}"
 
 
 def _with_database(url: str, name: str) -> str:
