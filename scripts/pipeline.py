@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import msgspec
 
 from shared.config import Settings
 
@@ -85,10 +86,12 @@ class Pipeline:
     def start_worker(
         self, *extra: str, settings: Settings | None = None
     ) -> subprocess.Popen[bytes]:
-        worker = self._spawn(
-            "worker", [sys.executable, "-m", "consumer", *extra], settings or self.settings
-        )
+        """Start a worker with a metrics port of its own (see `worker_metrics_urls`)."""
+        port = free_port()
+        own = msgspec.structs.replace(settings or self.settings, worker_metrics_port=port)
+        worker = self._spawn("worker", [sys.executable, "-m", "consumer", *extra], own)
         self.workers.append(worker)
+        self.worker_metrics_urls.append(f"http://127.0.0.1:{port}/metrics")
         return worker
 
     async def wait_ready(self, timeout_s: float = 30.0, path: str = "/health") -> None:
