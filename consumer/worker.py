@@ -25,6 +25,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import start_http_server
 
+from consumer.auditor import Auditor
 from consumer.finalize import Finalizer
 from consumer.reconcile import Reconciler
 from shared.config import Settings
@@ -141,15 +142,22 @@ class Worker:
         await pool.open(wait=False)
         cache = DecisionCache(redis_client, s.redis_prefix, s.status_cache_ttl_s)
         finalizer = Finalizer(s, pool, Inventory(redis_client, s.redis_prefix), cache)
+        self.auditor = Auditor(pool, finalizer.inventory, s.audit_interval_s)
+        side_task: asyncio.Task[None] | None = None
         try:
             await producer.start()
             await self._reconcile(Reconciler(s, pool, finalizer, finalizer.inventory))
             await consumer.start()
             consumer.subscribe([s.topic], listener=_WaitForBatchOnRevoke(self._batch_lock))
             log.info("worker started: topic=%s group=%s", s.topic, s.consumer_group)
-            await self._loop(consumer, producer, finalizer, cache)
+            side_task = asyncio.create_task(self.auditor.run(self.stop), name="auditor")
+            await self._loop(consumer, producer, finalizer, cache, side_task)
         finally:
             # Shutdown order: stop fetching (done), leave the group, then close the pools.
+            if side_task is not None:
+                side_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await side_task
             await consumer.stop()
             await producer.stop()
             await redis_client.aclose()
@@ -174,8 +182,13 @@ class Worker:
         producer: AIOKafkaProducer,
         finalizer: Finalizer,
         cache: DecisionCache,
+        side_task: asyncio.Task[None],
     ) -> None:
         while not self.stop.is_set():
+            if side_task.done():
+                # A side task that dies stops the worker loudly rather than leaving it limping.
+                side_task.result()
+                raise RuntimeError(f"side task {side_task.get_name()} ended unexpectedly")
             batch = await consumer.getmany(
                 timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max
             )
@@ -270,6 +283,7 @@ class Worker:
             await self._dead_letter(producer, cache, finalizer, bad)
         decisions = await finalizer.decide(requests)
         self.decided += len(decisions)
+        self.auditor.saw({r.event_id for r in requests})
         requested_at = {r.booking_id: r.requested_at_ms for r in requests}
         now_ms = time.time() * 1000
         for decision in decisions:

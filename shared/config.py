@@ -48,7 +48,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_backoff_max_s: PositiveFloat = 5.0
     # The worker's own /metrics on 127.0.0.1; 0 turns it off (one port per worker process).
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
-    worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container scraped from outside
+    worker_metrics_host: str = "127.0.0.1"
+    # How often the worker audits the events it decided recently (tickets_audit_events).
+    audit_interval_s: PositiveFloat = 15.0  # 0.0.0.0 in a container scraped from outside
     # Test-only fault injection: name of a point at which the worker kills itself (see
     # consumer/faults.py). Empty in production: costs one string comparison when off.
     fault_point: str = ""

@@ -59,6 +59,12 @@ RECONCILER_FIXES = Counter(
     "Fixes made by the reconciler, by kind",
     ["kind"],
 )
+AUDIT_EVENTS = Gauge(
+    "tickets_audit_events",
+    "Events this worker decided in the last hour, by audit verdict (the lie detector)",
+    ["verdict"],
+)
+AUDIT_RUNS = Counter("tickets_audit_runs", "Audit rounds completed by the worker")
 
 
 def _create_series() -> None:
@@ -83,6 +89,8 @@ def _create_series() -> None:
         DEPENDENCY_ERRORS.labels(dependency)
     for kind in ("counters_rebuilt", "holds_settled", "holds_released", "counters_corrected"):
         RECONCILER_FIXES.labels(kind)
+    for verdict in ("CLEAN", "IN_FLIGHT", "DRIFT", "OVERSOLD"):
+        AUDIT_EVENTS.labels(verdict)
 
 
 _create_series()

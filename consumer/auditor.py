@@ -1,0 +1,66 @@
+"""A side task of the worker: the lie detector as a metric.
+
+Every TICKETS_AUDIT_INTERVAL_S it audits the events this worker decided bookings for in the
+last hour and sets `tickets_audit_events{verdict}` to how many are in each verdict, so a
+dashboard or an alert sees DRIFT or OVERSOLD without anyone calling the audit endpoint.
+Labels stay bounded: verdicts, never event ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+
+import psycopg
+import redis.exceptions
+
+from shared.audit import Verdict, audit_event
+from shared.db import Pool
+from shared.inventory import Inventory
+from shared.metrics import AUDIT_EVENTS, AUDIT_RUNS
+
+log = logging.getLogger(__name__)
+
+RECENT_S = 3600.0
+
+
+class Auditor:
+    def __init__(self, pool: Pool, inventory: Inventory, interval_s: float) -> None:
+        self._pool = pool
+        self._inventory = inventory
+        self._interval = interval_s
+        self._recent: dict[int, float] = {}
+
+    def saw(self, event_ids: Iterable[int]) -> None:
+        now = time.monotonic()
+        for event_id in event_ids:
+            self._recent[event_id] = now
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)
+            if stop.is_set():
+                return
+            try:
+                await self.audit_recent()
+            except (psycopg.OperationalError, redis.exceptions.RedisError) as exc:
+                # A dependency is down: the batch loop retries and reports it; skip a round.
+                log.warning("audit round skipped: %r", exc)
+
+    async def audit_recent(self) -> dict[Verdict, int]:
+        cutoff = time.monotonic() - RECENT_S
+        for event_id in [e for e, seen in self._recent.items() if seen < cutoff]:
+            del self._recent[event_id]
+        counts = dict.fromkeys(Verdict, 0)
+        for event_id in list(self._recent):
+            report = await audit_event(self._pool, self._inventory, event_id)
+            if report is not None:
+                counts[report.verdict] += 1
+        for verdict, count in counts.items():
+            AUDIT_EVENTS.labels(verdict.value).set(count)
+        AUDIT_RUNS.inc()
+        return counts
