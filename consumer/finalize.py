@@ -270,27 +270,21 @@ class Finalizer:
     async def _assign_seats(
         self, cur: AsyncCursor[Any], event_id: int, confirmed: list[BookingRequested]
     ) -> dict[uuid.UUID, list[str]]:
-        lo: list[int] = []
-        hi: list[int] = []
-        end = 0
-        for request in confirmed:
-            lo.append(end + 1)
-            end += request.quantity
-            hi.append(end)
+        """Give the confirmed bookings the lowest free seats, in request order."""
+        total = sum(r.quantity for r in confirmed)
+        await cur.execute(queries.lowest_free_seats, {"event_id": event_id, "count": total})
+        free = [row["seat_no"] for row in await cur.fetchall()]
+        owners = [r.booking_id for r in confirmed for _ in range(r.quantity)]
+        if len(free) != total:
+            # Sold never exceeds the seat count, so this means the ledger is corrupt: abort.
+            raise RuntimeError(f"event {event_id}: wanted {total} free seats, found {len(free)}")
         await cur.execute(
             queries.assign_seats,
-            {
-                "event_id": event_id,
-                "total": end,
-                "booking_ids": [r.booking_id for r in confirmed],
-                "lo": lo,
-                "hi": hi,
-            },
+            {"event_id": event_id, "seat_nos": free, "booking_ids": owners},
         )
         assigned = await cur.fetchall()
-        if len(assigned) != end:
-            # Sold never exceeds the seat count, so this means the ledger is corrupt: abort.
-            raise RuntimeError(f"event {event_id}: wanted {end} free seats, found {len(assigned)}")
+        if len(assigned) != total:
+            raise RuntimeError(f"event {event_id}: assigned {len(assigned)} of {total} seats")
         seats: dict[uuid.UUID, list[tuple[int, str]]] = {r.booking_id: [] for r in confirmed}
         for row in assigned:
             seats[row["booking_id"]].append((row["seat_no"], row["label"]))

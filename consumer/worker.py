@@ -315,7 +315,8 @@ class Worker:
         )
         request = _salvage(record.value)
         if request is not None and not await self._decided(request.booking_id, cache, finalizer):
-            decision = Decision(request.booking_id, Status.REJECTED, Reason.INVALID)
+            now_ms = int(time.time() * 1000)
+            decision = Decision(request.booking_id, Status.REJECTED, Reason.INVALID, (), now_ms)
             await cache.remember_decisions([(request, decision)])
 
     @staticmethod

@@ -29,6 +29,7 @@ class AuditReport(msgspec.Struct, frozen=True):
     in_flight: int
     oversold: bool
     double_assigned_seats: int
+    misassigned_seats: int  # seats held by anything but a confirmed booking of the event
     drift: int | None
     verdict: Verdict
 
@@ -51,6 +52,7 @@ async def audit_event(pool: Pool, inventory: Inventory, event_id: int) -> AuditR
     ledger_consistent = (
         row["confirmed_quantity"] == sold == row["seats_assigned"]
         and row["double_assigned_seats"] == 0
+        and row["misassigned_seats"] == 0
     )
     if oversold:
         verdict = Verdict.OVERSOLD
@@ -72,6 +74,7 @@ async def audit_event(pool: Pool, inventory: Inventory, event_id: int) -> AuditR
         in_flight=gate.held,
         oversold=oversold,
         double_assigned_seats=row["double_assigned_seats"],
+        misassigned_seats=row["misassigned_seats"],
         drift=drift,
         verdict=verdict,
     )

@@ -1,8 +1,9 @@
 """Booking status cache in Redis, so polling clients do not hit PostgreSQL on every poll.
 
-The API writes the request fields once Kafka acknowledged; the worker writes the whole record
-after PostgreSQL committed the decision. Both writes are idempotent and never conflict: the
-request fields are the same on both sides, and only the worker writes the decision.
+One JSON value per booking. The API writes the PENDING record once Kafka acknowledged, with
+SET NX, so it can never overwrite a decision a fast worker already wrote; the worker writes
+the decided record after PostgreSQL committed it. One small command per booking keeps a
+batch of thousands of decisions cheap to send.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from collections.abc import Sequence
 
 import msgspec
 from redis.asyncio import Redis
-from redis.typing import EncodableT, FieldT
 
-from shared.contracts import BookingRequested, Decision
+from shared.contracts import BookingRequested, Decision, Status
 
 
 class BookingView(msgspec.Struct, frozen=True):
@@ -32,6 +32,23 @@ class BookingView(msgspec.Struct, frozen=True):
     decided_at: str | None
 
 
+class _Record(msgspec.Struct, frozen=True, array_like=True):
+    """What is stored per booking (compact: a JSON array)."""
+
+    event_id: int
+    user_id: str
+    quantity: int
+    status: Status
+    reason: str | None
+    seats: tuple[str, ...]
+    requested_at_ms: int
+    decided_at_ms: int | None
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(_Record).decode
+
+
 class DecisionCache:
     def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
         self._redis = redis
@@ -44,57 +61,46 @@ class DecisionCache:
     async def remember_requests(self, requests: Sequence[BookingRequested]) -> None:
         """Record accepted (PENDING) bookings, in one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            for request in requests:
-                key = self._key(request.booking_id)
-                pipe.hset(key, mapping=_request_fields(request))
-                pipe.expire(key, self._ttl)
+            for r in requests:
+                record = _Record(
+                    r.event_id, r.user_id, r.quantity, Status.PENDING, None, (),
+                    r.requested_at_ms, None,
+                )  # fmt: skip
+                pipe.set(self._key(r.booking_id), _encode(record), ex=self._ttl, nx=True)
             await pipe.execute()
 
     async def remember_decisions(
         self, decided: Sequence[tuple[BookingRequested, Decision]]
     ) -> None:
+        """Record decisions (after PostgreSQL committed them), in one round trip."""
         if not decided:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
-            for request, decision in decided:
-                key = self._key(request.booking_id)
-                fields = _request_fields(request)
-                fields.update(
-                    status=decision.status.value,
-                    reason=decision.reason.value if decision.reason else "",
-                    seats=",".join(decision.seats),
-                    decided_at_ms=str(decision.decided_at_ms),
-                )
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, self._ttl)
+            for r, d in decided:
+                record = _Record(
+                    r.event_id, r.user_id, r.quantity, d.status,
+                    d.reason.value if d.reason else None, d.seats,
+                    r.requested_at_ms, d.decided_at_ms,
+                )  # fmt: skip
+                pipe.set(self._key(r.booking_id), _encode(record), ex=self._ttl)
             await pipe.execute()
 
     async def get(self, booking_id: uuid.UUID) -> BookingView | None:
-        raw = await self._redis.hgetall(self._key(booking_id))
-        if not raw:
+        raw = await self._redis.get(self._key(booking_id))
+        if raw is None:
             return None
-        f = {str(k): str(v) for k, v in raw.items()}  # text already: decode_responses
-        status = f.get("status", "PENDING")
+        record = _decode(raw)
         return BookingView(
             booking_id=str(booking_id),
-            event_id=int(f["event_id"]),
-            user_id=f["user_id"],
-            quantity=int(f["quantity"]),
-            status=status,
-            reason=f.get("reason") or None,
-            seats=[s for s in f.get("seats", "").split(",") if s],
-            requested_at=iso_from_ms(int(f["requested_at_ms"])),
-            decided_at=iso_from_ms(int(f["decided_at_ms"])) if "decided_at_ms" in f else None,
+            event_id=record.event_id,
+            user_id=record.user_id,
+            quantity=record.quantity,
+            status=record.status.value,
+            reason=record.reason,
+            seats=list(record.seats),
+            requested_at=iso_from_ms(record.requested_at_ms),
+            decided_at=None if record.decided_at_ms is None else iso_from_ms(record.decided_at_ms),
         )
-
-
-def _request_fields(request: BookingRequested) -> dict[FieldT, EncodableT]:
-    return {
-        "event_id": str(request.event_id),
-        "user_id": request.user_id,
-        "quantity": str(request.quantity),
-        "requested_at_ms": str(request.requested_at_ms),
-    }
 
 
 def iso_from_ms(ms: int) -> str:

@@ -35,26 +35,19 @@ FROM bookings
 WHERE event_id = %(event_id)s AND status = 'CONFIRMED'
 GROUP BY user_id;
 
+-- name: lowest_free_seats
+-- Runs under the event's row lock, so no other transaction takes these seats meanwhile.
+SELECT seat_no FROM seats
+WHERE event_id = %(event_id)s AND booking_id IS NULL
+ORDER BY seat_no
+LIMIT %(count)s;
+
 -- name: assign_seats
--- Give each confirmed booking the lowest free seats, in request order. `lo`/`hi` are each
--- booking's 1-based slice of the free seats. Runs under the event's row lock.
-WITH free AS (
-    SELECT seat_no, row_number() OVER (ORDER BY seat_no) AS rn
-    FROM (
-        SELECT seat_no FROM seats
-        WHERE event_id = %(event_id)s AND booking_id IS NULL
-        ORDER BY seat_no
-        LIMIT %(total)s
-    ) AS lowest
-),
-wanted AS (
-    SELECT * FROM unnest(%(booking_ids)s::uuid[], %(lo)s::int[], %(hi)s::int[])
-        AS w (booking_id, lo, hi)
-)
+-- One row per seat: an equality join on the primary key, so a batch costs what its seats do.
 UPDATE seats AS s
-SET booking_id = wanted.booking_id
-FROM free JOIN wanted ON free.rn BETWEEN wanted.lo AND wanted.hi
-WHERE s.event_id = %(event_id)s AND s.seat_no = free.seat_no
+SET booking_id = a.booking_id
+FROM unnest(%(seat_nos)s::int[], %(booking_ids)s::uuid[]) AS a (seat_no, booking_id)
+WHERE s.event_id = %(event_id)s AND s.seat_no = a.seat_no AND s.booking_id IS NULL
 RETURNING s.booking_id, s.seat_no, s.label;
 
 -- name: add_sold
@@ -84,7 +77,13 @@ SELECT e.capacity,
        (SELECT count(*) FROM (
             SELECT label FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL
             GROUP BY label HAVING count(DISTINCT booking_id) > 1) AS d)
-           AS double_assigned_seats
+           AS double_assigned_seats,
+       (SELECT count(*) FROM seats AS s
+        LEFT JOIN bookings AS b
+            ON b.booking_id = s.booking_id AND b.event_id = s.event_id
+               AND b.status = 'CONFIRMED'
+        WHERE s.event_id = e.id AND s.booking_id IS NOT NULL AND b.booking_id IS NULL)
+           AS misassigned_seats
 FROM events AS e
 WHERE e.id = %(event_id)s;
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 
 import psycopg
 import pytest
 
-from shared.audit import Verdict
+from shared.audit import Verdict, audit_event
 from shared.contracts import Reason, Status
 from shared.inventory import Ask
 from tests.integration.ledger import Ledger, request
@@ -117,3 +118,16 @@ async def test_decisions_are_cached_for_polling(ledger: Ledger) -> None:
     assert confirmed is not None and rejected is not None
     assert (confirmed.status, confirmed.seats) == ("CONFIRMED", ["R1-1"])
     assert (rejected.status, rejected.reason, rejected.seats) == ("REJECTED", "SOLD_OUT", [])
+
+
+async def test_audit_catches_a_seat_held_by_no_confirmed_booking(ledger: Ledger) -> None:
+    event = await ledger.event(capacity=3)
+    decisions = await ledger.finalizer.decide([request(event, "a"), request(event, "b")])
+    with psycopg.connect(ledger.settings.database_url) as conn:
+        # Corrupt the ledger by hand: a booking that does not exist takes seat 3.
+        conn.execute("UPDATE seats SET booking_id = %s WHERE seat_no = 3", (uuid.uuid4(),))
+    report = await audit_event(ledger.pool, ledger.inventory, event)
+    assert report is not None
+    assert report.misassigned_seats == 1
+    assert report.verdict is Verdict.DRIFT
+    assert all(d.status is Status.CONFIRMED for d in decisions)

@@ -1,0 +1,165 @@
+"""Chaos scenarios (scripts/chaos.py) against the real services of the native stack: each runs
+a sale with demand at least 3x capacity, breaks something while traffic flows, lets it heal and
+proves the invariants through the API and by SQL. They kill and restart PostgreSQL, Redis and
+Kafka of the stack the tests run on, and bring every service back up before returning."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts.chaos import ScenarioResult, run_scenario, table
+from shared.config import Settings
+
+pytestmark = pytest.mark.chaos
+
+Runner = Callable[[str], Awaitable[ScenarioResult]]
+
+_results: list[ScenarioResult] = []
+
+# Checks every scenario must pass, by a fragment of their names (one per event where it says
+# "event N:"), with what each proves.
+INVARIANTS = (
+    "every request got a final answer",  # no request lost from the buyer's view
+    "final answers are 202 or 409 SOLD_OUT",
+    "every accepted booking is decided (API)",  # no lost request
+    "202 booking ids == decided booking ids (SQL)",  # ... and none decided that was refused
+    "no booking id twice (SQL)",  # no double effect
+    "API and SQL agree on every status",
+    "bookings read back as requested (API)",
+    "confirmed bookings have their seats, rejected ones a reason and none (API)",
+    "no seat twice (API)",
+    "seats taken == sold, none twice, each booking its own (SQL)",
+    "confirmed <= capacity, == capacity as demand exceeds it (API)",  # no oversell/undersell
+    "sold == sum(confirmed) <= capacity (SQL)",  # no oversell
+    "no undersell (SQL)",
+    "no user above the limit (API)",
+    "no user above the limit (SQL)",
+    "audit CLEAN and consistent",  # counter convergence
+    "event view agrees",
+    "offsets committed only for decided bookings (at the end)",
+    "nothing dead-lettered",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_table(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The runner's table for the scenarios of this run, on the terminal at the end."""
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if _results and reporter is not None:
+        reporter.write_line("")
+        for line in table(_results).splitlines():
+            reporter.write_line(line)
+        needed = [r.name for r in _results if r.reconciler is not None]
+        reporter.write_line(f"reconciler needed by: {', '.join(needed) or 'none'}")
+
+
+@pytest.fixture
+async def chaos(base_settings: Settings, tmp_path: Path) -> AsyncIterator[Runner]:
+    async def run(name: str) -> ScenarioResult:
+        result = await run_scenario(name, base_settings, log_dir=tmp_path / name)
+        _results.append(result)
+        print(result.report())
+        return result
+
+    yield run
+
+
+def checks(result: ScenarioResult, fragment: str) -> list[tuple[str, bool, str]]:
+    found = [(c.name, c.ok, c.detail) for c in result.checks if fragment in c.name]
+    assert found, f"{result.name}: no check named like {fragment!r}\n{result.report()}"
+    return found
+
+
+def assert_passed(result: ScenarioResult, *specific: str) -> None:
+    """The scenario ran, every invariant and every scenario-specific check held."""
+    assert result.error is None, result.report()
+    for fragment in (*INVARIANTS, *specific):
+        failed = [c for c in checks(result, fragment) if not c[1]]
+        assert not failed, f"{result.name}: {failed}\n{result.report()}"
+    assert not result.failed(), result.report()
+    # The same facts as numbers, from the audit of every event of the scenario.
+    assert result.requests > 0 and result.accepted > 0, result.report()
+    assert result.demand >= 3 * result.capacity > 0, result.report()
+    assert result.sold == result.capacity, result.report()  # no oversell, no undersell
+    assert result.confirmed + result.rejected == result.accepted, result.report()
+    assert all(a.get("verdict") == "CLEAN" for a in result.audits.values()), result.audits
+    assert result.converge_s is not None, result.report()
+
+
+@pytest.mark.timeout(240)
+async def test_worker_kill9_at_random_moments(chaos: Runner) -> None:
+    result = await chaos("worker_kill9")
+    assert_passed(result, "at least 10 kill -9 in one sale, some mid-batch")
+    kills = [f for f in result.faults if "kill -9 worker" in f]
+    assert len(kills) >= 10, result.faults
+    assert any("mid-batch" in f for f in kills), result.faults
+
+
+async def test_worker_killed_between_reserve_and_commits(chaos: Runner) -> None:
+    result = await chaos("fault_points")
+    assert_passed(
+        result,
+        "worker died by SIGKILL at after_reserve",
+        "worker died by SIGKILL at after_db_commit",
+        "killed after the reservation: stock held in Redis, nothing new in PostgreSQL",
+        "killed after the PostgreSQL commit: decided bookings above the committed offset",
+        "offsets committed only for decided bookings (after the kill at after_reserve)",
+        "offsets committed only for decided bookings (after the kill at after_db_commit)",
+    )
+
+
+async def test_workers_join_and_leave_mid_sale(chaos: Runner) -> None:
+    result = await chaos("rebalance")
+    assert_passed(
+        result,
+        "the added worker got partitions",
+        "the leaving worker stopped cleanly",
+        "the others took over",
+    )
+    assert len(result.audits) == 3  # three events, on three partitions
+
+
+async def test_kafka_broker_kill9_under_traffic(chaos: Runner) -> None:
+    result = await chaos("kafka_kill9")
+    assert_passed(result, "/ready says Kafka is down", "no 202 while the broker was dead")
+    assert result.codes.get("503", 0) > 0, result.codes  # buyers were told to retry
+
+
+async def test_redis_restarted_empty(chaos: Runner) -> None:
+    result = await chaos("redis_wipe")
+    assert_passed(
+        result, "Redis came back without its data", "the worker rebuilt the counter from PostgreSQL"
+    )
+
+
+async def test_postgres_restarted_mid_sale(chaos: Runner) -> None:
+    result = await chaos("postgres_restart")
+    assert_passed(result, "the worker waited out the outages")
+    assert sum("postgres" in f for f in result.faults) == 4, result.faults
+
+
+async def test_duplicate_delivery_and_retried_keys(chaos: Runner) -> None:
+    result = await chaos("duplicates")
+    assert_passed(
+        result,
+        "duplicates reached the topic",
+        "replays with the same Idempotency-Key return the same booking",
+    )
+    assert result.codes.get("transport", 0) > 0, result.codes  # answers were lost, retried
+
+
+@pytest.mark.timeout(240)
+async def test_worker_sigterm_mid_batch(chaos: Runner) -> None:
+    result = await chaos("worker_sigterm")
+    assert_passed(
+        result,
+        "SIGTERM #1 mid-batch",
+        "SIGTERM #2 mid-batch",
+        "SIGTERM #3 mid-batch",
+        "SIGTERM during a PostgreSQL outage",
+        "offsets committed only for decided bookings (abandoned batch)",
+    )
