@@ -26,6 +26,7 @@ from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.errors import TicketsError
 from shared.inventory import Inventory, open_redis
+from shared.metrics import SKIP_HTTP_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await redis_client.aclose()
             await pool.close()
 
-    prometheus = PrometheusConfig(app_name="tickets_api", group_path=True)
+    prometheus = PrometheusConfig(
+        app_name="tickets_api", group_path=True, exclude_opt_key=SKIP_HTTP_METRICS
+    )
     return Litestar(
         route_handlers=[EventController, BookingController, health, ready, PrometheusController],
         lifespan=[lifespan],

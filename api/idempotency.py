@@ -61,8 +61,8 @@ class IdempotencyStore:
             await asyncio.sleep(POLL_S)  # the first request is publishing; bounded wait
         raise IdempotencyInProgress()
 
-    async def complete(self, claim: Claim, fingerprint: str) -> None:
-        done = f"done|{fingerprint}|{claim.booking_id}"
+    async def complete(self, claim: Claim) -> None:
+        done = claim.value.replace("pending|", "done|", 1)
         await self._redis.set(claim.key, done, ex=self._ttl)
 
     async def abandon(self, claim: Claim) -> None:

@@ -56,7 +56,7 @@ class DecisionCache:
         self._ttl = ttl_s
 
     def _key(self, booking_id: uuid.UUID | str) -> str:
-        return f"{self._prefix}:booking:{booking_id}"
+        return f"{self._prefix}:decision:{booking_id}"
 
     async def remember_requests(self, requests: Sequence[BookingRequested]) -> None:
         """Record accepted (PENDING) bookings, in one round trip."""

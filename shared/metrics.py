@@ -9,11 +9,16 @@ from prometheus_client import Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 # API
+SKIP_HTTP_METRICS = "skip_http_metrics"  # route opt key: Litestar's HTTP metrics skip it
+BOOKING_OUTCOMES = (
+    "accepted", "replayed", "sold_out", "invalid", "not_found", "over_limit",
+    "conflict", "unavailable", "too_large", "error",
+)  # fmt: skip
 BOOKING_REQUESTS = Counter(
     "tickets_booking_requests",
-    "Booking requests by outcome: accepted (202, published), replayed (202, same "
-    "Idempotency-Key), sold_out (409 fast path), invalid, not_found, over_limit, conflict, "
-    "unavailable (503)",
+    "POST /api/bookings by outcome: accepted (202, published), replayed (202, same "
+    "Idempotency-Key), sold_out (409 fast path), invalid (400), not_found (404), over_limit "
+    "and conflict (422/409), unavailable (503), too_large (413), error (500)",
     ["outcome"],
 )
 PRODUCE_SECONDS = Histogram(
@@ -94,3 +99,6 @@ def _create_series() -> None:
 
 
 _create_series()
+
+# Looked up once: labels() takes a lock and a dict lookup on every call.
+BOOKING_OUTCOME = {outcome: BOOKING_REQUESTS.labels(outcome) for outcome in BOOKING_OUTCOMES}
