@@ -75,15 +75,14 @@ class Publisher:
         producer = await self._producer_or_raise()
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(
-                producer.send_and_wait(
+            # The producer's own request timeout fires first; this is a backstop. (A timeout
+            # block, not wait_for: that made a Task per request, a tenth of the API's CPU.)
+            async with asyncio.timeout(self._settings.produce_timeout_s + 1):
+                await producer.send_and_wait(
                     self._settings.topic,
                     value=encode_request(message),
                     key=event_key(message.event_id),
-                ),
-                # The producer's own request timeout fires first; this is a backstop.
-                self._settings.produce_timeout_s + 1,
-            )
+                )
         except (KafkaError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
         PRODUCE_SECONDS.observe(time.perf_counter() - started)

@@ -21,13 +21,23 @@ SELECT id FROM events ORDER BY id;
 SELECT capacity, per_user_limit, sold FROM events WHERE id = %(event_id)s FOR UPDATE;
 
 -- name: decided_among
-SELECT booking_id, status, reason FROM bookings WHERE booking_id = ANY(%(booking_ids)s);
+-- One primary-key probe per id (LATERAL), so the cost follows the batch, not the table,
+-- whatever the planner believes about a table that grew by 100000 rows a minute ago.
+SELECT wanted.booking_id, b.status, b.reason
+FROM unnest(%(booking_ids)s::uuid[]) AS wanted (booking_id)
+CROSS JOIN LATERAL (
+    SELECT status, reason FROM bookings WHERE booking_id = wanted.booking_id
+) AS b;
 
 -- name: confirmed_by_users
-SELECT user_id, sum(quantity)::int AS quantity
-FROM bookings
-WHERE event_id = %(event_id)s AND status = 'CONFIRMED' AND user_id = ANY(%(user_ids)s)
-GROUP BY user_id;
+-- One index probe per user, for the same reason as decided_among.
+SELECT wanted.user_id, t.quantity
+FROM unnest(%(user_ids)s::text[]) AS wanted (user_id)
+CROSS JOIN LATERAL (
+    SELECT sum(quantity)::int AS quantity FROM bookings
+    WHERE event_id = %(event_id)s AND status = 'CONFIRMED' AND user_id = wanted.user_id
+) AS t
+WHERE t.quantity IS NOT NULL;
 
 -- name: confirmed_by_all_users
 SELECT user_id, sum(quantity)::int AS quantity
