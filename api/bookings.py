@@ -161,12 +161,14 @@ class BookingController(Controller):
         try:
             sold_out = await svc.availability.available(wanted.event_id) == 0
             if not sold_out:
+                now_ms = int(time.time() * 1000)
                 message = BookingRequested(
                     booking_id=uuid.UUID(booking_id),
                     event_id=wanted.event_id,
                     user_id=user_id,
                     quantity=wanted.quantity,
-                    requested_at_ms=int(time.time() * 1000),
+                    requested_at_ms=now_ms,
+                    expires_at_ms=now_ms + svc.publisher.timeout_ms,
                 )
                 await svc.publisher.publish(message)
         except BaseException:

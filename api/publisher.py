@@ -27,7 +27,7 @@ class Publisher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
-        self._starting = asyncio.Lock()
+        self._connecting: asyncio.Task[AIOKafkaProducer] | None = None
         self._retry_at = 0.0
         self._last_error = ""
 
@@ -57,27 +57,43 @@ class Publisher:
         # behind another connection attempt.
         if time.monotonic() < self._retry_at:
             raise BrokerUnavailable(f"Kafka is unreachable: {self._last_error}")
-        async with self._starting:
-            if self._producer is None:
-                producer = self._new_producer()
-                try:
-                    await asyncio.wait_for(producer.start(), self._settings.produce_timeout_s)
-                except (KafkaError, OSError, TimeoutError) as exc:
-                    await producer.stop()
-                    self._last_error = repr(exc)
-                    self._retry_at = time.monotonic() + RECONNECT_PAUSE_S
-                    raise BrokerUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
-                self._producer = producer
-            return self._producer
+        # One connection attempt at a time, shared by every request waiting for it; a
+        # request that gives up (its deadline passed) does not cancel it for the others.
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.create_task(self._connect())
+            self._connecting.add_done_callback(_retrieve_exception)
+        return await asyncio.shield(self._connecting)
+
+    async def _connect(self) -> AIOKafkaProducer:
+        producer = self._new_producer()
+        try:
+            await asyncio.wait_for(producer.start(), self._settings.produce_timeout_s)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await producer.stop()
+            self._last_error = repr(exc)
+            self._retry_at = time.monotonic() + RECONNECT_PAUSE_S
+            raise BrokerUnavailable(f"cannot connect to Kafka: {exc!r}") from exc
+        except asyncio.CancelledError:
+            await producer.stop()  # the app is shutting down
+            raise
+        self._producer = producer
+        return producer
+
+    @property
+    def timeout_ms(self) -> int:
+        """How long `publish` waits for the acknowledgement, connecting included."""
+        return int(self._settings.produce_timeout_s * 1000)
 
     async def publish(self, message: BookingRequested) -> None:
-        """Return only once Kafka acknowledged the message; else raise BrokerUnavailable."""
-        producer = await self._producer_or_raise()
+        """Return only once Kafka acknowledged the message; else raise BrokerUnavailable.
+
+        The whole wait, connecting included, ends at `message.expires_at_ms`: a message the
+        broker appends after that is one this API answered 503 for, and the worker rejects
+        it. (asyncio.timeout rather than wait_for, which made a Task per request.)"""
         started = time.perf_counter()
         try:
-            # The producer's own request timeout fires first; this is a backstop. (A timeout
-            # block, not wait_for: that made a Task per request, a tenth of the API's CPU.)
-            async with asyncio.timeout(self._settings.produce_timeout_s + 1):
+            async with asyncio.timeout(self._settings.produce_timeout_s):
+                producer = await self._producer_or_raise()
                 await producer.send_and_wait(
                     self._settings.topic,
                     value=encode_request(message),
@@ -96,6 +112,15 @@ class Publisher:
         return True
 
     async def stop(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+def _retrieve_exception(task: asyncio.Task[AIOKafkaProducer]) -> None:
+    """Mark a failed connection attempt's exception as seen, even if every request that
+    waited for it gave up first (its waiters get BrokerUnavailable either way)."""
+    if not task.cancelled():
+        task.exception()

@@ -127,7 +127,9 @@ class Worker:
                 start_http_server(s.worker_metrics_port, addr=s.worker_metrics_host)
             except OSError as exc:
                 log.error("metrics port %s unavailable: %s", s.worker_metrics_port, exc)
-        pool = open_pool(s, max_size=4)
+        # A short wait for a connection: while PostgreSQL is down the batch fails fast, backs
+        # off, and a SIGTERM is honoured within seconds.
+        pool = open_pool(s, max_size=4, acquire_timeout_s=3.0)
         redis_client = open_redis(s)
         producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True
@@ -269,6 +271,7 @@ class Worker:
     ) -> None:
         requests: list[BookingRequested] = []
         poison: list[Poison] = []
+        expired: set[uuid.UUID] = set()
         for record in records:
             try:
                 request = decode_request(record.value)
@@ -279,9 +282,13 @@ class Worker:
                 poison.append(Poison(record, f"unknown event {request.event_id}"))
                 continue
             requests.append(request)
+            if _appended_after_expiry(record, request):
+                expired.add(request.booking_id)
         for bad in poison:
             await self._dead_letter(producer, cache, finalizer, bad)
-        decisions = await finalizer.decide(requests)
+        if expired:
+            log.warning("%d bookings reached Kafka after the API gave up on them", len(expired))
+        decisions = await finalizer.decide(requests, expired)
         self.decided += len(decisions)
         self.auditor.saw({r.event_id for r in requests})
         requested_at = {r.booking_id: r.requested_at_ms for r in requests}
@@ -347,6 +354,20 @@ def _salvage(raw: bytes | None) -> BookingRequested | None:
 
 def _as_int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+LOG_APPEND_TIME = 1  # Kafka's timestamp type when the broker stamps the append time
+
+
+def _appended_after_expiry(record: ConsumerRecord[bytes, bytes], request: BookingRequested) -> bool:
+    """True for a request the broker appended after the API stopped waiting for it: the API
+    answered 503, so nobody holds its booking id, and it must not take a seat. (An idempotent
+    producer never drops a queued message, so it may still arrive once Kafka is back.)"""
+    return (
+        request.expires_at_ms is not None
+        and record.timestamp_type == LOG_APPEND_TIME
+        and record.timestamp > request.expires_at_ms
+    )
 
 
 def _dependency(exc: BaseException) -> str:

@@ -33,6 +33,10 @@ class BookingRequested(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     user_id: UserId
     quantity: Quantity
     requested_at_ms: int
+    # The API stops waiting for Kafka's acknowledgement at this moment and answers 503.
+    # A message the broker appended later was refused to its buyer: the worker rejects it
+    # (see consumer/worker.py), so it can never take a seat. None: never expires.
+    expires_at_ms: int | None = None
 
 
 class Decision(msgspec.Struct, frozen=True):

@@ -47,8 +47,11 @@ Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 """A pool whose connections return rows as dicts."""
 
 
-def open_pool(settings: Settings, *, max_size: int | None = None) -> Pool:
-    """A pool that is not opened yet: `await pool.open()` in the owner's lifespan."""
+def open_pool(
+    settings: Settings, *, max_size: int | None = None, acquire_timeout_s: float = 30.0
+) -> Pool:
+    """A pool that is not opened yet: `await pool.open()` in the owner's lifespan.
+    Waiting longer than `acquire_timeout_s` for a connection raises PoolTimeout."""
     return Pool(
         settings.database_url,
         connection_class=AsyncConnection[DictRow],
@@ -63,6 +66,7 @@ def open_pool(settings: Settings, *, max_size: int | None = None) -> Pool:
         },
         open=False,
         name="tickets",
+        timeout=acquire_timeout_s,
         # A connection broken by a PostgreSQL restart is replaced, not handed out.
         check=AsyncConnectionPool.check_connection,
     )

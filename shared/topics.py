@@ -29,12 +29,20 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> None
         settings.dlq_topic: 1,
         **{name: 1 for name in extra},
     }
+    # The broker stamps booking requests with the time it appended them, which the worker
+    # compares with each request's expires_at_ms.
+    topic_configs = {settings.topic: {"message.timestamp.type": "LogAppendTime"}}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=parts, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=parts,
+                replication_factor=1,
+                topic_configs=topic_configs.get(name, {}),
+            )
             for name, parts in wanted.items()
             if name not in existing
         ]

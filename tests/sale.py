@@ -41,9 +41,11 @@ class SaleClient:
         return dict(response.json())
 
     async def wait_decided(
-        self, booking_ids: list[str], timeout_s: float = 60.0
+        self, booking_ids: list[str], timeout_s: float = 60.0, *, unknown_ok: bool = False
     ) -> dict[str, dict[str, Any]]:
-        """Poll until every booking is CONFIRMED or REJECTED; return them by id."""
+        """Poll until every booking is CONFIRMED or REJECTED; return them by id. With
+        `unknown_ok`, a 404 means "not decided yet" (for messages written straight to Kafka,
+        which the API never saw)."""
         decided: dict[str, dict[str, Any]] = {}
         pending = list(booking_ids)
         deadline = time.monotonic() + timeout_s
@@ -53,6 +55,9 @@ class SaleClient:
             )
             still: list[str] = []
             for bid, response in zip(pending, results, strict=True):
+                if unknown_ok and response.status_code == 404:
+                    still.append(bid)
+                    continue
                 assert response.status_code == 200, response.text
                 body = response.json()
                 if body["status"] == "PENDING":

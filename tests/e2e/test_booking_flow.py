@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from scripts.pipeline import Pipeline, free_port
 from shared.config import Settings
+from shared.contracts import BookingRequested, encode_request, event_key
 from tests.sale import SaleClient
 
 pytestmark = pytest.mark.e2e
@@ -265,3 +268,32 @@ async def test_poison_message_goes_to_dead_letter_and_the_worker_goes_on(
     assert reasons[0].startswith("undecodable")
     assert "quantity" in reasons[1]
     assert (await sale.wait_clean(event))["verdict"] == "CLEAN"
+
+
+async def test_a_request_kafka_appends_after_the_api_gave_up_takes_no_seat(
+    sale: SaleClient, pipeline: Pipeline
+) -> None:
+    """The API answers 503 once its deadline passes, but an idempotent producer may still
+    deliver the message later (when the broker returns). The worker must reject it."""
+    settings = pipeline.settings
+    event = await sale.create_event(capacity=2)
+    now_ms = int(time.time() * 1000)
+    late = BookingRequested(uuid.uuid4(), event, "ghost", 1, now_ms - 10_000, now_ms - 5_000)
+    on_time = BookingRequested(uuid.uuid4(), event, "buyer", 1, now_ms, now_ms + 60_000)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for message in (late, on_time):
+            await producer.send_and_wait(
+                settings.topic, encode_request(message), key=event_key(event)
+            )
+    finally:
+        await producer.stop()
+    decided = await sale.wait_decided(
+        [str(late.booking_id), str(on_time.booking_id)], unknown_ok=True
+    )
+    ghost, buyer = decided[str(late.booking_id)], decided[str(on_time.booking_id)]
+    assert (ghost["status"], ghost["reason"], ghost["seats"]) == ("REJECTED", "INVALID", [])
+    assert (buyer["status"], buyer["seats"]) == ("CONFIRMED", ["R1-1"])
+    report = await sale.wait_clean(event)
+    assert (report["sold"], report["redis_available"], report["verdict"]) == (1, 1, "CLEAN")
