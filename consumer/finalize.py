@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,14 +75,8 @@ class Finalizer:
         self._cache = cache
         self._rules: dict[int, EventRules] = {}
 
-    async def decide(
-        self,
-        requests: Sequence[BookingRequested],
-        expired: Set[uuid.UUID] = frozenset(),
-    ) -> list[Decision]:
-        """Decide every request (duplicates by booking id collapse to one decision). The
-        `expired` ones are rejected without taking stock (see worker._appended_after_expiry).
-        """
+    async def decide(self, requests: Sequence[BookingRequested]) -> list[Decision]:
+        """Decide every request (duplicates by booking id collapse to one decision)."""
         unique: dict[uuid.UUID, BookingRequested] = {}
         for request in requests:
             unique.setdefault(request.booking_id, request)
@@ -92,21 +86,20 @@ class Finalizer:
 
         decided: list[tuple[BookingRequested, Decision]] = []
         for event_id, group in by_event.items():
-            decided += await self._decide_event(event_id, group, expired)
+            decided += await self._decide_event(event_id, group)
         await self._cache.remember_decisions(decided)
         return [decision for _, decision in decided]
 
     async def _decide_event(
-        self, event_id: int, requests: list[BookingRequested], expired: Set[uuid.UUID]
+        self, event_id: int, requests: list[BookingRequested]
     ) -> list[tuple[BookingRequested, Decision]]:
         rules = await self._event_rules(event_id)
         assert rules is not None, "the worker dead-letters requests for unknown events"
         # Redeliveries of bookings PostgreSQL already decided must not take stock again.
         t0 = time.monotonic()
         seen = await self.decided_ids([r.booking_id for r in requests])
-        skip = seen | expired
         asks = [
-            Ask(r.booking_id, r.user_id, r.quantity) for r in requests if r.booking_id not in skip
+            Ask(r.booking_id, r.user_id, r.quantity) for r in requests if r.booking_id not in seen
         ]
         gates = await self._reserve(event_id, rules, asks)
         faults.point(self._settings, "after_reserve")
@@ -185,10 +178,9 @@ class Finalizer:
             event = await cur.fetchone()
             assert event is not None, "events are never deleted"
             earlier = await self._already_decided(cur, [r.booking_id for r in requests])
-            # No gate: expired before it reached Kafka (see decide).
-            fresh = [(r, gates.get(r.booking_id)) for r in requests if r.booking_id not in earlier]
+            fresh = [(r, gates[r.booking_id]) for r in requests if r.booking_id not in earlier]
             users = await self._confirmed_by_users(
-                cur, event_id, {r.user_id for r, g in fresh if g is not None and g.held}
+                cur, event_id, {r.user_id for r, g in fresh if g.held}
             )
             sold = event["sold"]
             confirmed: list[BookingRequested] = []
@@ -199,7 +191,7 @@ class Finalizer:
                     sold += request.quantity
                     users[request.user_id] = users.get(request.user_id, 0) + request.quantity
                     confirmed.append(request)
-                if gate is not None and gate.held:
+                if gate.held:
                     plan.settle.append((request.booking_id, status is Status.CONFIRMED))
                 plan.decisions[request.booking_id] = Decision(
                     request.booking_id, status, reason, (), decided_ms
@@ -301,14 +293,12 @@ class Finalizer:
 
 def _arbitrate(
     request: BookingRequested,
-    gate: Gate | None,
+    gate: Gate,
     event: dict[str, Any],
     sold: int,
     users: dict[str, int],
 ) -> tuple[Status, Reason | None]:
     """PostgreSQL's own check of what the gate admitted."""
-    if gate is None:
-        return Status.REJECTED, Reason.INVALID  # expired: its buyer was answered 503
     if gate is Gate.SOLD_OUT:
         return Status.REJECTED, Reason.SOLD_OUT
     if gate is Gate.LIMIT:

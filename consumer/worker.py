@@ -42,6 +42,7 @@ from shared.metrics import (
     DECISION_LATENCY,
     DECISIONS,
     DEPENDENCY_ERRORS,
+    EXPIRED_REQUESTS,
 )
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,8 @@ class Worker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=s.consumer_session_timeout_ms,
+            heartbeat_interval_ms=s.consumer_session_timeout_ms // 3,
         )
         await pool.open(wait=False)
         cache = DecisionCache(redis_client, s.redis_prefix, s.status_cache_ttl_s)
@@ -271,7 +274,7 @@ class Worker:
     ) -> None:
         requests: list[BookingRequested] = []
         poison: list[Poison] = []
-        expired: set[uuid.UUID] = set()
+        expired = 0
         for record in records:
             try:
                 request = decode_request(record.value)
@@ -281,14 +284,16 @@ class Worker:
             if not await finalizer.knows_event(request.event_id):
                 poison.append(Poison(record, f"unknown event {request.event_id}"))
                 continue
-            requests.append(request)
             if _appended_after_expiry(record, request):
-                expired.add(request.booking_id)
+                expired += 1  # answered 503: nobody holds this id; it must not take a seat
+                continue
+            requests.append(request)
         for bad in poison:
             await self._dead_letter(producer, cache, finalizer, bad)
         if expired:
-            log.warning("%d bookings reached Kafka after the API gave up on them", len(expired))
-        decisions = await finalizer.decide(requests, expired)
+            EXPIRED_REQUESTS.inc(expired)
+            log.warning("dropped %d requests Kafka appended after the API answered 503", expired)
+        decisions = await finalizer.decide(requests)
         self.decided += len(decisions)
         self.auditor.saw({r.event_id for r in requests})
         requested_at = {r.booking_id: r.requested_at_ms for r in requests}

@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     redis_max_connections: Positive = 64
     # Worker
     batch_max: Positive = 2000
+    # How long the group waits for a silent worker (e.g. kill -9) before handing its
+    # partitions to the others; heartbeats go every third of it.
+    consumer_session_timeout_ms: Annotated[int, msgspec.Meta(ge=3000)] = 10000
     poll_timeout_ms: Positive = 100
     retry_backoff_max_s: PositiveFloat = 5.0
     # The worker's own /metrics on 127.0.0.1; 0 turns it off (one port per worker process).

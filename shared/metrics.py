@@ -54,6 +54,10 @@ CONSUMER_LAG = Gauge(
     ["partition"],
 )
 DEAD_LETTERS = Counter("tickets_dead_letters", "Messages parked on the dead-letter topic (poison)")
+EXPIRED_REQUESTS = Counter(
+    "tickets_expired_requests",
+    "Requests Kafka appended after the API's deadline (the buyer got 503): dropped unseen",
+)
 DEPENDENCY_ERRORS = Counter(
     "tickets_dependency_errors",
     "Failures of a dependency that made the worker back off and retry a batch",
