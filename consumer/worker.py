@@ -284,7 +284,7 @@ class Worker:
             if not await finalizer.knows_event(request.event_id):
                 poison.append(Poison(record, f"unknown event {request.event_id}"))
                 continue
-            if _appended_after_expiry(record, request):
+            if appended_after_expiry(record, request):
                 expired += 1  # answered 503: nobody holds this id; it must not take a seat
                 continue
             requests.append(request)
@@ -364,7 +364,7 @@ def _as_int(value: object) -> int:
 LOG_APPEND_TIME = 1  # Kafka's timestamp type when the broker stamps the append time
 
 
-def _appended_after_expiry(record: ConsumerRecord[bytes, bytes], request: BookingRequested) -> bool:
+def appended_after_expiry(record: ConsumerRecord[bytes, bytes], request: BookingRequested) -> bool:
     """True for a request the broker appended after the API stopped waiting for it: the API
     answered 503, so nobody holds its booking id, and it must not take a seat. (An idempotent
     producer never drops a queued message, so it may still arrive once Kafka is back.)"""

@@ -58,9 +58,10 @@ from aiokafka.partitioner import murmur2
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from consumer.worker import appended_after_expiry
 from scripts.pipeline import ROOT, Pipeline, settings_env
 from shared.config import Settings
-from shared.contracts import event_key
+from shared.contracts import decode_request, event_key
 from shared.db import migrate
 from shared.inventory import open_redis
 from shared.topics import ensure_topics
@@ -561,9 +562,11 @@ async def read_offsets(settings: Settings, timeout_s: float = 20.0) -> Offsets:
 async def read_topic(
     settings: Settings, topic: str, timeout_s: float = 20.0
 ) -> list[tuple[int, int, str | None]]:
-    """Every record of `topic` up to its current end: (partition, offset, booking id)."""
+    """Every record of `topic` up to its current end: (partition, offset, booking id).
+    The id is None for what is no booking: poison, and requests the broker appended after
+    the API had answered 503 (the worker drops those by design)."""
     return [
-        (r.partition, r.offset, _booking_id(r.value))
+        (r.partition, r.offset, _booking_id(r))
         for r in await read_records(settings, topic, timeout_s)
     ]
 
@@ -605,12 +608,12 @@ async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -
     return False
 
 
-def _booking_id(raw: bytes | None) -> str | None:
+def _booking_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
     try:
-        value = msgspec.json.decode(raw or b"")
-    except msgspec.DecodeError:
+        request = decode_request(record.value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return str(value.get("booking_id")) if isinstance(value, dict) else None
+    return None if appended_after_expiry(record, request) else str(request.booking_id)
 
 
 # ---------------------------------------------------------------------------- results
