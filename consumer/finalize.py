@@ -117,6 +117,7 @@ class Finalizer:
                 t1 - t0,
                 t2 - t1,
                 t3 - t2,
+                extra={"event_id": event_id},
             )
         return [(r, plan.decisions[r.booking_id]) for r in requests]
 
@@ -164,7 +165,12 @@ class Finalizer:
             available = event["capacity"] - event["sold"]
             rebuilt = await self.inventory.rebuild(event_id, available, users)
         if rebuilt:
-            log.warning("rebuilt inventory counter of event %s: available=%s", event_id, available)
+            log.warning(
+                "rebuilt inventory counter of event %s: available=%s",
+                event_id,
+                available,
+                extra={"event_id": event_id},
+            )
         return rebuilt
 
     async def _commit(
@@ -254,7 +260,11 @@ class Finalizer:
                 _now_ms(),
             )
         if earlier:
-            log.info("skipping %d bookings decided by an earlier delivery", len(earlier))
+            log.info(
+                "skipping %d bookings decided by an earlier delivery",
+                len(earlier),
+                extra={"booking_id": ",".join(str(b) for b in earlier)},
+            )
         return earlier
 
     async def _confirmed_by_users(

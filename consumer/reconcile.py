@@ -115,7 +115,13 @@ class Reconciler:
                 return False
             corrected = await self._inventory.correct(event_id, gate.available, should)
         if corrected:
-            log.warning("event %s: counter %s corrected to %s", event_id, gate.available, should)
+            log.warning(
+                "event %s: counter %s corrected to %s",
+                event_id,
+                gate.available,
+                should,
+                extra={"event_id": event_id},
+            )
         return corrected
 
 

@@ -322,10 +322,15 @@ class Worker:
             ],
         )
         DEAD_LETTERS.inc()
-        log.warning(
-            "dead-lettered %s/%s@%s: %s", record.topic, record.partition, record.offset, bad.reason
-        )
         request = _salvage(record.value)
+        log.warning(
+            "dead-lettered %s/%s@%s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            bad.reason,
+            extra={"booking_id": request.booking_id} if request else {},
+        )
         if request is not None and not await self._decided(request.booking_id, cache, finalizer):
             now_ms = int(time.time() * 1000)
             decision = Decision(request.booking_id, Status.REJECTED, Reason.INVALID, (), now_ms)

@@ -297,3 +297,31 @@ async def test_a_request_kafka_appends_after_the_api_gave_up_takes_no_seat(
     assert ghost.status_code == 404  # dropped: never decided, never a seat
     report = await sale.wait_clean(event)
     assert (report["sold"], report["redis_available"], report["verdict"]) == (1, 1, "CLEAN")
+
+
+async def test_redis_unavailable_means_503_never_202(pipeline: Pipeline, tmp_path: Path) -> None:
+    """Without the gate, the API refuses bookings (503) instead of admitting unboundedly."""
+    event_id = await _create_event_direct(pipeline.settings)
+    nobody_listens = f"redis://127.0.0.1:{free_port()}/0"
+    blind = Pipeline(
+        msgspec.structs.replace(pipeline.settings, redis_url=nobody_listens),
+        log_dir=tmp_path / "blind",
+    )
+    blind.start_api()
+    try:
+        await blind.wait_ready(path="/health")
+        async with httpx.AsyncClient(base_url=blind.url, timeout=30) as client:
+            ready = await client.get("/ready")
+            assert ready.status_code == 503 and ready.json()["redis"] == "down"
+            responses = await asyncio.gather(
+                *(
+                    client.post("/api/bookings", json={"event_id": event_id, "user_id": f"u{i}"})
+                    for i in range(10)
+                )
+            )
+        assert {r.status_code for r in responses} == {503}
+        assert all(r.headers.get("retry-after") for r in responses)
+        assert all("unavailable" in r.json()["detail"] for r in responses)
+    finally:
+        blind.stop()
+    assert await _topic_size(pipeline.settings, pipeline.settings.topic) == 0
