@@ -25,6 +25,7 @@ from shared.contracts import BookingRequested, EventId, Quantity, UserId
 from shared.db import fetch_one, queries
 from shared.decisions import BookingView, iso_from_ms
 from shared.errors import (
+    BrokerUnavailable,
     IdempotencyConflict,
     IdempotencyInProgress,
     InvalidRequest,
@@ -171,7 +172,9 @@ class BookingController(Controller):
                     expires_at_ms=now_ms + svc.publisher.timeout_ms,
                 )
                 await svc.publisher.publish(message)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, BrokerUnavailable):
+                await self._abandon(svc, booking_id)
             if claim is not None:
                 await svc.idempotency.abandon(claim)
             raise
@@ -187,6 +190,15 @@ class BookingController(Controller):
         except redis.exceptions.RedisError as exc:
             log.warning("booking %s accepted but not cached: %r", booking_id, exc)
         return "accepted", self._accepted(booking_id)
+
+    @staticmethod
+    async def _abandon(svc: Services, booking_id: str) -> None:
+        """Kafka may still deliver a message whose acknowledgement timed out; mark it so the
+        worker drops it rather than sell a seat to a buyer who was told 503."""
+        try:
+            await svc.decisions.abandon(booking_id)
+        except redis.exceptions.RedisError as exc:
+            log.warning("booking %s answered 503 but not marked abandoned: %r", booking_id, exc)
 
     @staticmethod
     def _accepted(booking_id: str) -> Response[Accepted]:

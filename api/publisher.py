@@ -18,6 +18,7 @@ from shared.metrics import PRODUCE_SECONDS
 log = logging.getLogger(__name__)
 
 RECONNECT_PAUSE_S = 1.0  # after a failed connection attempt, 503 at once for this long
+DEADLINE_MARGIN_S = 0.005  # give up this much before a message's deadline
 
 
 class Publisher:
@@ -87,12 +88,16 @@ class Publisher:
     async def publish(self, message: BookingRequested) -> None:
         """Return only once Kafka acknowledged the message; else raise BrokerUnavailable.
 
-        The whole wait, connecting included, ends at `message.expires_at_ms`: a message the
-        broker appends after that is one this API answered 503 for, and the worker rejects
-        it. (asyncio.timeout rather than wait_for, which made a Task per request.)"""
+        The whole wait, connecting included, ends just before `message.expires_at_ms`; the
+        worker drops a message the broker appended after that, and one this API marked
+        abandoned (see api/bookings.py). (asyncio.timeout rather than wait_for, which made
+        a Task per request.)"""
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._settings.produce_timeout_s):
+            # Give up a little before the message's deadline: whatever this API acknowledges
+            # was appended before expires_at_ms, so the worker never drops it.
+            remaining_s = (message.expires_at_ms or 0) / 1000 - time.time() - DEADLINE_MARGIN_S
+            async with asyncio.timeout(max(remaining_s, 0.0)):
                 producer = await self._producer_or_raise()
                 await producer.send_and_wait(
                     self._settings.topic,

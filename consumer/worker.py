@@ -275,6 +275,7 @@ class Worker:
         requests: list[BookingRequested] = []
         poison: list[Poison] = []
         expired = 0
+        appended: list[tuple[ConsumerRecord[bytes, bytes], BookingRequested]] = []
         for record in records:
             try:
                 request = decode_request(record.value)
@@ -288,11 +289,22 @@ class Worker:
                 expired += 1  # answered 503: nobody holds this id; it must not take a seat
                 continue
             requests.append(request)
+            appended.append((record, request))
         for bad in poison:
             await self._dead_letter(producer, cache, finalizer, bad)
+        late = [r for record, r in appended if appended_late(record, r)]
+        if late:
+            # The API may still be waiting for these acknowledgements: let it decide (202,
+            # or 503 and an abandoned mark) before looking at the marks.
+            settled_at_ms = max(r.expires_at_ms or 0 for r in late) + ABANDON_SETTLE_MS
+            await asyncio.sleep(max(settled_at_ms - time.time() * 1000, 0) / 1000)
+        abandoned = await cache.abandoned([r.booking_id for r in requests])
+        if abandoned:
+            expired += len(abandoned)
+            requests = [r for r in requests if r.booking_id not in abandoned]
         if expired:
             EXPIRED_REQUESTS.inc(expired)
-            log.warning("dropped %d requests Kafka appended after the API answered 503", expired)
+            log.warning("dropped %d requests the API answered 503 for", expired)
         decisions = await finalizer.decide(requests)
         self.decided += len(decisions)
         self.auditor.saw({r.event_id for r in requests})
@@ -378,6 +390,20 @@ def appended_after_expiry(record: ConsumerRecord[bytes, bytes], request: Booking
         and record.timestamp_type == LOG_APPEND_TIME
         and record.timestamp > request.expires_at_ms
     )
+
+
+# After a late request's deadline, how long the API may take to mark it abandoned.
+ABANDON_SETTLE_MS = 500
+
+
+def appended_late(record: ConsumerRecord[bytes, bytes], request: BookingRequested) -> bool:
+    """Appended in time, but in the second half of its window (the broker was slow or away):
+    its acknowledgement may miss the API's deadline, so the API may answer 503 after all."""
+    if request.expires_at_ms is None or record.timestamp_type != LOG_APPEND_TIME:
+        return False
+    halfway = (request.requested_at_ms + request.expires_at_ms) / 2
+    appended_at: int = record.timestamp
+    return halfway < appended_at <= request.expires_at_ms
 
 
 def _dependency(exc: BaseException) -> str:

@@ -33,9 +33,10 @@ class BookingRequested(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     user_id: UserId
     quantity: Quantity
     requested_at_ms: int
-    # The API stops waiting for Kafka's acknowledgement at this moment and answers 503.
-    # A message the broker appended later was refused to its buyer: the worker rejects it
-    # (see consumer/worker.py), so it can never take a seat. None: never expires.
+    # The API stops waiting for Kafka's acknowledgement just before this moment and answers
+    # 503 (marking the booking abandoned in Redis). The worker drops a message the broker
+    # appended later, or marked abandoned, so a 503'd request never takes a seat, while an
+    # acknowledged one, appended before its deadline, is never dropped. None: never expires.
     expires_at_ms: int | None = None
 
 

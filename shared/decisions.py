@@ -85,6 +85,20 @@ class DecisionCache:
                 pipe.set(self._key(r.booking_id), _encode(record), ex=self._ttl)
             await pipe.execute()
 
+    def _abandoned_key(self, booking_id: uuid.UUID | str) -> str:
+        return f"{self._prefix}:abandoned:{booking_id}"
+
+    async def abandon(self, booking_id: uuid.UUID | str) -> None:
+        """The API answered 503 for this booking: should Kafka deliver it after all, the
+        worker drops it."""
+        await self._redis.set(self._abandoned_key(booking_id), 1, ex=self._ttl)
+
+    async def abandoned(self, booking_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        if not booking_ids:
+            return set()
+        found = await self._redis.mget([self._abandoned_key(b) for b in booking_ids])
+        return {b for b, hit in zip(booking_ids, found, strict=True) if hit is not None}
+
     async def get(self, booking_id: uuid.UUID) -> BookingView | None:
         raw = await self._redis.get(self._key(booking_id))
         if raw is None:

@@ -56,7 +56,8 @@ CONSUMER_LAG = Gauge(
 DEAD_LETTERS = Counter("tickets_dead_letters", "Messages parked on the dead-letter topic (poison)")
 EXPIRED_REQUESTS = Counter(
     "tickets_expired_requests",
-    "Requests Kafka appended after the API's deadline (the buyer got 503): dropped unseen",
+    "Requests the API answered 503 for that Kafka delivered anyway (appended after their "
+    "deadline, or marked abandoned): dropped unseen",
 )
 DEPENDENCY_ERRORS = Counter(
     "tickets_dependency_errors",
