@@ -5,19 +5,20 @@ Kafka of the stack the tests run on, and bring every service back up before retu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from scripts.chaos import ScenarioResult, run_scenario, table
+from scripts.chaos import ScenarioResult, run_scenario
 from shared.config import Settings
 
 pytestmark = pytest.mark.chaos
 
 Runner = Callable[[str], Awaitable[ScenarioResult]]
 
-_results: list[ScenarioResult] = []
+# Every scenario run in this session, for the table at the end (see conftest.py).
+RESULTS: list[ScenarioResult] = []
 
 # Checks every scenario must pass, by a fragment of their names (one per event where it says
 # "event N:"), with what each proves.
@@ -44,24 +45,11 @@ INVARIANTS = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _print_table(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The runner's table for the scenarios of this run, on the terminal at the end."""
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if _results and reporter is not None:
-        reporter.write_line("")
-        for line in table(_results).splitlines():
-            reporter.write_line(line)
-        needed = [r.name for r in _results if r.reconciler is not None]
-        reporter.write_line(f"reconciler needed by: {', '.join(needed) or 'none'}")
-
-
 @pytest.fixture
 async def chaos(base_settings: Settings, tmp_path: Path) -> AsyncIterator[Runner]:
     async def run(name: str) -> ScenarioResult:
         result = await run_scenario(name, base_settings, log_dir=tmp_path / name)
-        _results.append(result)
+        RESULTS.append(result)
         print(result.report())
         return result
 
