@@ -152,7 +152,8 @@ class BookingController(Controller):
             raise LimitExceeded(
                 f"quantity {wanted.quantity} is above the per-user limit of {rules.per_user_limit}"
             )
-        booking_id = str(uuid.uuid4())
+        booking_uuid = uuid.uuid4()
+        booking_id = str(booking_uuid)
         claim = None
         if idempotency_key is not None:
             print_ = fingerprint(wanted.event_id, user_id, wanted.quantity)
@@ -164,7 +165,7 @@ class BookingController(Controller):
             if not sold_out:
                 now_ms = int(time.time() * 1000)
                 message = BookingRequested(
-                    booking_id=uuid.UUID(booking_id),
+                    booking_id=booking_uuid,
                     event_id=wanted.event_id,
                     user_id=user_id,
                     quantity=wanted.quantity,
