@@ -2,16 +2,17 @@
 transaction per event in the batch.
 
 Order of effects for one event, and why it is safe to crash between any two of them:
-1. reserve.lua takes stock for the bookings it admits and records a hold per booking id.
-   A replay finds the hold and takes nothing more.
-2. One PostgreSQL transaction locks the event row FOR UPDATE, skips bookings it already
-   decided, re-checks capacity and per-user limits itself (the final word), assigns the
-   lowest free seats and writes every booking. A crash before COMMIT leaves only holds,
-   which the replay reuses.
-3. settle.lua drops the holds; a hold whose booking PostgreSQL refused gives its stock back,
+1. One PostgreSQL transaction locks the event row FOR UPDATE and skips bookings it already
+   decided (every decider of the event holds that lock, so the answer cannot go stale).
+2. Still under the lock, reserve.lua takes stock for the bookings it admits and records a
+   hold per booking id. A replay finds the hold and takes nothing more.
+3. PostgreSQL re-checks capacity and per-user limits itself (the final word), assigns the
+   lowest free seats, writes every booking and commits. A crash before COMMIT leaves only
+   holds, which the replay reuses.
+4. settle.lua drops the holds; a hold whose booking PostgreSQL refused gives its stock back,
    exactly once. A replay after a crash here finds the bookings decided and settles again,
    which is a no-op for holds already gone.
-4. The decisions are cached in Redis for polling clients. Kafka offsets are committed by the
+5. The decisions are cached in Redis for polling clients. Kafka offsets are committed by the
    caller only after all of this.
 """
 
@@ -30,7 +31,7 @@ from psycopg import AsyncCursor
 from consumer import faults
 from shared.config import Settings
 from shared.contracts import BookingRequested, Decision, Reason, Status
-from shared.db import Pool, queries
+from shared.db import Pool, queries, uuid_array
 from shared.decisions import DecisionCache
 from shared.errors import CounterMissing
 from shared.inventory import Ask, Gate, Inventory
@@ -76,7 +77,17 @@ class Finalizer:
         self._rules: dict[int, EventRules] = {}
 
     async def decide(self, requests: Sequence[BookingRequested]) -> list[Decision]:
-        """Decide every request (duplicates by booking id collapse to one decision)."""
+        """Decide every request (duplicates by booking id collapse to one decision) and
+        record the decisions for polling clients."""
+        decided = await self.commit(requests)
+        await self._cache.remember_decisions(decided)
+        return [decision for _, decision in decided]
+
+    async def commit(
+        self, requests: Sequence[BookingRequested]
+    ) -> list[tuple[BookingRequested, Decision]]:
+        """`decide` without the polling cache: decisions committed in PostgreSQL, gate
+        settled. The caller records them (the worker does it while the next batch runs)."""
         unique: dict[uuid.UUID, BookingRequested] = {}
         for request in requests:
             unique.setdefault(request.booking_id, request)
@@ -87,43 +98,33 @@ class Finalizer:
         decided: list[tuple[BookingRequested, Decision]] = []
         for event_id, group in by_event.items():
             decided += await self._decide_event(event_id, group)
-        await self._cache.remember_decisions(decided)
-        return [decision for _, decision in decided]
+        return decided
 
     async def _decide_event(
         self, event_id: int, requests: list[BookingRequested]
     ) -> list[tuple[BookingRequested, Decision]]:
         rules = await self._event_rules(event_id)
         assert rules is not None, "the worker dead-letters requests for unknown events"
-        # Redeliveries of bookings PostgreSQL already decided must not take stock again.
         t0 = time.monotonic()
-        seen = await self.decided_ids([r.booking_id for r in requests])
-        asks = [
-            Ask(r.booking_id, r.user_id, r.quantity) for r in requests if r.booking_id not in seen
-        ]
-        gates = await self._reserve(event_id, rules, asks)
-        faults.point(self._settings, "after_reserve")
-        t1 = time.monotonic()
-        plan = await self._commit(event_id, requests, gates)
+        plan = await self._commit(event_id, rules, requests)
         faults.point(self._settings, "after_db_commit")
-        t2 = time.monotonic()
+        t1 = time.monotonic()
         await self.inventory.settle(event_id, plan.settle)
-        t3 = time.monotonic()
-        if t3 - t0 > SLOW_BATCH_S:
+        t2 = time.monotonic()
+        if t2 - t0 > SLOW_BATCH_S:
             log.warning(
-                "slow batch for event %s: %d bookings, gate %.2fs, ledger %.2fs, settle %.2fs",
+                "slow batch for event %s: %d bookings, gate and ledger %.2fs, settle %.2fs",
                 event_id,
                 len(requests),
                 t1 - t0,
                 t2 - t1,
-                t3 - t2,
                 extra={"event_id": event_id},
             )
         return [(r, plan.decisions[r.booking_id]) for r in requests]
 
     async def decided_ids(self, booking_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         async with self._pool.connection() as conn, conn.cursor() as cur:
-            await cur.execute(queries.decided_among, {"booking_ids": booking_ids})
+            await cur.execute(queries.decided_among, {"booking_ids": uuid_array(booking_ids)})
             return {row["booking_id"] for row in await cur.fetchall()}
 
     async def knows_event(self, event_id: int) -> bool:
@@ -143,12 +144,13 @@ class Finalizer:
         return rules
 
     async def _reserve(
-        self, event_id: int, rules: EventRules, asks: list[Ask]
+        self, cur: AsyncCursor[Any], event_id: int, rules: EventRules, asks: list[Ask]
     ) -> dict[uuid.UUID, Gate]:
+        """The Redis gate, called under the event's row lock (held by `cur`)."""
         try:
             gates = await self.inventory.reserve(event_id, rules.per_user_limit, asks)
         except CounterMissing:
-            await self.rebuild_counter(event_id)
+            await self._rebuild_locked(cur, event_id)
             gates = await self.inventory.reserve(event_id, rules.per_user_limit, asks)
         return {ask.booking_id: gate for ask, gate in zip(asks, gates, strict=True)}
 
@@ -157,13 +159,19 @@ class Finalizer:
         no finalisation of this event commits in between."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(queries.lock_event, {"event_id": event_id})
-            event = await cur.fetchone()
-            if event is None:
+            if await cur.fetchone() is None:
                 return False
-            await cur.execute(queries.confirmed_by_all_users, {"event_id": event_id})
-            users = {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
-            available = event["capacity"] - event["sold"]
-            rebuilt = await self.inventory.rebuild(event_id, available, users)
+            return await self._rebuild_locked(cur, event_id)
+
+    async def _rebuild_locked(self, cur: AsyncCursor[Any], event_id: int) -> bool:
+        """rebuild_counter's work, for a caller that already holds the event's row lock."""
+        await cur.execute(queries.get_event, {"event_id": event_id})
+        event = await cur.fetchone()
+        assert event is not None, "the caller holds this event's row lock"
+        await cur.execute(queries.confirmed_by_all_users, {"event_id": event_id})
+        users = {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
+        available = event["capacity"] - event["sold"]
+        rebuilt = await self.inventory.rebuild(event_id, available, users)
         if rebuilt:
             log.warning(
                 "rebuilt inventory counter of event %s: available=%s",
@@ -174,17 +182,25 @@ class Finalizer:
         return rebuilt
 
     async def _commit(
-        self, event_id: int, requests: list[BookingRequested], gates: dict[uuid.UUID, Gate]
+        self, event_id: int, rules: EventRules, requests: list[BookingRequested]
     ) -> _Plan:
+        """Under the event's row lock: skip what an earlier delivery decided, take stock at
+        the gate for the rest, arbitrate, write. Whoever decides this event holds that lock,
+        so "already decided" cannot change between the check and the COMMIT."""
         plan = _Plan()
-        decided_at = dt.datetime.now(dt.UTC)
-        decided_ms = int(decided_at.timestamp() * 1000)
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(queries.lock_event, {"event_id": event_id})
             event = await cur.fetchone()
             assert event is not None, "events are never deleted"
+            await cur.execute(queries.probes_only)
             earlier = await self._already_decided(cur, [r.booking_id for r in requests])
-            fresh = [(r, gates[r.booking_id]) for r in requests if r.booking_id not in earlier]
+            todo = [r for r in requests if r.booking_id not in earlier]
+            asks = [Ask(r.booking_id, r.user_id, r.quantity) for r in todo]
+            gates = await self._reserve(cur, event_id, rules, asks)
+            faults.point(self._settings, "after_reserve")
+            fresh = [(r, gates[r.booking_id]) for r in todo]
+            decided_at = dt.datetime.now(dt.UTC)
+            decided_ms = int(decided_at.timestamp() * 1000)
             users = await self._confirmed_by_users(
                 cur, event_id, {r.user_id for r, g in fresh if g.held}
             )
@@ -232,18 +248,17 @@ class Finalizer:
                 await cur.execute(
                     queries.add_sold, {"event_id": event_id, "quantity": sold - event["sold"]}
                 )
-        # Bookings decided by an earlier delivery: report that decision. A hold left by that
-        # delivery settles as it decided; a hold this delivery took just now goes back.
+        # Bookings decided by an earlier delivery: report that decision; a hold that delivery
+        # left behind (it crashed before settling) settles as it decided.
         for booking_id, decision in earlier.items():
             plan.decisions[booking_id] = decision
-            took_now = gates.get(booking_id) is Gate.HELD_NOW
-            plan.settle.append((booking_id, decision.status is Status.CONFIRMED and not took_now))
+            plan.settle.append((booking_id, decision.status is Status.CONFIRMED))
         return plan
 
     async def _already_decided(
         self, cur: AsyncCursor[Any], booking_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, Decision]:
-        await cur.execute(queries.decided_among, {"booking_ids": booking_ids})
+        await cur.execute(queries.decided_among, {"booking_ids": uuid_array(booking_ids)})
         found = await cur.fetchall()
         earlier: dict[uuid.UUID, Decision] = {}
         for row in found:
@@ -288,17 +303,22 @@ class Finalizer:
         if len(free) != total:
             # Sold never exceeds the seat count, so this means the ledger is corrupt: abort.
             raise RuntimeError(f"event {event_id}: wanted {total} free seats, found {len(free)}")
-        await cur.execute(
-            queries.assign_seats,
-            {"event_id": event_id, "seat_nos": free, "booking_ids": owners},
-        )
-        assigned = await cur.fetchall()
-        if len(assigned) != total:
-            raise RuntimeError(f"event {event_id}: assigned {len(assigned)} of {total} seats")
-        seats: dict[uuid.UUID, list[tuple[int, str]]] = {r.booking_id: [] for r in confirmed}
-        for row in assigned:
-            seats[row["booking_id"]].append((row["seat_no"], row["label"]))
-        return {bid: [label for _, label in sorted(got)] for bid, got in seats.items()}
+        params: dict[str, Any] = {"event_id": event_id, "booking_ids": uuid_array(owners)}
+        if free[-1] - free[0] + 1 == total:
+            await cur.execute(
+                queries.assign_seat_range, {**params, "first": free[0], "last": free[-1]}
+            )
+        else:
+            await cur.execute(queries.assign_seats, {**params, "seat_nos": free})
+        row = await cur.fetchone()
+        labels: list[str] = row["labels"] if row else []
+        if len(labels) != total:
+            raise RuntimeError(f"event {event_id}: assigned {len(labels)} of {total} seats")
+        # Both lists are in seat order, so each booking's labels come out in seat order too.
+        seats: dict[uuid.UUID, list[str]] = {}
+        for owner, label in zip(owners, labels, strict=True):
+            seats.setdefault(owner, []).append(label)
+        return seats
 
 
 def _arbitrate(

@@ -28,7 +28,7 @@ from consumer.finalize import Finalizer
 from shared import logs
 from shared.config import Settings, load_or_exit
 from shared.contracts import Status
-from shared.db import Pool, open_pool, queries
+from shared.db import Pool, open_pool, queries, uuid_array
 from shared.decisions import DecisionCache
 from shared.inventory import Inventory, open_redis
 from shared.metrics import RECONCILER_FIXES
@@ -88,7 +88,7 @@ class Reconciler:
             return  # a rebuilt gate has no holds and matches the ledger
         if holds:
             async with self._pool.connection() as conn, conn.cursor() as cur:
-                await cur.execute(queries.decided_among, {"booking_ids": list(holds)})
+                await cur.execute(queries.decided_among, {"booking_ids": uuid_array(holds)})
                 decided = {row["booking_id"]: row["status"] for row in await cur.fetchall()}
             outcomes = [(bid, status == Status.CONFIRMED) for bid, status in decided.items()]
             await self._inventory.settle(event_id, outcomes)
