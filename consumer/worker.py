@@ -14,6 +14,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -99,11 +100,12 @@ def _dump_tasks() -> None:
 class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions are handed over only after the batch in hand is decided and committed."""
 
-    def __init__(self, batch_lock: asyncio.Lock) -> None:
-        self._lock = batch_lock
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._lock:
+        async with self._worker.batch_lock:
+            await self._worker.finish_tail()
             log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
             for tp in revoked:
                 with contextlib.suppress(KeyError):
@@ -118,7 +120,10 @@ class Worker:
         self.settings = settings
         self.stop = asyncio.Event()
         self._stop_when_idle = stop_when_idle
-        self._batch_lock = asyncio.Lock()
+        self.batch_lock = asyncio.Lock()
+        # The previous batch's last steps (polling cache, metrics, offset commit), which run
+        # while the next batch is decided. At most one at a time, so commits stay in order.
+        self._tail: asyncio.Task[None] | None = None
         self.decided = 0
 
     async def run(self) -> None:
@@ -153,7 +158,7 @@ class Worker:
             await producer.start()
             await self._reconcile(Reconciler(s, pool, finalizer, finalizer.inventory))
             await consumer.start()
-            consumer.subscribe([s.topic], listener=_WaitForBatchOnRevoke(self._batch_lock))
+            consumer.subscribe([s.topic], listener=_WaitForBatchOnRevoke(self))
             log.info("worker started: topic=%s group=%s", s.topic, s.consumer_group)
             side_task = asyncio.create_task(self.auditor.run(self.stop), name="auditor")
             await self._loop(consumer, producer, finalizer, cache, side_task)
@@ -189,28 +194,69 @@ class Worker:
         cache: DecisionCache,
         side_task: asyncio.Task[None],
     ) -> None:
-        while not self.stop.is_set():
-            if side_task.done():
-                # A side task that dies stops the worker loudly rather than leaving it limping.
-                side_task.result()
-                raise RuntimeError(f"side task {side_task.get_name()} ended unexpectedly")
-            batch = await consumer.getmany(
-                timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max
-            )
-            if not batch:
-                await _report_lag(consumer)
-                if self._stop_when_idle and await _caught_up(consumer):
-                    log.info("no more messages: stopping (burst mode)")
-                    return
-                continue
-            started = time.monotonic()
-            async with self._batch_lock:
-                if not await self._settle_batch(batch, producer, finalizer, cache):
-                    return  # stopped while a dependency was down; nothing committed
-                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-                await self._commit(consumer, offsets)
-            BATCH_SECONDS.observe(time.monotonic() - started)
-            await _report_lag(consumer)
+        try:
+            while not self.stop.is_set():
+                if side_task.done():
+                    # A side task that dies stops the worker loudly rather than limping.
+                    side_task.result()
+                    raise RuntimeError(f"side task {side_task.get_name()} ended unexpectedly")
+                batch = await consumer.getmany(
+                    timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max
+                )
+                if not batch:
+                    await self.finish_tail()
+                    await _report_lag(consumer)
+                    if self._stop_when_idle and await _caught_up(consumer):
+                        log.info("no more messages: stopping (burst mode)")
+                        return
+                    continue
+                started = time.monotonic()
+                async with self.batch_lock:
+                    decided = await self._settle_batch(batch, producer, finalizer, cache)
+                    if decided is None:
+                        return  # stopped while a dependency was down; nothing committed
+                    offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+                    await self.finish_tail()
+                    self._tail = asyncio.create_task(
+                        self._finish(consumer, cache, decided, offsets, started),
+                        name="batch-tail",
+                    )
+        finally:
+            await self.finish_tail()
+
+    async def finish_tail(self) -> None:
+        """Wait until the previous batch is recorded and its offsets committed."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            await tail
+
+    async def _finish(
+        self,
+        consumer: AIOKafkaConsumer,
+        cache: DecisionCache,
+        decided: list[tuple[BookingRequested, Decision]],
+        offsets: dict[TopicPartition, int],
+        started: float,
+    ) -> None:
+        """A decided batch's last steps: the polling cache, then the offsets. The offsets
+        wait for the cache: a crash in between redelivers the batch, which writes the
+        decisions again, so no client is left reading PENDING for a decided booking."""
+        for delay in self._backoff():
+            try:
+                await cache.remember_decisions(decided)
+                break
+            except RETRYABLE as exc:
+                DEPENDENCY_ERRORS.labels(_dependency(exc)).inc()
+                log.warning("recording %d decisions failed (%r); retrying in %.1fs",
+                            len(decided), exc, delay)  # fmt: skip
+            if not await self._pause(delay):
+                log.warning("stopping with an unrecorded batch: it will be redelivered")
+                return
+        _count_decisions(decided)
+        self.decided += len(decided)
+        await self._commit(consumer, offsets)
+        BATCH_SECONDS.observe(time.monotonic() - started)
+        await _report_lag(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         """Commit a decided batch's offsets; retry while the broker is unreachable. Giving up
@@ -249,20 +295,19 @@ class Worker:
         producer: AIOKafkaProducer,
         finalizer: Finalizer,
         cache: DecisionCache,
-    ) -> bool:
+    ) -> list[tuple[BookingRequested, Decision]] | None:
         """Decide every record of the batch, retrying dependency failures with backoff.
-        Returns False if asked to stop before the batch could be decided."""
+        Returns None if asked to stop before the batch could be decided."""
         records = [record for records in batch.values() for record in records]
         BATCH_SIZE.observe(len(records))
         for delay in self._backoff():
             try:
-                await self._decide(records, producer, finalizer, cache)
-                return True
+                return await self._decide(records, producer, finalizer, cache)
             except RETRYABLE as exc:
                 DEPENDENCY_ERRORS.labels(_dependency(exc)).inc()
                 log.warning("batch of %d failed (%r); retrying in %.1fs", len(records), exc, delay)
             if not await self._pause(delay):
-                return False
+                return None
         raise AssertionError("unreachable: _backoff never ends")
 
     async def _decide(
@@ -271,19 +316,23 @@ class Worker:
         producer: AIOKafkaProducer,
         finalizer: Finalizer,
         cache: DecisionCache,
-    ) -> None:
+    ) -> list[tuple[BookingRequested, Decision]]:
         requests: list[BookingRequested] = []
         poison: list[Poison] = []
         expired = 0
         appended: list[tuple[ConsumerRecord[bytes, bytes], BookingRequested]] = []
+        known: dict[int, bool] = {}
         for record in records:
             try:
                 request = decode_request(record.value)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 poison.append(Poison(record, f"undecodable: {exc}"))
                 continue
-            if not await finalizer.knows_event(request.event_id):
-                poison.append(Poison(record, f"unknown event {request.event_id}"))
+            event_id = request.event_id
+            if event_id not in known:
+                known[event_id] = await finalizer.knows_event(event_id)
+            if not known[event_id]:
+                poison.append(Poison(record, f"unknown event {event_id}"))
                 continue
             if appended_after_expiry(record, request):
                 expired += 1  # answered 503: nobody holds this id; it must not take a seat
@@ -305,15 +354,9 @@ class Worker:
         if expired:
             EXPIRED_REQUESTS.inc(expired)
             log.warning("dropped %d requests the API answered 503 for", expired)
-        decisions = await finalizer.decide(requests)
-        self.decided += len(decisions)
-        self.auditor.saw({r.event_id for r in requests})
-        requested_at = {r.booking_id: r.requested_at_ms for r in requests}
-        now_ms = time.time() * 1000
-        for decision in decisions:
-            DECISIONS.labels(decision.status.value, decision.reason or "none").inc()
-            waited_ms = now_ms - requested_at[decision.booking_id]
-            DECISION_LATENCY.observe(max(waited_ms, 0) / 1000)
+        decided = await finalizer.commit(requests)
+        self.auditor.saw(known.keys())
+        return decided
 
     async def _dead_letter(
         self,
@@ -355,6 +398,16 @@ class Worker:
         if cached is not None and cached.status != Status.PENDING:
             return True
         return booking_id in await finalizer.decided_ids([booking_id])
+
+
+def _count_decisions(decided: list[tuple[BookingRequested, Decision]]) -> None:
+    """Decision metrics, one counter update per outcome rather than per booking."""
+    outcomes = Counter((d.status.value, d.reason or "none") for _, d in decided)
+    for (status, reason), n in outcomes.items():
+        DECISIONS.labels(status, reason).inc(n)
+    now_ms = time.time() * 1000
+    for request, _ in decided:
+        DECISION_LATENCY.observe(max(now_ms - request.requested_at_ms, 0) / 1000)
 
 
 def _salvage(raw: bytes | None) -> BookingRequested | None:

@@ -2,8 +2,9 @@
 
 One JSON value per booking. The API writes the PENDING record once Kafka acknowledged, with
 SET NX, so it can never overwrite a decision a fast worker already wrote; the worker writes
-the decided record after PostgreSQL committed it. One small command per booking keeps a
-batch of thousands of decisions cheap to send.
+the decided record after PostgreSQL committed it. Either side writes a whole batch with one
+call of remember.lua: as pipelined commands, a batch of 2,000 decisions cost the worker about
+a fifth of its CPU time in redis-py's per-command packing and parsing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from shared.contracts import BookingRequested, Decision, Status
+from shared.inventory import LUA_DIR
 
 
 class BookingView(msgspec.Struct, frozen=True):
@@ -54,36 +56,41 @@ class DecisionCache:
         self._redis = redis
         self._prefix = prefix
         self._ttl = ttl_s
+        self._script = redis.register_script((LUA_DIR / "remember.lua").read_text())
 
     def _key(self, booking_id: uuid.UUID | str) -> str:
         return f"{self._prefix}:decision:{booking_id}"
 
     async def remember_requests(self, requests: Sequence[BookingRequested]) -> None:
         """Record accepted (PENDING) bookings, in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for r in requests:
-                record = _Record(
-                    r.event_id, r.user_id, r.quantity, Status.PENDING, None, (),
-                    r.requested_at_ms, None,
-                )  # fmt: skip
-                pipe.set(self._key(r.booking_id), _encode(record), ex=self._ttl, nx=True)
-            await pipe.execute()
+        records = [
+            (r.booking_id, _Record(
+                r.event_id, r.user_id, r.quantity, Status.PENDING, None, (),
+                r.requested_at_ms, None,
+            ))
+            for r in requests
+        ]  # fmt: skip
+        await self._remember(records, "NX")
 
     async def remember_decisions(
         self, decided: Sequence[tuple[BookingRequested, Decision]]
     ) -> None:
         """Record decisions (after PostgreSQL committed them), in one round trip."""
-        if not decided:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for r, d in decided:
-                record = _Record(
-                    r.event_id, r.user_id, r.quantity, d.status,
-                    d.reason.value if d.reason else None, d.seats,
-                    r.requested_at_ms, d.decided_at_ms,
-                )  # fmt: skip
-                pipe.set(self._key(r.booking_id), _encode(record), ex=self._ttl)
-            await pipe.execute()
+        records = [
+            (r.booking_id, _Record(
+                r.event_id, r.user_id, r.quantity, d.status,
+                d.reason.value if d.reason else None, d.seats,
+                r.requested_at_ms, d.decided_at_ms,
+            ))
+            for r, d in decided
+        ]  # fmt: skip
+        await self._remember(records, "ALWAYS")
+
+    async def _remember(self, records: list[tuple[uuid.UUID, _Record]], mode: str) -> None:
+        if records:
+            keys = [self._key(booking_id) for booking_id, _ in records]
+            values = [_encode(record) for _, record in records]
+            await self._script(keys=keys, args=[self._ttl, mode, *values])
 
     def _abandoned_key(self, booking_id: uuid.UUID | str) -> str:
         return f"{self._prefix}:abandoned:{booking_id}"
