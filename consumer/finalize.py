@@ -18,6 +18,7 @@ Order of effects for one event, and why it is safe to crash between any two of t
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -196,14 +197,16 @@ class Finalizer:
             earlier = await self._already_decided(cur, [r.booking_id for r in requests])
             todo = [r for r in requests if r.booking_id not in earlier]
             asks = [Ask(r.booking_id, r.user_id, r.quantity) for r in todo]
-            gates = await self._reserve(cur, event_id, rules, asks)
+            # Redis and PostgreSQL at once: the gate, and what these users already hold.
+            async with conn.cursor() as users_cur:
+                gates, users = await asyncio.gather(
+                    self._reserve(cur, event_id, rules, asks),
+                    self._confirmed_by_users(users_cur, event_id, {r.user_id for r in todo}),
+                )
             faults.point(self._settings, "after_reserve")
             fresh = [(r, gates[r.booking_id]) for r in todo]
             decided_at = dt.datetime.now(dt.UTC)
             decided_ms = int(decided_at.timestamp() * 1000)
-            users = await self._confirmed_by_users(
-                cur, event_id, {r.user_id for r, g in fresh if g.held}
-            )
             sold = event["sold"]
             confirmed: list[BookingRequested] = []
             rows: list[tuple[Any, ...]] = []
