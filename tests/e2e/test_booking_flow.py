@@ -142,6 +142,13 @@ async def test_bad_input_is_refused_and_publishes_nothing(
             json={"event_id": event, "user_id": "u"},
             headers={"Idempotency-Key": "k" * 256},
         ),
+        "empty key": post(
+            "/api/bookings",
+            json={"event_id": event, "user_id": "u"},
+            headers={"Idempotency-Key": ""},
+        ),
+        "query event not a number": post("/api/bookings?eventId=x&userId=u"),
+        "query user too long": post(f"/api/bookings?eventId={event}&userId={'u' * 65}"),
     }
     expected = {
         "above limit": 422,
