@@ -34,6 +34,29 @@ async def test_confirms_up_to_capacity_with_lowest_seats(ledger: Ledger) -> None
     assert await ledger.inventory.available(event) == 0
 
 
+async def test_free_seats_with_a_gap_still_go_lowest_first(ledger: Ledger) -> None:
+    """Seats are normally one free run (taken lowest first, never given back); should a
+    seat in the middle be free, the finaliser still hands out the lowest free seats."""
+    event = await ledger.event(capacity=6)
+    first = await ledger.finalizer.decide([request(event, f"u{i}") for i in range(3)])
+    assert [d.seats for d in first] == [("R1-1",), ("R1-2",), ("R1-3",)]
+    with psycopg.connect(ledger.settings.database_url) as conn:
+        # An operator gives seat 2 back by hand (the product has no cancellations).
+        conn.execute(
+            "UPDATE seats SET booking_id = NULL WHERE event_id = %s AND seat_no = 2", (event,)
+        )
+        conn.execute("DELETE FROM bookings WHERE booking_id = %s", (first[1].booking_id,))
+        conn.execute("UPDATE events SET sold = sold - 1 WHERE id = %s", (event,))
+    pair = await ledger.finalizer.decide([request(event, "pair", 2)])
+    assert (pair[0].status, pair[0].seats) == (Status.CONFIRMED, ("R1-2", "R1-4"))
+    with psycopg.connect(ledger.settings.database_url) as conn:
+        taken = conn.execute(
+            "SELECT seat_no FROM seats WHERE event_id = %s AND booking_id = %s ORDER BY seat_no",
+            (event, pair[0].booking_id),
+        ).fetchall()
+    assert taken == [(2,), (4,)]
+
+
 async def test_redelivered_batch_changes_nothing(ledger: Ledger) -> None:
     event = await ledger.event(capacity=3)
     batch = [request(event, f"u{i}") for i in range(5)]
