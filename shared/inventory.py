@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.commands.core import AsyncScript
 
@@ -19,6 +20,10 @@ from shared.config import Settings
 from shared.errors import CounterMissing
 
 LUA_DIR = Path(__file__).with_name("lua")
+
+# A batch goes to a script as one JSON argument (cjson in Redis decodes it), not as thousands
+# of arguments redis-py would pack one by one in Python.
+_encode = msgspec.json.Encoder().encode
 
 
 def open_redis(settings: Settings) -> Redis:
@@ -110,22 +115,18 @@ class Inventory:
         """Decide `asks` in order, atomically. Raises CounterMissing when a rebuild is due."""
         if not asks:
             return []
-        args: list[str | int] = [limit]
-        for ask in asks:
-            args += [str(ask.booking_id), ask.user_id, ask.quantity]
-        codes = await self._reserve(keys=self.keys(event_id), args=args)
-        if codes == ["MISSING"]:
+        encoded = _encode([(ask.booking_id, ask.user_id, ask.quantity) for ask in asks])
+        codes = await self._reserve(keys=self.keys(event_id), args=[limit, encoded])
+        if codes == "MISSING":
             raise CounterMissing(f"inventory counter for event {event_id} is missing")
         return [Gate(code) for code in codes]
 
     async def settle(self, event_id: int, outcomes: Iterable[tuple[uuid.UUID, bool]]) -> int:
         """Drop holds of bookings PostgreSQL decided; give back stock of refused ones."""
-        args: list[str] = []
-        for booking_id, confirmed in outcomes:
-            args += [str(booking_id), "C" if confirmed else "R"]
-        if not args:
+        pairs = [(booking_id, "C" if confirmed else "R") for booking_id, confirmed in outcomes]
+        if not pairs:
             return 0
-        return int(await self._settle(keys=self.keys(event_id), args=args))
+        return int(await self._settle(keys=self.keys(event_id), args=[_encode(pairs)]))
 
     async def rebuild(self, event_id: int, available: int, users: dict[str, int]) -> bool:
         """Recreate a missing counter from PostgreSQL's numbers; False if it already existed."""

@@ -1,22 +1,37 @@
 -- After PostgreSQL committed a batch, drop its holds. A hold whose booking PostgreSQL refused
 -- gives its stock back. Each hold is settled at most once: a missing hold is a no-op.
 -- KEYS: 1 avail, 2 users, 3 holds, 4 held (as in reserve.lua)
--- ARGV: (booking_id, outcome) pairs; outcome "C" = confirmed in PostgreSQL, "R" = not.
+-- ARGV: 1 the outcomes as a JSON array of [booking_id, outcome]; outcome "C" = confirmed in
+--       PostgreSQL, "R" = not.
 -- Returns the quantity given back to the counter.
+local CHUNK = 1000 -- stay well inside Lua's limit on unpack()
+local outcomes = cjson.decode(ARGV[1])
 local released = 0
 local settled = 0
-for i = 1, #ARGV, 2 do
-  local hold = redis.call('HGET', KEYS[3], ARGV[i])
-  if hold then
-    local sep = string.find(hold, '|', 1, true)
-    local qty = tonumber(string.sub(hold, 1, sep - 1))
-    local user = string.sub(hold, sep + 1)
-    redis.call('HDEL', KEYS[3], ARGV[i])
-    settled = settled + qty
-    if ARGV[i + 1] == 'R' then
-      released = released + qty
-      redis.call('HINCRBY', KEYS[2], user, -qty)
+local seen = {} -- a booking listed twice settles once
+for first = 1, #outcomes, CHUNK do
+  local last = math.min(first + CHUNK - 1, #outcomes)
+  local ids = {}
+  for i = first, last do
+    ids[#ids + 1] = outcomes[i][1]
+  end
+  local holds = redis.call('HMGET', KEYS[3], unpack(ids))
+  local gone = {}
+  for j, hold in ipairs(holds) do
+    if hold and not seen[ids[j]] then
+      seen[ids[j]] = true
+      local sep = string.find(hold, '|', 1, true)
+      local qty = tonumber(string.sub(hold, 1, sep - 1))
+      gone[#gone + 1] = ids[j]
+      settled = settled + qty
+      if outcomes[first + j - 1][2] == 'R' then
+        released = released + qty
+        redis.call('HINCRBY', KEYS[2], string.sub(hold, sep + 1), -qty)
+      end
     end
+  end
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[3], unpack(gone))
   end
 end
 if settled > 0 then

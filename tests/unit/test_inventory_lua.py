@@ -74,3 +74,31 @@ async def test_event_keys_share_one_cluster_slot(inventory: Inventory) -> None:
     keys = inventory.keys(42)
     assert all("{ev:42}" in key for key in keys)
     assert len(set(keys)) == 4
+
+
+async def test_a_booking_twice_in_one_call_is_held_once(inventory: Inventory) -> None:
+    await inventory.open(1, 5)
+    twice = ask("a", 2)
+    assert await inventory.reserve(1, 10, [twice, twice]) == [Gate.HELD_NOW, Gate.HELD_BEFORE]
+    assert await inventory.settle(1, [(twice.booking_id, False)] * 2) == 2
+    snap = await inventory.snapshot(1)
+    assert (snap.available, snap.held, snap.holds) == (5, 0, 0)
+
+
+async def test_batches_larger_than_the_scripts_chunks(inventory: Inventory) -> None:
+    """The scripts read and write in chunks of 1,000: a batch of 2,500 crosses two bounds."""
+    await inventory.open(1, 2_400)
+    asks = [ask(f"u{i}") for i in range(2_500)]
+    gates = await inventory.reserve(1, 1, asks)
+    assert gates == [Gate.HELD_NOW] * 2_400 + [Gate.SOLD_OUT] * 100
+    again = await inventory.reserve(1, 1, [*asks[:1_500], ask("u7")])
+    assert again == [Gate.HELD_BEFORE] * 1_500 + [Gate.LIMIT]  # u7 already holds its one
+    # PostgreSQL confirmed the first 2,000 and refused the next 400.
+    outcomes = [(a.booking_id, i < 2_000) for i, a in enumerate(asks[:2_400])]
+    assert await inventory.settle(1, outcomes) == 400
+    snap = await inventory.snapshot(1)
+    assert (snap.available, snap.held, snap.holds) == (400, 0, 0)
+    assert await inventory.reserve(1, 1, [ask("u2100"), ask("u1")]) == [
+        Gate.HELD_NOW,  # u2100 was refused, so its limit is free again
+        Gate.LIMIT,
+    ]
