@@ -41,10 +41,13 @@ log = logging.getLogger(__name__)
 
 SLOW_BATCH_S = 2.0  # a batch slower than this is logged with where its time went
 
+# Binary COPY: psycopg formats a row in ~1 us instead of ~6 us as text (datetimes and UUIDs
+# are the costly ones), and this runs under the event's row lock.
 COPY_BOOKINGS = (
     "COPY bookings (booking_id, event_id, user_id, quantity, status, reason,"
-    " requested_at, decided_at) FROM STDIN"
+    " requested_at, decided_at) FROM STDIN (FORMAT BINARY)"
 )
+COPY_BOOKING_TYPES = ["uuid", "int8", "text", "int4", "text", "text", "timestamptz", "timestamptz"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +238,7 @@ class Finalizer:
                 )
             if rows:
                 async with cur.copy(COPY_BOOKINGS) as copy:
+                    copy.set_types(COPY_BOOKING_TYPES)
                     for row in rows:
                         await copy.write_row(row)
             if confirmed:
