@@ -124,6 +124,9 @@ class Worker:
         # The previous batch's last steps (polling cache, metrics, offset commit), which run
         # while the next batch is decided. At most one at a time, so commits stay in order.
         self._tail: asyncio.Task[None] | None = None
+        # Set when a tail stopped before recording its batch: offsets committed after that
+        # would cover the unrecorded batch and it would never be redelivered.
+        self._unrecorded = False
         self.decided = 0
 
     async def run(self) -> None:
@@ -225,10 +228,12 @@ class Worker:
             await self.finish_tail()
 
     async def finish_tail(self) -> None:
-        """Wait until the previous batch is recorded and its offsets committed."""
-        tail, self._tail = self._tail, None
-        if tail is not None:
-            await tail
+        """Wait until the latest batch is recorded and its offsets committed; re-raise what
+        its tail raised. Shielded: a waiter that is cancelled (a rebalance giving up) does not
+        cancel the tail. Only the loop replaces the tail, after waiting for it, so whoever
+        waits (the loop, the revoke listener) sees the same task and the same outcome."""
+        if self._tail is not None:
+            await asyncio.shield(self._tail)
 
     async def _finish(
         self,
@@ -251,9 +256,13 @@ class Worker:
                             len(decided), exc, delay)  # fmt: skip
             if not await self._pause(delay):
                 log.warning("stopping with an unrecorded batch: it will be redelivered")
+                self._unrecorded = True
                 return
         _count_decisions(decided)
         self.decided += len(decided)
+        if self._unrecorded:
+            log.warning("not committing: an earlier batch is unrecorded and must be redelivered")
+            return
         await self._commit(consumer, offsets)
         BATCH_SECONDS.observe(time.monotonic() - started)
         await _report_lag(consumer)
@@ -355,7 +364,7 @@ class Worker:
             EXPIRED_REQUESTS.inc(expired)
             log.warning("dropped %d requests the API answered 503 for", expired)
         decided = await finalizer.commit(requests)
-        self.auditor.saw(known.keys())
+        self.auditor.saw(event_id for event_id, exists in known.items() if exists)
         return decided
 
     async def _dead_letter(
