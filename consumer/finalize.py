@@ -19,6 +19,7 @@ Order of effects for one event, and why it is safe to crash between any two of t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -202,10 +203,18 @@ class Finalizer:
             asks = [Ask(r.booking_id, r.user_id, r.quantity) for r in todo]
             # Redis and PostgreSQL at once: the gate, and what these users already hold.
             async with conn.cursor() as users_cur:
-                gates, users = await asyncio.gather(
-                    self._reserve(cur, event_id, rules, asks),
-                    self._confirmed_by_users(users_cur, event_id, {r.user_id for r in todo}),
+                lookup = asyncio.create_task(
+                    self._confirmed_by_users(users_cur, event_id, {r.user_id for r in todo})
                 )
+                try:
+                    gates = await self._reserve(cur, event_id, rules, asks)
+                except BaseException:
+                    # The gate failed: end the lookup before the transaction is rolled back.
+                    lookup.cancel()
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await lookup
+                    raise
+                users = await lookup
             faults.point(self._settings, "after_reserve")
             fresh = [(r, gates[r.booking_id]) for r in todo]
             decided_at = dt.datetime.now(dt.UTC)
