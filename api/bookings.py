@@ -108,9 +108,12 @@ def _idempotency_key(headers: Headers) -> str | None:
 def _wanted(body: bytes, query: MultiDict[str]) -> BookingCreate:
     """The JSON body; or, seed-compatible, `?eventId=&userId=` with no body (quantity 1)."""
     if "eventId" in query and "userId" in query and not body.strip():
+        raw_event = query["eventId"]
+        if not (raw_event.isascii() and raw_event.isdigit()):
+            raise InvalidRequest(f"eventId must be a positive integer, got {raw_event[:40]!r}")
         try:
-            fields = {"event_id": query["eventId"], "user_id": query["userId"]}
-            return msgspec.convert(fields, BookingCreate, strict=False)
+            fields = {"event_id": int(raw_event), "user_id": query["userId"]}
+            return msgspec.convert(fields, BookingCreate)
         except msgspec.ValidationError as exc:
             raise InvalidRequest(f"invalid eventId/userId query parameters: {exc}") from exc
     return _parse(body)

@@ -148,6 +148,7 @@ async def test_bad_input_is_refused_and_publishes_nothing(
             headers={"Idempotency-Key": ""},
         ),
         "query event not a number": post("/api/bookings?eventId=x&userId=u"),
+        "query event a float": post(f"/api/bookings?eventId={event}.0&userId=u"),
         "query user too long": post(f"/api/bookings?eventId={event}&userId={'u' * 65}"),
     }
     expected = {
