@@ -40,12 +40,15 @@ def decided_batch() -> list[tuple[BookingRequested, Decision]]:
     return [(request, Decision(request.booking_id, Status.CONFIRMED, None, ("R1-1",), now_ms))]
 
 
+@pytest.fixture
+def live(redis_client: aioredis.Redis, settings: Settings) -> DecisionCache:
+    return DecisionCache(redis_client, settings.redis_prefix, 60)
+
+
 async def test_an_unrecorded_batch_blocks_later_commits(
-    redis_client: aioredis.Redis, settings: Settings
+    live: DecisionCache, settings: Settings
 ) -> None:
-    worker = Worker(settings)
-    consumer = RecordingConsumer()
-    tp = TopicPartition(settings.topic, 0)
+    worker, consumer, tp = Worker(settings), RecordingConsumer(), TopicPartition("t", 0)
     # Redis unreachable while the worker is asked to stop: the tail gives up on batch 1.
     dead = open_redis(
         msgspec.structs.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
@@ -59,7 +62,6 @@ async def test_an_unrecorded_batch_blocks_later_commits(
         await dead.aclose()
     assert consumer.commits == []
     # Batch 2 (decided meanwhile) is recorded, but committing offset 20 would skip batch 1.
-    live = DecisionCache(redis_client, settings.redis_prefix, 60)
     second = decided_batch()
     await worker._finish(consumer, live, second, {tp: 20}, 0)
     assert consumer.commits == []
@@ -67,13 +69,8 @@ async def test_an_unrecorded_batch_blocks_later_commits(
     assert view is not None and view.status == "CONFIRMED"
 
 
-async def test_recorded_batches_commit_in_order(
-    redis_client: aioredis.Redis, settings: Settings
-) -> None:
-    worker = Worker(settings)
-    consumer = RecordingConsumer()
-    tp = TopicPartition(settings.topic, 0)
-    live = DecisionCache(redis_client, settings.redis_prefix, 60)
+async def test_recorded_batches_commit_in_order(live: DecisionCache, settings: Settings) -> None:
+    worker, consumer, tp = Worker(settings), RecordingConsumer(), TopicPartition("t", 0)
     await worker._finish(consumer, live, decided_batch(), {tp: 10}, 0)
     await worker._finish(consumer, live, decided_batch(), {tp: 20}, 0)
     assert consumer.commits == [{tp: 10}, {tp: 20}]
