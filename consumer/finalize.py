@@ -276,18 +276,18 @@ class Finalizer:
     ) -> dict[uuid.UUID, Decision]:
         await cur.execute(queries.decided_among, {"booking_ids": uuid_array(booking_ids)})
         found = await cur.fetchall()
+        confirmed = [row["booking_id"] for row in found if row["status"] == Status.CONFIRMED]
+        seats: dict[uuid.UUID, list[str]] = {}
+        if confirmed:
+            await cur.execute(queries.seats_of, {"booking_ids": uuid_array(confirmed)})
+            seats = {row["booking_id"]: row["seats"] for row in await cur.fetchall()}
         earlier: dict[uuid.UUID, Decision] = {}
         for row in found:
-            seats: tuple[str, ...] = ()
-            if row["status"] == Status.CONFIRMED:
-                await cur.execute(queries.get_booking, {"booking_id": row["booking_id"]})
-                full = await cur.fetchone()
-                seats = tuple(full["seats"]) if full else ()
             earlier[row["booking_id"]] = Decision(
                 row["booking_id"],
                 Status(row["status"]),
                 Reason(row["reason"]) if row["reason"] else None,
-                seats,
+                tuple(seats.get(row["booking_id"], ())),
                 _now_ms(),
             )
         if earlier:

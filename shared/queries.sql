@@ -84,6 +84,13 @@ WITH taken AS (
 )
 SELECT coalesce(array_agg(label ORDER BY seat_no), '{}') AS labels FROM taken;
 
+-- name: seats_of
+-- The seats of bookings decided earlier (a redelivery), in one query for the whole batch.
+SELECT booking_id, array_agg(label ORDER BY seat_no) AS seats
+FROM seats
+WHERE booking_id = ANY(%(booking_ids)s::uuid[])
+GROUP BY booking_id;
+
 -- name: add_sold
 UPDATE events SET sold = sold + %(quantity)s WHERE id = %(event_id)s;
 
