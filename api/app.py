@@ -20,7 +20,7 @@ from api.events import EventController
 from api.health import health, ready
 from api.idempotency import IdempotencyStore
 from api.publisher import Publisher
-from shared import logs
+from shared import heap, logs
 from shared.config import Settings, load_or_exit
 from shared.db import open_pool
 from shared.decisions import DecisionCache
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             availability=AvailabilityView(inventory, settings.availability_max_age_ms / 1000),
             pending=WriteCoalescer(decisions.remember_requests),
         )
+        heap.settle(settings.gc_young_threshold)
         try:
             yield
         finally:

@@ -29,6 +29,7 @@ from prometheus_client import start_http_server
 from consumer.auditor import Auditor
 from consumer.finalize import Finalizer
 from consumer.reconcile import Reconciler
+from shared import heap
 from shared.config import Settings
 from shared.contracts import BookingRequested, Decision, Reason, Status, decode_request
 from shared.db import open_pool
@@ -164,6 +165,7 @@ class Worker:
             consumer.subscribe([s.topic], listener=_WaitForBatchOnRevoke(self))
             log.info("worker started: topic=%s group=%s", s.topic, s.consumer_group)
             side_task = asyncio.create_task(self.auditor.run(self.stop), name="auditor")
+            heap.settle(s.gc_young_threshold)
             await self._loop(consumer, producer, finalizer, cache, side_task)
         finally:
             # Shutdown order: stop fetching (done), leave the group, then close the pools.

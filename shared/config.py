@@ -57,6 +57,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Test-only fault injection: name of a point at which the worker kills itself (see
     # consumer/faults.py). Empty in production: costs one string comparison when off.
     fault_point: str = ""
+    # Collect young objects every this many net allocations, after freezing the startup
+    # objects (shared/heap.py); 0 keeps Python's defaults (700, nothing frozen).
+    gc_young_threshold: Annotated[int, msgspec.Meta(ge=0)] = 10000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 

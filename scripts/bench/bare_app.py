@@ -1,8 +1,9 @@
 """The HTTP ceiling of the benchmark: the bare minimum a booking POST costs in Litestar.
 
-Same route, same JSON body shape, same msgspec Struct decode and the same kind of 202 answer
-(a fresh uuid, a small JSON body and a Location header) as `api/bookings.py`, but no Kafka,
-Redis, PostgreSQL, dependency injection or middleware. The benchmark serves it with exactly
+Same route, same JSON body shape, same msgspec Struct decode, same garbage-collector settings
+(shared/heap.py) and the same kind of 202 answer (a fresh uuid, a small JSON body and a
+Location header) as `api/bookings.py`, but no Kafka, Redis, PostgreSQL, dependency injection
+or middleware. The benchmark serves it with exactly
 the real API's uvicorn flags, so `intake / this` is what everything behind the handler costs.
 
 Loaded by path, not as a package (`scripts/bench.py` owns the name `scripts.bench`):
@@ -17,6 +18,9 @@ from typing import Annotated
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
+
+from shared import heap  # importable: the benchmark starts this app from the repository root
+from shared.config import Settings
 
 
 class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -53,4 +57,8 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-app = Litestar(route_handlers=[create, health])
+def _settle_heap() -> None:
+    heap.settle(Settings.from_env().gc_young_threshold)  # as api/app.py does after startup
+
+
+app = Litestar(route_handlers=[create, health], on_startup=[_settle_heap])

@@ -1,0 +1,30 @@
+"""The garbage collector, set up for a long-running service.
+
+CPython's cyclic collector runs its youngest generation every 700 net container
+allocations, and the oldest whenever enough objects have survived into it. A service
+under load breaks both assumptions: each request or batch allocates hundreds of short-lived
+containers that are still alive while they wait for Kafka, Redis or PostgreSQL (so they
+survive young collections), and the application's own startup objects (routes, schemas,
+modules) are scanned again by every full collection. Measured on the API under wrk, the
+collector took 35 us of a ~300 us request, two thirds of it in full collections.
+
+`settle()` runs once startup is done: it freezes what exists (never scanned again) and
+raises the young generation's threshold, so short-lived objects are mostly freed by
+reference counting before a collection ever sees them. Reference cycles are still
+collected, just in larger, rarer passes.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def settle(young_threshold: int) -> None:
+    """Freeze the startup objects and collect young objects every `young_threshold` net
+    allocations; 0 leaves the collector as Python set it up."""
+    if young_threshold <= 0:
+        return
+    gc.collect()  # startup garbage is freed, not frozen
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, oldest)
