@@ -14,7 +14,9 @@ Phases, in order (each prints progress lines on stderr):
     for one hot event, produced beforehand straight into Kafka.
  6. flash sale: API + worker, requests offered at a steady rate (half the intake) by an
     open-loop paced client, for an event with 10x fewer seats than requests.
- 7. sold-out fast path: wrk against the sold-out event (409s).
+ 7. sold-out fast path: wrk against the sold-out event (409s); then the HTTP ceiling again,
+    so each ratio is taken against the ceiling measured next to it (the speed of a shared
+    VM drifts by tens of percent over the minutes between phases 1 and 7).
  8. memory: VmHWM/VmRSS of the API and workers, RSS sampled through the run.
 
 Isolation: its own databases (bench_<id>, and bench_<id>_base for the baselines), Redis prefix,
@@ -1494,12 +1496,15 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
     drain: DrainResult = r["finalisation"]
     flash: FlashResult = r["flash"]
     sold: WrkResult = r["sold_out"]
+    # Phase 7 is judged against the ceiling measured right after it, phase 2 against the one
+    # right before it; results from before this second measurement have only the first.
+    ceiling_again: WrkResult = r.get("http_ceiling_again") or ceiling
     intake_ratio = intake.rps / ceiling.rps
     intake_cpu = cpu_ratio(intake, ceiling)
-    sold_cpu = cpu_ratio(sold, ceiling)
+    sold_cpu = cpu_ratio(sold, ceiling_again)
     fin_storage = drain.decisions_per_s / raw.rows_per_s
     fin_naive = drain.decisions_per_s / naive.decisions_per_s
-    sold_ratio = sold.rps / ceiling.rps
+    sold_ratio = sold.rps / ceiling_again.rps
     gap = flash.last_202_to_all_decided_s
     rows = [
         Row("1 HTTP ceiling (bare Litestar)", f"{ceiling.rps:,.0f} req/s", _lat(ceiling)),
@@ -1563,11 +1568,21 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
             "7 sold-out fast path (409)",
             f"{sold.rps:,.0f} req/s",
             _lat(sold),
-            f"{sold_ratio:.0%} of HTTP ceiling ({sold_cpu} per CPU-s)",
+            f"{sold_ratio:.0%} of HTTP ceiling 1b ({sold_cpu} per CPU-s)",
             ">= 85%",
             sold_ratio >= 0.85,
         ),
     ]
+    if ceiling_again is not ceiling:
+        rows.insert(
+            1,
+            Row(
+                "1b HTTP ceiling again (after 7)",
+                f"{ceiling_again.rps:,.0f} req/s",
+                _lat(ceiling_again),
+                f"{ceiling_again.rps / ceiling.rps:.0%} of the first",
+            ),
+        )
     for mem in r["memory"]:
         rows.append(
             Row(
@@ -1693,6 +1708,7 @@ async def run_phases(world: World) -> dict[str, Any]:
     r["flash"] = await phase_flash(world, r["intake"].rps)
     say("flash-sale", flash_line(r["flash"]))
     r["sold_out"] = await phase_sold_out(world)
+    r["http_ceiling_again"] = await phase_http_ceiling(world)
     world.monitor.sample()
     r["memory"] = [
         m
