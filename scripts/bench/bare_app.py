@@ -3,8 +3,8 @@
 Same route, same JSON body shape, same msgspec Struct decode, same garbage-collector settings
 (shared/heap.py) and the same kind of 202 answer (a fresh uuid, a small JSON body and a
 Location header) as `api/bookings.py`, but no Kafka, Redis, PostgreSQL, dependency injection
-or middleware. The benchmark serves it with exactly
-the real API's uvicorn flags, so `intake / this` is what everything behind the handler costs.
+or middleware. The benchmark serves it with exactly the real API's uvicorn flags, so
+`intake / this` is what everything behind the handler costs.
 
 Loaded by path, not as a package (`scripts/bench.py` owns the name `scripts.bench`):
     python -m uvicorn --app-dir scripts/bench bare_app:app --loop uvloop --http httptools ...
