@@ -14,6 +14,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from shared.config import Settings
+from shared.contracts import uuid_texts
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -82,7 +83,7 @@ def uuid_array(ids: Iterable[uuid.UUID]) -> str:
     """A uuid[] parameter in PostgreSQL's array syntax, to bind as `%(name)s::uuid[]`.
     psycopg's list dumper spends microseconds per element in Python; for the thousands of
     ids in a batch, one join is a fraction of that. (UUIDs need no quoting.)"""
-    return "{" + ",".join(map(str, ids)) + "}"
+    return "{" + ",".join(uuid_texts(ids)) + "}"
 
 
 async def fetch_one(pool: Pool, query: LiteralString, params: dict[str, Any]) -> DictRow | None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import msgspec
 from redis.asyncio import Redis
 
-from shared.contracts import BookingRequested, Decision, Status
+from shared.contracts import BookingRequested, Decision, Status, uuid_texts
 from shared.inventory import LUA_DIR
 
 
@@ -88,7 +88,7 @@ class DecisionCache:
 
     async def _remember(self, records: list[tuple[uuid.UUID, _Record]], mode: str) -> None:
         if records:
-            keys = [self._key(booking_id) for booking_id, _ in records]
+            keys = list(map(self._key, uuid_texts([booking_id for booking_id, _ in records])))
             values = [_encode(record) for _, record in records]
             await self._script(keys=keys, args=[self._ttl, mode, *values])
 
@@ -103,7 +103,7 @@ class DecisionCache:
     async def abandoned(self, booking_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         if not booking_ids:
             return set()
-        found = await self._redis.mget([self._abandoned_key(b) for b in booking_ids])
+        found = await self._redis.mget(list(map(self._abandoned_key, uuid_texts(booking_ids))))
         return {b for b, hit in zip(booking_ids, found, strict=True) if hit is not None}
 
     async def get(self, booking_id: uuid.UUID) -> BookingView | None:
