@@ -9,7 +9,6 @@ from prometheus_client import Counter, Gauge, Histogram
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 # API
-SKIP_HTTP_METRICS = "skip_http_metrics"  # route opt key: Litestar's HTTP metrics skip it
 BOOKING_OUTCOMES = (
     "accepted", "replayed", "sold_out", "invalid", "not_found", "over_limit",
     "conflict", "unavailable", "too_large", "error",
