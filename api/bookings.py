@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Annotated
 
 import msgspec
@@ -16,14 +17,16 @@ from litestar.datastructures import Headers, State
 from litestar.di import Provide
 from litestar.enums import MediaType, ParamType
 from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.openapi.spec import Parameter as OpenAPIParameter
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 
 from api.auth import admin_only, buyer_id
-from api.context import Services
+from api.context import InjectedServices, Services
 from api.events import audit_or_404, get_event_view, services
 from api.idempotency import fingerprint
+from api.problems import documented
 from shared.audit import AuditReport
 from shared.contracts import BookingRequested, EventId, Quantity, UserId
 from shared.db import fetch_one, queries
@@ -76,6 +79,10 @@ class _CreateOperation(Operation):
                 description="Seed-compatible form, with eventId and no body.",
             ),
         ]
+
+
+# The seed-compatible `?eventId=` of the status and audit routes.
+EventIdQuery = Annotated[int, QueryParameter(name="eventId", ge=1, le=2**62)]
 
 
 class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -155,10 +162,14 @@ def _outcome_of(exc: Exception) -> str:
     return "error"
 
 
+class SoldOut(msgspec.Struct):
+    status: str
+    reason: str
+    detail: str
+
+
 # Encoded once: under a sold-out burst this answer is most of the traffic.
-_SOLD_OUT_BODY = msgspec.json.encode(
-    {"status": "REJECTED", "reason": "SOLD_OUT", "detail": "the event is sold out"}
-)
+_SOLD_OUT_BODY = msgspec.json.encode(SoldOut("REJECTED", "SOLD_OUT", "the event is sold out"))
 
 
 def _sold_out() -> Response[bytes]:
@@ -182,6 +193,26 @@ class BookingIntake(Controller):
         description="Body `{event_id, user_id, quantity}`; or, seed-compatible, no body and "
         "`?eventId=&userId=` (quantity 1).",
         operation_class=_CreateOperation,
+        responses={
+            202: ResponseSpec(
+                Accepted,
+                description="Accepted: Kafka has the request; poll status_url for the decision",
+                generate_examples=False,
+            ),
+            409: ResponseSpec(
+                SoldOut,
+                description="Sold out, known at the gate: nothing was published. (Also 409, "
+                "as a problem: the same Idempotency-Key is still being handled.)",
+                generate_examples=False,
+            ),
+            **documented(
+                HTTPStatus.BAD_REQUEST,
+                HTTPStatus.NOT_FOUND,
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                HTTPStatus.SERVICE_UNAVAILABLE,
+            ),
+        },
     )
     async def create(
         self, request: Request[object, object, State]
@@ -275,19 +306,27 @@ class BookingController(Controller):
 
     @get("/status", summary="Seed-compatible: an event's remaining count")
     async def remaining(
-        self, svc: Services, event_id: Annotated[int, Parameter(query="eventId", ge=1, le=2**62)]
+        self,
+        svc: InjectedServices,
+        event_id: EventIdQuery,
     ) -> Remaining:
         view = await get_event_view(svc, event_id)
         return Remaining(view.id, view.available)
 
     @get("/audit", guards=[admin_only], summary="Seed-compatible: the audit of an event")
     async def audit(
-        self, svc: Services, event_id: Annotated[int, Parameter(query="eventId", ge=1, le=2**62)]
+        self,
+        svc: InjectedServices,
+        event_id: EventIdQuery,
     ) -> AuditReport:
         return await audit_or_404(svc, event_id)
 
-    @get("/{booking_id:str}", summary="A booking's status: PENDING, CONFIRMED or REJECTED")
-    async def read(self, booking_id: str, svc: Services) -> BookingView:
+    @get(
+        "/{booking_id:str}",
+        summary="A booking's status: PENDING, CONFIRMED or REJECTED",
+        responses=documented(HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE),
+    )
+    async def read(self, booking_id: FromPath[str], svc: InjectedServices) -> BookingView:
         try:
             parsed = uuid.UUID(booking_id)
         except ValueError:

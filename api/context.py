@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from litestar.di import NamedDependency
 from redis.asyncio import Redis
 
 from api.coalesce import AvailabilityView, WriteCoalescer
@@ -48,3 +49,8 @@ class Services:
             rules = EventRules(row["id"], row["name"], row["capacity"], row["per_user_limit"])
             self._rules[event_id] = rules
         return rules
+
+
+# How a route handler asks for the services: `svc: InjectedServices` (provided by
+# api.events.services). Marked explicitly; Litestar 3 stops inferring dependencies.
+InjectedServices = NamedDependency[Services]

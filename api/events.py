@@ -10,17 +10,17 @@ import redis.exceptions
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.params import JSONBody, PathParameter
 
 from api.auth import admin_only
-from api.context import Services
+from api.context import InjectedServices, Services
 from shared.audit import AuditReport, audit_event
 from shared.db import queries
 from shared.errors import NotFound
 
 log = logging.getLogger(__name__)
 
-EventIdParam = Annotated[int, Parameter(ge=1, le=2**62, description="event id")]
+EventIdParam = Annotated[int, PathParameter(ge=1, le=2**62, description="event id")]
 
 
 class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -75,7 +75,7 @@ class EventController(Controller):
     dependencies = {"svc": Provide(services, sync_to_thread=False)}
 
     @post("/", guards=[admin_only], status_code=201, summary="Create an event and its seats")
-    async def create(self, data: EventCreate, svc: Services) -> EventView:
+    async def create(self, data: JSONBody[EventCreate], svc: InjectedServices) -> EventView:
         async with svc.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(queries.create_event, msgspec.structs.asdict(data))
             row = await cur.fetchone()
@@ -93,9 +93,9 @@ class EventController(Controller):
         )
 
     @get("/{event_id:int}", summary="An event with its live availability")
-    async def read(self, event_id: EventIdParam, svc: Services) -> EventView:
+    async def read(self, event_id: EventIdParam, svc: InjectedServices) -> EventView:
         return await get_event_view(svc, event_id)
 
     @get("/{event_id:int}/audit", guards=[admin_only], summary="The lie detector")
-    async def audit(self, event_id: EventIdParam, svc: Services) -> AuditReport:
+    async def audit(self, event_id: EventIdParam, svc: InjectedServices) -> AuditReport:
         return await audit_or_404(svc, event_id)

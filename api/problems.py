@@ -6,9 +6,11 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
 import psycopg
 import redis.exceptions
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -29,6 +31,27 @@ _STATUS: dict[type[errors.TicketsError], HTTPStatus] = {
     errors.IdempotencyInProgress: HTTPStatus.CONFLICT,
     errors.Unavailable: HTTPStatus.SERVICE_UNAVAILABLE,
 }
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(msgspec.Struct):
+    """How every error is answered, for the OpenAPI document (400s also carry `errors`)."""
+
+    status: int
+    title: str
+    detail: str
+
+
+def documented(*statuses: HTTPStatus) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the errors a route answers with."""
+    return {
+        status.value: ResponseSpec(
+            Problem, description=status.phrase, media_type=PROBLEM_JSON, generate_examples=False
+        )
+        for status in statuses
+    }
 
 
 def _problem(status: HTTPStatus, detail: str, **extra: Any) -> ProblemDetailsException:
