@@ -1293,6 +1293,28 @@ class FlashResult:
     audit_verdict: str
     loadgen_cpu_pct: float
     kafka_ack_mean_ms: float | None
+    # To tell a stall's cause: when the slowest decision's request came, and how many
+    # PostgreSQL checkpoints ran during the sale (None: the server's view was unreadable).
+    worst_at_s: float = 0.0  # seconds after the sale's first request
+    checkpoints: int | None = None
+
+
+# PostgreSQL 15/16 (pg_stat_bgwriter); 17 moved these counters to pg_stat_checkpointer.
+CHECKPOINTS: LiteralString = "SELECT checkpoints_timed + checkpoints_req AS n FROM pg_stat_bgwriter"
+WORST_DECISION_AT: LiteralString = (
+    "SELECT extract(epoch FROM max(requested_at) FILTER (WHERE decided_at - requested_at ="
+    " (SELECT max(decided_at - requested_at) FROM bookings WHERE event_id = %(event_id)s))"
+    " - min(requested_at))::float8 AS at_s"
+    " FROM bookings WHERE event_id = %(event_id)s"
+)
+
+
+async def checkpoint_count(conn: Conn) -> int | None:
+    try:
+        row = await (await conn.execute(CHECKPOINTS)).fetchone()
+    except psycopg.Error:
+        return None
+    return int(row["n"]) if row else None
 
 
 DECIDED_COUNT: LiteralString = "SELECT count(*) AS n FROM bookings WHERE event_id = %(event_id)s"
@@ -1374,9 +1396,12 @@ async def phase_flash(world: World, intake_rps: float) -> FlashResult:
         await conn.set_autocommit(True)
         try:
             before = await produce_totals(world.pipeline.url)
+            checkpoints_before = await checkpoint_count(conn)
             paced, all_decided = await fire_and_watch(world, client, conn, rate)
+            checkpoints_after = await checkpoint_count(conn)
             ack_ms = mean_ms(before, await produce_totals(world.pipeline.url))
             row = await (await conn.execute(DECISION_LATENCY, {"event_id": event_id})).fetchone()
+            worst = await (await conn.execute(WORST_DECISION_AT, {"event_id": event_id})).fetchone()
             count = await (await conn.execute(DECIDED_COUNT, {"event_id": event_id})).fetchone()
             audit = await settled_audit(
                 client, world.settings.admin_token, event_id, time.monotonic() + 10
@@ -1408,6 +1433,12 @@ async def phase_flash(world: World, intake_rps: float) -> FlashResult:
         audit_verdict=str(audit.get("verdict")),
         loadgen_cpu_pct=100 * paced.cpu_s / paced.seconds,
         kafka_ack_mean_ms=ack_ms,
+        worst_at_s=(worst["at_s"] if worst else None) or 0.0,
+        checkpoints=(
+            checkpoints_after - checkpoints_before
+            if checkpoints_before is not None and checkpoints_after is not None
+            else None
+        ),
     )
 
 
@@ -1549,7 +1580,9 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
         Row(
             "6 flash sale: request -> decision",
             f"p50 {flash.decision_p50_ms:,.0f} ms, p99 {flash.decision_p99_ms:,.0f} ms",
-            f"max {flash.decision_max_ms:,.0f} ms; HTTP p50 {flash.http_p50_ms:.1f} ms "
+            f"max {flash.decision_max_ms:,.0f} ms (requested {flash.worst_at_s:.1f} s in; "
+            f"{'?' if flash.checkpoints is None else flash.checkpoints} PostgreSQL checkpoints "
+            f"during the sale); HTTP p50 {flash.http_p50_ms:.1f} ms "
             f"p99 {flash.http_p99_ms:.1f} ms (from schedule); Kafka ack mean "
             f"{flash.kafka_ack_mean_ms or 0:.1f} ms; {flash.sold_out_fast_path} got the 409 "
             "fast path",
