@@ -28,7 +28,7 @@ from api.events import audit_or_404, get_event_view, services
 from api.idempotency import fingerprint
 from api.problems import documented
 from shared.audit import AuditReport
-from shared.contracts import BookingRequested, EventId, Quantity, UserId
+from shared.contracts import BookingRequested, EventId, Quantity, UserId, new_booking_id
 from shared.db import fetch_one, queries
 from shared.decisions import BookingView, iso_from_ms
 from shared.errors import (
@@ -240,7 +240,7 @@ class BookingIntake(Controller):
             raise LimitExceeded(
                 f"quantity {wanted.quantity} is above the per-user limit of {rules.per_user_limit}"
             )
-        booking_uuid = uuid.uuid4()
+        booking_uuid = new_booking_id()
         booking_id = str(booking_uuid)
         claim = None
         if idempotency_key is not None:

@@ -74,7 +74,13 @@ from scripts.loadgen import (
 )
 from scripts.pipeline import ROOT, Pipeline, free_port
 from shared.config import Settings
-from shared.contracts import BookingRequested, decode_request, encode_request, event_key
+from shared.contracts import (
+    BookingRequested,
+    decode_request,
+    encode_request,
+    event_key,
+    new_booking_id,
+)
 from shared.db import migrate, open_pool, queries
 from shared.decisions import DecisionCache
 from shared.inventory import Inventory, open_redis
@@ -893,7 +899,7 @@ def copy_text(event_id: int, count: int, tag: str) -> list[bytes]:
     """COPY text rows shaped like the worker's (confirmed bookings), one per line."""
     now = dt.datetime.now(dt.UTC).isoformat()
     return [
-        f"{uuid.uuid4()}\t{event_id}\t{tag}-{i}\t1\tCONFIRMED\t\\N\t{now}\t{now}\n".encode()
+        f"{new_booking_id()}\t{event_id}\t{tag}-{i}\t1\tCONFIRMED\t\\N\t{now}\t{now}\n".encode()
         for i in range(count)
     ]
 
@@ -1003,7 +1009,7 @@ async def finaliser_in_process(settings: Settings, event_id: int, n: int, size: 
     finalizer = Finalizer(settings, pool, inventory, cache)
     now_ms = int(time.time() * 1000)
     requests = [
-        BookingRequested(uuid.uuid4(), event_id, f"inproc-{i}", 1, now_ms) for i in range(n)
+        BookingRequested(new_booking_id(), event_id, f"inproc-{i}", 1, now_ms) for i in range(n)
     ]
     try:
         await inventory.open(event_id, n)
@@ -1039,7 +1045,7 @@ async def prefill_backlog(world: World) -> float:
             futures = []
             for i in range(lo, min(lo + 5000, world.sizes.backlog)):
                 message = BookingRequested(
-                    booking_id=uuid.uuid4(),
+                    booking_id=new_booking_id(),
                     event_id=event_id,
                     user_id=f"backlog-{world.run_id}-{i}",
                     quantity=1,
@@ -1096,7 +1102,7 @@ async def naive_decide(conn: Conn, event_id: int, request: BookingRequested) -> 
             event["sold"] + request.quantity <= event["capacity"]
         )
         booking = {
-            "booking_id": uuid.uuid4(),
+            "booking_id": new_booking_id(),
             "event_id": event_id,
             "user_id": request.user_id,
             "quantity": request.quantity,

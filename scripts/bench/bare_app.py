@@ -12,7 +12,6 @@ Loaded by path, not as a package (`scripts/bench.py` owns the name `scripts.benc
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 import msgspec
@@ -21,6 +20,7 @@ from litestar.datastructures import State
 
 from shared import heap  # importable: the benchmark starts this app from the repository root
 from shared.config import Settings
+from shared.contracts import new_booking_id
 
 
 class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -44,7 +44,7 @@ _decode = msgspec.json.Decoder(BookingCreate)
 async def create(request: Request[object, object, State]) -> Response[Accepted]:
     """Decode the body like the real handler does, then answer 202 with a new booking id."""
     _decode.decode(await request.body())  # validation errors become 400, as in the API
-    booking_id = str(uuid.uuid4())
+    booking_id = str(new_booking_id())
     url = f"/api/bookings/{booking_id}"
     return Response(
         Accepted(booking_id, "PENDING", url), status_code=202, headers={"Location": url}
