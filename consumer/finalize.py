@@ -7,8 +7,8 @@ Order of effects for one event, and why it is safe to crash between any two of t
 2. Still under the lock, reserve.lua takes stock for the bookings it admits and records a
    hold per booking id. A replay finds the hold and takes nothing more.
 3. PostgreSQL re-checks capacity and per-user limits itself (the final word), assigns the
-   lowest free seats, writes every booking and commits. A crash before COMMIT leaves only
-   holds, which the replay reuses.
+   lowest free seats, writes every booking with its seats and commits. A crash before COMMIT
+   leaves only holds, which the replay reuses.
 4. settle.lua drops the holds; a hold whose booking PostgreSQL refused gives its stock back,
    exactly once. A replay after a crash here finds the bookings decided and settles again,
    which is a no-op for holds already gone.
@@ -46,9 +46,11 @@ SLOW_BATCH_S = 2.0  # a batch slower than this is logged with where its time wen
 # are the costly ones), and this runs under the event's row lock.
 COPY_BOOKINGS = (
     "COPY bookings (booking_id, event_id, user_id, quantity, status, reason,"
-    " requested_at, decided_at) FROM STDIN (FORMAT BINARY)"
+    " requested_at, decided_at, seats) FROM STDIN (FORMAT BINARY)"
 )
-COPY_BOOKING_TYPES = ["uuid", "int8", "text", "int4", "text", "text", "timestamptz", "timestamptz"]
+COPY_BOOKING_TYPES = [
+    "uuid", "int8", "text", "int4", "text", "text", "timestamptz", "timestamptz", "text[]",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,13 +218,13 @@ class Finalizer:
                     raise
                 users = await lookup
             faults.point(self._settings, "after_reserve")
-            fresh = [(r, gates[r.booking_id]) for r in todo]
             decided_at = dt.datetime.now(dt.UTC)
             decided_ms = int(decided_at.timestamp() * 1000)
             sold = event["sold"]
+            verdicts: list[tuple[BookingRequested, Status, Reason | None]] = []
             confirmed: list[BookingRequested] = []
-            rows: list[tuple[Any, ...]] = []
-            for request, gate in fresh:
+            for request in todo:
+                gate = gates[request.booking_id]
                 status, reason = _arbitrate(request, gate, event, sold, users)
                 if status is Status.CONFIRMED:
                     sold += request.quantity
@@ -230,8 +232,17 @@ class Finalizer:
                     confirmed.append(request)
                 if gate.held:
                     plan.settle.append((request.booking_id, status is Status.CONFIRMED))
+                verdicts.append((request, status, reason))
+            # Seats first, so each booking row is written once, with its seats.
+            seats: dict[uuid.UUID, list[str]] = {}
+            next_seat = event["next_seat"]
+            if confirmed:
+                seats, next_seat = await self._assign_seats(cur, event_id, event, confirmed)
+            rows: list[tuple[Any, ...]] = []
+            for request, status, reason in verdicts:
+                labels = seats.get(request.booking_id, [])
                 plan.decisions[request.booking_id] = Decision(
-                    request.booking_id, status, reason, (), decided_ms
+                    request.booking_id, status, reason, tuple(labels), decided_ms
                 )
                 rows.append(
                     (
@@ -243,6 +254,7 @@ class Finalizer:
                         reason.value if reason else None,
                         _from_ms(request.requested_at_ms),
                         decided_at,
+                        labels,
                     )
                 )
             if rows:
@@ -251,18 +263,13 @@ class Finalizer:
                     for row in rows:
                         await copy.write_row(row)
             if confirmed:
-                seats = await self._assign_seats(cur, event_id, confirmed)
-                for request in confirmed:
-                    decision = plan.decisions[request.booking_id]
-                    plan.decisions[request.booking_id] = Decision(
-                        decision.booking_id,
-                        decision.status,
-                        None,
-                        tuple(seats[request.booking_id]),
-                        decided_ms,
-                    )
                 await cur.execute(
-                    queries.add_sold, {"event_id": event_id, "quantity": sold - event["sold"]}
+                    queries.add_sold,
+                    {
+                        "event_id": event_id,
+                        "quantity": sold - event["sold"],
+                        "next_seat": next_seat,
+                    },
                 )
         # Bookings decided by an earlier delivery: report that decision; a hold that delivery
         # left behind (it crashed before settling) settles as it decided.
@@ -275,19 +282,13 @@ class Finalizer:
         self, cur: AsyncCursor[Any], booking_ids: list[uuid.UUID]
     ) -> dict[uuid.UUID, Decision]:
         await cur.execute(queries.decided_among, {"booking_ids": uuid_array(booking_ids)})
-        found = await cur.fetchall()
-        confirmed = [row["booking_id"] for row in found if row["status"] == Status.CONFIRMED]
-        seats: dict[uuid.UUID, list[str]] = {}
-        if confirmed:
-            await cur.execute(queries.seats_of, {"booking_ids": uuid_array(confirmed)})
-            seats = {row["booking_id"]: row["seats"] for row in await cur.fetchall()}
         earlier: dict[uuid.UUID, Decision] = {}
-        for row in found:
+        for row in await cur.fetchall():
             earlier[row["booking_id"]] = Decision(
                 row["booking_id"],
                 Status(row["status"]),
                 Reason(row["reason"]) if row["reason"] else None,
-                tuple(seats.get(row["booking_id"], ())),
+                tuple(row["seats"]),
                 _now_ms(),
             )
         if earlier:
@@ -309,23 +310,37 @@ class Finalizer:
         return {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
 
     async def _assign_seats(
-        self, cur: AsyncCursor[Any], event_id: int, confirmed: list[BookingRequested]
-    ) -> dict[uuid.UUID, list[str]]:
-        """Give the confirmed bookings the lowest free seats, in request order."""
+        self,
+        cur: AsyncCursor[Any],
+        event_id: int,
+        event: dict[str, Any],
+        confirmed: list[BookingRequested],
+    ) -> tuple[dict[uuid.UUID, list[str]], int]:
+        """Give the confirmed bookings the lowest free seats, in request order. Returns each
+        booking's labels and the event's next_seat after this batch."""
         total = sum(r.quantity for r in confirmed)
-        await cur.execute(queries.lowest_free_seats, {"event_id": event_id, "count": total})
-        free = [row["seat_no"] for row in await cur.fetchall()]
         owners = [r.booking_id for r in confirmed for _ in range(r.quantity)]
-        if len(free) != total:
-            # Sold never exceeds the seat count, so this means the ledger is corrupt: abort.
-            raise RuntimeError(f"event {event_id}: wanted {total} free seats, found {len(free)}")
         params: dict[str, Any] = {"event_id": event_id, "booking_ids": uuid_array(owners)}
-        if free[-1] - free[0] + 1 == total:
-            await cur.execute(
-                queries.assign_seat_range, {**params, "first": free[0], "last": free[-1]}
-            )
+        if event["sold"] == event["next_seat"] - 1:
+            # The sold seats are exactly 1 .. next_seat - 1 (every seat the worker assigned is
+            # below next_seat, and there are `sold` of them), so the free ones start there.
+            first, last = event["next_seat"], event["next_seat"] + total - 1
         else:
-            await cur.execute(queries.assign_seats, {**params, "seat_nos": free})
+            # A seat below next_seat was given back by hand: look for the free ones.
+            await cur.execute(queries.lowest_free_seats, {"event_id": event_id, "count": total})
+            free = [row["seat_no"] for row in await cur.fetchall()]
+            if len(free) != total:
+                # Sold never exceeds the seat count, so this means the ledger is corrupt: abort.
+                raise RuntimeError(
+                    f"event {event_id}: wanted {total} free seats, found {len(free)}"
+                )
+            first, last = free[0], free[-1]
+            if last - first + 1 != total:
+                params["seat_nos"] = free
+        if "seat_nos" in params:
+            await cur.execute(queries.assign_seats, params)
+        else:
+            await cur.execute(queries.assign_seat_range, {**params, "first": first, "last": last})
         row = await cur.fetchone()
         labels: list[str] = row["labels"] if row else []
         if len(labels) != total:
@@ -334,7 +349,7 @@ class Finalizer:
         seats: dict[uuid.UUID, list[str]] = {}
         for owner, label in zip(owners, labels, strict=True):
             seats.setdefault(owner, []).append(label)
-        return seats
+        return seats, max(event["next_seat"], last + 1)
 
 
 def _arbitrate(

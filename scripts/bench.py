@@ -1074,23 +1074,21 @@ NAIVE_USER_TOTAL: LiteralString = (
 )
 NAIVE_INSERT: LiteralString = (
     "INSERT INTO bookings (booking_id, event_id, user_id, quantity, status, reason,"
-    " requested_at, decided_at)"
+    " requested_at, decided_at, seats)"
     " VALUES (%(booking_id)s, %(event_id)s, %(user_id)s, %(quantity)s, %(status)s,"
-    " %(reason)s, %(requested_at)s, now())"
-)
-NAIVE_FREE_SEATS: LiteralString = (
-    "SELECT seat_no FROM seats WHERE event_id = %(event_id)s AND booking_id IS NULL"
-    " ORDER BY seat_no LIMIT %(quantity)s"
+    " %(reason)s, %(requested_at)s, now(), %(seats)s)"
 )
 NAIVE_TAKE_SEATS: LiteralString = (
     "UPDATE seats SET booking_id = %(booking_id)s"
-    " WHERE event_id = %(event_id)s AND seat_no = ANY(%(seat_nos)s) RETURNING label"
+    " WHERE event_id = %(event_id)s AND seat_no BETWEEN %(first)s AND %(last)s"
+    " AND booking_id IS NULL RETURNING label"
 )
 
 
 async def naive_decide(conn: Conn, event_id: int, request: BookingRequested) -> bool:
-    """One booking, one transaction: lock the event, check, insert, count, seat, commit.
-    A fresh booking id keeps it apart from the real worker's bookings."""
+    """One booking, one transaction: lock the event, check, seat, insert, count, commit.
+    A fresh booking id keeps it apart from the real worker's bookings. Seats come from the
+    event's next_seat, as the worker's usually do (every seat here is taken this way)."""
     async with conn.transaction():
         cur = await conn.execute(queries.lock_event, {"event_id": event_id})
         event = await cur.fetchone()
@@ -1109,13 +1107,17 @@ async def naive_decide(conn: Conn, event_id: int, request: BookingRequested) -> 
             "status": "CONFIRMED" if ok else "REJECTED",
             "reason": None if ok else "SOLD_OUT",
             "requested_at": dt.datetime.fromtimestamp(request.requested_at_ms / 1000, dt.UTC),
+            "seats": [],
         }
-        await conn.execute(NAIVE_INSERT, booking)
         if ok:
-            await conn.execute(queries.add_sold, {"event_id": event_id, "quantity": 1})
-            free = await (await conn.execute(NAIVE_FREE_SEATS, booking)).fetchall()
-            seats = {**booking, "seat_nos": [row["seat_no"] for row in free]}
-            await conn.execute(NAIVE_TAKE_SEATS, seats)
+            first = event["next_seat"]
+            last = first + request.quantity - 1
+            seats = {**booking, "first": first, "last": last}
+            taken = await (await conn.execute(NAIVE_TAKE_SEATS, seats)).fetchall()
+            booking["seats"] = [row["label"] for row in taken]
+            sold = {"event_id": event_id, "quantity": request.quantity, "next_seat": last + 1}
+            await conn.execute(queries.add_sold, sold)
+        await conn.execute(NAIVE_INSERT, booking)
     return bool(ok)
 
 

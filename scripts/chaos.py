@@ -1309,12 +1309,14 @@ async def _verify_sql(run: Run, views: dict[str, dict[str, Any]], demand: Counte
                (SELECT coalesce(max(q), 0) FROM (SELECT sum(quantity) AS q FROM bookings b
                   WHERE b.event_id = e.id AND b.status = 'CONFIRMED' GROUP BY user_id) u)::int
                  AS top_user,
-               (SELECT count(*) FROM bookings b WHERE b.event_id = e.id AND (
-                  (b.status = 'CONFIRMED' AND b.quantity <> (SELECT count(*) FROM seats t
-                                                              WHERE t.booking_id = b.booking_id))
-                  OR (b.status = 'REJECTED' AND EXISTS (SELECT 1 FROM seats t
-                                                          WHERE t.booking_id = b.booking_id))
-               ))::int AS wrong_seats,
+               (SELECT count(*) FROM bookings b
+                  LEFT JOIN (SELECT t.booking_id, count(*) AS n FROM seats t
+                             WHERE t.event_id = e.id AND t.booking_id IS NOT NULL
+                             GROUP BY t.booking_id) m ON m.booking_id = b.booking_id
+                  WHERE b.event_id = e.id AND (
+                    (b.status = 'CONFIRMED' AND b.quantity <> coalesce(m.n, 0))
+                    OR (b.status = 'REJECTED' AND m.n IS NOT NULL))
+               )::int AS wrong_seats,
                (SELECT count(*) FROM seats t WHERE t.event_id = e.id AND t.booking_id IS NOT NULL
                   AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.booking_id = t.booking_id
                                   AND b.event_id = e.id AND b.status = 'CONFIRMED'))::int

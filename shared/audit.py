@@ -30,6 +30,7 @@ class AuditReport(msgspec.Struct, frozen=True):
     oversold: bool
     double_assigned_seats: int
     misassigned_seats: int  # seats held by anything but a confirmed booking of the event
+    misrecorded_bookings: int  # bookings whose own seat list disagrees with the seat map
     drift: int | None
     verdict: Verdict
 
@@ -53,6 +54,7 @@ async def audit_event(pool: Pool, inventory: Inventory, event_id: int) -> AuditR
         row["confirmed_quantity"] == sold == row["seats_assigned"]
         and row["double_assigned_seats"] == 0
         and row["misassigned_seats"] == 0
+        and row["misrecorded_bookings"] == 0
     )
     if oversold:
         verdict = Verdict.OVERSOLD
@@ -75,6 +77,7 @@ async def audit_event(pool: Pool, inventory: Inventory, event_id: int) -> AuditR
         oversold=oversold,
         double_assigned_seats=row["double_assigned_seats"],
         misassigned_seats=row["misassigned_seats"],
+        misrecorded_bookings=row["misrecorded_bookings"],
         drift=drift,
         verdict=verdict,
     )

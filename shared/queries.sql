@@ -18,7 +18,7 @@ SELECT id, name, capacity, per_user_limit, sold FROM events WHERE id = %(event_i
 SELECT id FROM events ORDER BY id;
 
 -- name: lock_event
-SELECT capacity, per_user_limit, sold FROM events WHERE id = %(event_id)s FOR UPDATE;
+SELECT capacity, per_user_limit, sold, next_seat FROM events WHERE id = %(event_id)s FOR UPDATE;
 
 -- name: probes_only
 -- For the rest of the deciding transaction: join by index probes only. Its lookups are a few
@@ -31,10 +31,10 @@ SET LOCAL enable_mergejoin = off;
 -- name: decided_among
 -- One primary-key probe per id (LATERAL), so the cost follows the batch, not the table,
 -- whatever the planner believes about a table that grew by 100000 rows a minute ago.
-SELECT wanted.booking_id, b.status, b.reason
+SELECT wanted.booking_id, b.status, b.reason, b.seats
 FROM unnest(%(booking_ids)s::uuid[]) AS wanted (booking_id)
 CROSS JOIN LATERAL (
-    SELECT status, reason FROM bookings WHERE booking_id = wanted.booking_id
+    SELECT status, reason, seats FROM bookings WHERE booking_id = wanted.booking_id
 ) AS b;
 
 -- name: confirmed_by_users
@@ -54,7 +54,9 @@ WHERE event_id = %(event_id)s AND status = 'CONFIRMED'
 GROUP BY user_id;
 
 -- name: lowest_free_seats
--- Runs under the event's row lock, so no other transaction takes these seats meanwhile.
+-- Only when the free seats are not simply next_seat onwards (a seat was given back by hand):
+-- walks the event's seats in order, so it costs as many rows as were sold. Runs under the
+-- event's row lock, so no other transaction takes these seats meanwhile.
 SELECT seat_no FROM seats
 WHERE event_id = %(event_id)s AND booking_id IS NULL
 ORDER BY seat_no
@@ -63,6 +65,7 @@ LIMIT %(count)s;
 -- name: assign_seat_range
 -- The usual case: the free seats are one run, first..last (seats are taken lowest first and
 -- never given back). One primary-key range scan; the i-th seat goes to the i-th booking id.
+-- No index covers booking_id, so each seat is updated in place on its page (see sql/005).
 -- Returns the labels in seat order, as one array.
 WITH taken AS (
     UPDATE seats
@@ -84,25 +87,15 @@ WITH taken AS (
 )
 SELECT coalesce(array_agg(label ORDER BY seat_no), '{}') AS labels FROM taken;
 
--- name: seats_of
--- The seats of bookings decided earlier (a redelivery), in one query for the whole batch.
-SELECT booking_id, array_agg(label ORDER BY seat_no) AS seats
-FROM seats
-WHERE booking_id = ANY(%(booking_ids)s::uuid[])
-GROUP BY booking_id;
-
 -- name: add_sold
-UPDATE events SET sold = sold + %(quantity)s WHERE id = %(event_id)s;
+UPDATE events
+SET sold = sold + %(quantity)s, next_seat = greatest(next_seat, %(next_seat)s)
+WHERE id = %(event_id)s;
 
 -- name: get_booking
-SELECT b.booking_id, b.event_id, b.user_id, b.quantity, b.status, b.reason,
-       b.requested_at, b.decided_at,
-       coalesce(array_agg(s.label ORDER BY s.seat_no) FILTER (WHERE s.label IS NOT NULL),
-                '{}') AS seats
-FROM bookings AS b
-LEFT JOIN seats AS s ON s.booking_id = b.booking_id
-WHERE b.booking_id = %(booking_id)s
-GROUP BY b.booking_id;
+SELECT booking_id, event_id, user_id, quantity, status, reason, requested_at, decided_at, seats
+FROM bookings
+WHERE booking_id = %(booking_id)s;
 
 -- name: audit_event
 SELECT e.capacity,
@@ -124,7 +117,17 @@ SELECT e.capacity,
             ON b.booking_id = s.booking_id AND b.event_id = s.event_id
                AND b.status = 'CONFIRMED'
         WHERE s.event_id = e.id AND s.booking_id IS NOT NULL AND b.booking_id IS NULL)
-           AS misassigned_seats
+           AS misassigned_seats,
+       -- Bookings whose own list of seats (what a poll shows) is not what the seat map says.
+       (SELECT count(*) FROM bookings AS b
+        LEFT JOIN (SELECT booking_id, array_agg(label ORDER BY seat_no) AS labels
+                   FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL
+                   GROUP BY booking_id) AS m ON m.booking_id = b.booking_id
+        WHERE b.event_id = e.id AND b.status = 'CONFIRMED'
+          AND b.seats IS DISTINCT FROM m.labels)
+       + (SELECT count(*) FROM bookings
+          WHERE event_id = e.id AND status = 'REJECTED' AND seats <> '{}')
+           AS misrecorded_bookings
 FROM events AS e
 WHERE e.id = %(event_id)s;
 

@@ -154,3 +154,23 @@ async def test_audit_catches_a_seat_held_by_no_confirmed_booking(ledger: Ledger)
     assert report.misassigned_seats == 1
     assert report.verdict is Verdict.DRIFT
     assert all(d.status is Status.CONFIRMED for d in decisions)
+
+
+async def test_audit_catches_a_booking_whose_seats_disagree_with_the_seat_map(
+    ledger: Ledger,
+) -> None:
+    """A poll shows the seats stored on the booking; the seat map is what was sold. The audit
+    compares the two."""
+    event = await ledger.event(capacity=3)
+    decisions = await ledger.finalizer.decide([request(event, "a"), request(event, "b")])
+    assert [d.seats for d in decisions] == [("R1-1",), ("R1-2",)]
+    assert await ledger.audit(event) is Verdict.CLEAN
+    with psycopg.connect(ledger.settings.database_url) as conn:
+        conn.execute(
+            "UPDATE bookings SET seats = '{R1-3}' WHERE booking_id = %s",
+            (decisions[1].booking_id,),
+        )
+    report = await audit_event(ledger.pool, ledger.inventory, event)
+    assert report is not None
+    assert (report.misrecorded_bookings, report.misassigned_seats) == (1, 0)
+    assert report.verdict is Verdict.DRIFT
