@@ -33,7 +33,7 @@ from psycopg import AsyncCursor
 from consumer import faults
 from shared.config import Settings
 from shared.contracts import BookingRequested, Decision, Reason, Status
-from shared.db import Pool, queries, uuid_array
+from shared.db import Pool, queries, text_array, uuid_array
 from shared.decisions import DecisionCache
 from shared.errors import CounterMissing
 from shared.inventory import Ask, Gate, Inventory
@@ -305,7 +305,7 @@ class Finalizer:
         if not user_ids:
             return {}
         await cur.execute(
-            queries.confirmed_by_users, {"event_id": event_id, "user_ids": list(user_ids)}
+            queries.confirmed_by_users, {"event_id": event_id, "user_ids": text_array(user_ids)}
         )
         return {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any, LiteralString
 
@@ -84,6 +84,16 @@ def uuid_array(ids: Iterable[uuid.UUID]) -> str:
     psycopg's list dumper spends microseconds per element in Python; for the thousands of
     ids in a batch, one join is a fraction of that. (UUIDs need no quoting.)"""
     return "{" + ",".join(uuid_texts(ids)) + "}"
+
+
+def text_array(values: Collection[str]) -> str:
+    """A text[] parameter in PostgreSQL's array syntax, to bind as `%(name)s::text[]`, for
+    the same reason as uuid_array (psycopg took 3.5 ms to dump 2,000 user ids). Every element
+    is quoted, so commas, braces, spaces and the word NULL stay plain text."""
+    if not values:
+        return "{}"
+    quoted = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return '{"' + '","'.join(quoted) + '"}'
 
 
 async def fetch_one(pool: Pool, query: LiteralString, params: dict[str, Any]) -> DictRow | None:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -56,8 +57,11 @@ class Gate(enum.StrEnum):
         return self in (Gate.HELD_NOW, Gate.HELD_BEFORE)
 
 
-@dataclass(frozen=True, slots=True)
-class Ask:
+class Ask(NamedTuple):
+    """One booking's request at the gate. A tuple: the worker makes 2,000 of them per batch
+    under the event's row lock (a frozen dataclass took ~1.5 us each), and msgspec encodes a
+    list of them as the array of arrays reserve.lua reads."""
+
     booking_id: uuid.UUID
     user_id: str
     quantity: int
@@ -115,7 +119,7 @@ class Inventory:
         """Decide `asks` in order, atomically. Raises CounterMissing when a rebuild is due."""
         if not asks:
             return []
-        encoded = _encode([(ask.booking_id, ask.user_id, ask.quantity) for ask in asks])
+        encoded = _encode(asks)
         codes = await self._reserve(keys=self.keys(event_id), args=[limit, encoded])
         if codes == "MISSING":
             raise CounterMissing(f"inventory counter for event {event_id} is missing")

@@ -7,6 +7,7 @@ from collections import Counter
 
 import psycopg
 import pytest
+import redis.asyncio as aioredis
 
 from shared.audit import Verdict, audit_event
 from shared.contracts import Reason, Status
@@ -174,3 +175,22 @@ async def test_audit_catches_a_booking_whose_seats_disagree_with_the_seat_map(
     assert report is not None
     assert (report.misrecorded_bookings, report.misassigned_seats) == (1, 0)
     assert report.verdict is Verdict.DRIFT
+
+
+async def test_postgres_limit_check_reads_every_user_id_as_written(
+    ledger: Ledger, redis_client: aioredis.Redis
+) -> None:
+    """PostgreSQL re-checks per-user limits with its own lookup, whatever the gate says. User
+    ids with commas, quotes, backslashes, braces or the word NULL are looked up as written."""
+    users = ["a,b", 'q"x', "back\\slash", "{brace}", "NULL", " spaced "]
+    event = await ledger.event(capacity=20, limit=1)
+    first = await ledger.finalizer.decide([request(event, u) for u in users])
+    assert {d.status for d in first} == {Status.CONFIRMED}
+    # The gate forgets what these users hold, so it admits their second booking ...
+    await redis_client.delete(ledger.inventory.keys(event)[1])
+    again = await ledger.finalizer.decide([request(event, u) for u in users])
+    # ... and PostgreSQL refuses each one, giving the stock back.
+    assert [(d.status, d.reason) for d in again] == [
+        (Status.REJECTED, Reason.LIMIT_EXCEEDED)
+    ] * len(users)
+    assert await ledger.inventory.available(event) == 20 - len(users)
