@@ -42,6 +42,7 @@ from shared.metrics import (
     DEAD_LETTERS,
     DECISION_LATENCY,
     DECISIONS,
+    BatchHistogram,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE = 0, 2, 3
 FETCH_ERRORS = (OSError, ValueError, http.client.HTTPException)
 
 
-def _family(metric: MetricWrapperBase) -> str:
+def _family(metric: MetricWrapperBase | BatchHistogram) -> str:
     """The family name a metric of shared/metrics.py is exposed under."""
     name: str = next(iter(metric.describe())).name
     return name

@@ -4,7 +4,61 @@ Litestar's own HTTP metrics); the worker on its own port (TICKETS_WORKER_METRICS
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import math
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+
+class BatchHistogram(Collector):
+    """A histogram fed a whole batch of values at once, exposed like prometheus_client's
+    (`_bucket`, `_count`, `_sum`). Histogram.observe() takes two locks per value: 5.5 ms of
+    the worker's event loop for each batch of 2,000 decisions. Here a batch costs one sorted
+    pass (bisect per value) and one lock."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = [float(b) for b in buckets] + [math.inf]
+        self._counts = [0] * len(self._bounds)  # per bucket, not cumulative
+        self._sum = 0.0
+        self._lock = threading.Lock()  # the metrics server reads from its own thread
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        counts = [0] * len(self._bounds)
+        total = 0.0
+        for value in values:
+            counts[bisect_left(self._bounds, value)] += 1  # first bound >= value, as `le`
+            total += value
+        with self._lock:
+            self._counts = [a + b for a, b in zip(self._counts, counts, strict=True)]
+            self._sum += total
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self._name, self._documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for bound, count in zip(self._bounds, counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == math.inf else str(bound), cumulative))
+        yield HistogramMetricFamily(
+            self._name, self._documentation, buckets=buckets, sum_value=total
+        )
+
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -32,7 +86,7 @@ DECISIONS = Counter(
     "Bookings decided by the worker, by status and reason (reason 'none' when confirmed)",
     ["status", "reason"],
 )
-DECISION_LATENCY = Histogram(
+DECISION_LATENCY = BatchHistogram(
     "tickets_decision_latency_seconds",
     "Time from the API accepting a booking to the worker committing its decision",
     buckets=LATENCY_BUCKETS,
