@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
@@ -375,5 +376,8 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@functools.lru_cache(maxsize=4096)
 def _from_ms(ms: int) -> dt.datetime:
+    """Cached: a burst puts many requests in each millisecond, and building a datetime costs
+    ~1 us, 2 ms per batch of 2,000 under the event's row lock."""
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
