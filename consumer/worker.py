@@ -61,6 +61,13 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 
+# aiokafka asks the broker for more of a partition only once everything fetched from it has
+# been consumed, so the worker waits for each refill. At 4 MiB (~20,000 requests, ten
+# batches) that wait cost ~100 ms every tenth batch; at 16 MiB it comes four times less often:
+# 16.8-19.2k decisions/s against 11.8-16.3k in five interleaved drains of 100,000 requests.
+FETCH_BYTES_PER_PARTITION = 16 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Poison:
     record: ConsumerRecord[bytes, bytes]
@@ -149,7 +156,7 @@ class Worker:
             group_id=s.consumer_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
             session_timeout_ms=s.consumer_session_timeout_ms,
             heartbeat_interval_ms=s.consumer_session_timeout_ms // 3,
         )
