@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,10 @@ COPY_BOOKINGS = (
 COPY_BOOKING_TYPES = [
     "uuid", "int8", "text", "int4", "text", "text", "timestamptz", "timestamptz", "text[]",
 ]  # fmt: skip
+
+
+def _nothing() -> None:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +96,12 @@ class Finalizer:
         return [decision for _, decision in decided]
 
     async def commit(
-        self, requests: Sequence[BookingRequested]
+        self, requests: Sequence[BookingRequested], after_gate: Callable[[], None] = _nothing
     ) -> list[tuple[BookingRequested, Decision]]:
         """`decide` without the polling cache: decisions committed in PostgreSQL, gate
-        settled. The caller records them (the worker does it while the next batch runs)."""
+        settled. The caller records them (the worker does it while the next batch runs).
+        `after_gate` is called once the gate has answered, when the rest of the transaction
+        needs only PostgreSQL: a good moment for other Redis work."""
         unique: dict[uuid.UUID, BookingRequested] = {}
         for request in requests:
             unique.setdefault(request.booking_id, request)
@@ -105,16 +111,16 @@ class Finalizer:
 
         decided: list[tuple[BookingRequested, Decision]] = []
         for event_id, group in by_event.items():
-            decided += await self._decide_event(event_id, group)
+            decided += await self._decide_event(event_id, group, after_gate)
         return decided
 
     async def _decide_event(
-        self, event_id: int, requests: list[BookingRequested]
+        self, event_id: int, requests: list[BookingRequested], after_gate: Callable[[], None]
     ) -> list[tuple[BookingRequested, Decision]]:
         rules = await self._event_rules(event_id)
         assert rules is not None, "the worker dead-letters requests for unknown events"
         t0 = time.monotonic()
-        plan = await self._commit(event_id, rules, requests)
+        plan = await self._commit(event_id, rules, requests, after_gate)
         faults.point(self._settings, "after_db_commit")
         t1 = time.monotonic()
         await self.inventory.settle(event_id, plan.settle)
@@ -190,7 +196,11 @@ class Finalizer:
         return rebuilt
 
     async def _commit(
-        self, event_id: int, rules: EventRules, requests: list[BookingRequested]
+        self,
+        event_id: int,
+        rules: EventRules,
+        requests: list[BookingRequested],
+        after_gate: Callable[[], None],
     ) -> _Plan:
         """Under the event's row lock: skip what an earlier delivery decided, take stock at
         the gate for the rest, arbitrate, write. Whoever decides this event holds that lock,
@@ -219,6 +229,7 @@ class Finalizer:
                     raise
                 users = await lookup
             faults.point(self._settings, "after_reserve")
+            after_gate()
             decided_at = dt.datetime.now(dt.UTC)
             decided_ms = int(decided_at.timestamp() * 1000)
             sold = event["sold"]

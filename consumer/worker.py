@@ -68,6 +68,15 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 FETCH_BYTES_PER_PARTITION = 16 * 1024 * 1024
 
 
+_TailArgs = tuple[
+    AIOKafkaConsumer,
+    DecisionCache,
+    list[tuple[BookingRequested, Decision]],
+    dict[TopicPartition, int],
+    float,
+]
+
+
 @dataclass(frozen=True, slots=True)
 class Poison:
     record: ConsumerRecord[bytes, bytes]
@@ -132,6 +141,10 @@ class Worker:
         # The previous batch's last steps (polling cache, metrics, offset commit), which run
         # while the next batch is decided. At most one at a time, so commits stay in order.
         self._tail: asyncio.Task[None] | None = None
+        # The latest batch's tail, not started yet. It starts once the next batch's gate has
+        # answered (or sooner if that batch waits or fails): its cache write holds Redis for
+        # ~20 ms, and the next batch's Redis calls before and at the gate would queue behind it.
+        self._tail_args: _TailArgs | None = None
         # Set when a tail stopped before recording its batch: offsets committed after that
         # would cover the unrecorded batch and it would never be redelivered.
         self._unrecorded = False
@@ -229,10 +242,7 @@ class Worker:
                         return  # stopped while a dependency was down; nothing committed
                     offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                     await self.finish_tail()
-                    self._tail = asyncio.create_task(
-                        self._finish(consumer, cache, decided, offsets, started),
-                        name="batch-tail",
-                    )
+                    self._tail_args = (consumer, cache, decided, offsets, started)
         finally:
             await self.finish_tail()
 
@@ -241,8 +251,16 @@ class Worker:
         its tail raised. Shielded: a waiter that is cancelled (a rebalance giving up) does not
         cancel the tail. Only the loop replaces the tail, after waiting for it, so whoever
         waits (the loop, the revoke listener) sees the same task and the same outcome."""
+        self._start_tail()
         if self._tail is not None:
             await asyncio.shield(self._tail)
+
+    def _start_tail(self) -> None:
+        """Start the latest batch's tail if it has not started. The previous tail is done:
+        the loop waits for it before it sets the next one."""
+        if self._tail_args is not None:
+            args, self._tail_args = self._tail_args, None
+            self._tail = asyncio.create_task(self._finish(*args), name="batch-tail")
 
     async def _finish(
         self,
@@ -324,6 +342,7 @@ class Worker:
             except RETRYABLE as exc:
                 DEPENDENCY_ERRORS.labels(_dependency(exc)).inc()
                 log.warning("batch of %d failed (%r); retrying in %.1fs", len(records), exc, delay)
+                self._start_tail()  # the previous batch is decided: record it meanwhile
             if not await self._pause(delay):
                 return None
         raise AssertionError("unreachable: _backoff never ends")
@@ -361,6 +380,7 @@ class Worker:
             await self._dead_letter(producer, cache, finalizer, bad)
         late = [r for record, r in appended if appended_late(record, r)]
         if late:
+            self._start_tail()  # not held up by this wait
             # The API may still be waiting for these acknowledgements: let it decide (202,
             # or 503 and an abandoned mark) before looking at the marks.
             settled_at_ms = max(r.expires_at_ms or 0 for r in late) + ABANDON_SETTLE_MS
@@ -372,7 +392,7 @@ class Worker:
         if expired:
             EXPIRED_REQUESTS.inc(expired)
             log.warning("dropped %d requests the API answered 503 for", expired)
-        decided = await finalizer.commit(requests)
+        decided = await finalizer.commit(requests, after_gate=self._start_tail)
         self.auditor.saw(event_id for event_id, exists in known.items() if exists)
         return decided
 
