@@ -34,7 +34,7 @@ from psycopg import AsyncCursor
 from consumer import faults
 from shared.config import Settings
 from shared.contracts import BookingRequested, Decision, Reason, Status
-from shared.db import Pool, queries, text_array, uuid_array
+from shared.db import Pool, TextArrayBinaryDumper, queries, text_array, uuid_array
 from shared.decisions import DecisionCache
 from shared.errors import CounterMissing
 from shared.inventory import Ask, Gate, Inventory
@@ -270,6 +270,7 @@ class Finalizer:
                     )
                 )
             if rows:
+                cur.adapters.register_dumper(None, TextArrayBinaryDumper)  # the seats column
                 async with cur.copy(COPY_BOOKINGS) as copy:
                     copy.set_types(COPY_BOOKING_TYPES)
                     for row in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 import uuid
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Any, LiteralString
 
 import psycopg
 from psycopg import AsyncConnection
+from psycopg.abc import AdaptContext
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -94,6 +98,36 @@ def text_array(values: Collection[str]) -> str:
         return "{}"
     quoted = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
     return '{"' + '","'.join(quoted) + '"}'
+
+
+_TEXT_OID, TEXT_ARRAY_OID = 25, 1009
+_ARRAY_HEAD = struct.Struct("!iiiii")  # dimensions, has-nulls flag, element type, length, base
+_NO_DIMENSIONS = struct.pack("!iii", 0, 0, _TEXT_OID)  # an empty array
+_LENGTH = struct.Struct("!i")
+
+
+class TextArrayBinaryDumper(Dumper):
+    """A list of strings as a text[] in PostgreSQL's binary array format. Registered with
+    `adapters.register_dumper(None, ...)`, so only a lookup by type oid uses it, as in a
+    binary COPY after `set_types`. psycopg's generic list dumper spent 2.3 us a row in
+    Python on the worker's one-seat lists, a third of its COPY time; this builds the same
+    bytes with struct. Lists of non-null strings only."""
+
+    oid = TEXT_ARRAY_OID
+    format = Format.BINARY
+
+    def __init__(self, cls: type, context: AdaptContext | None = None) -> None:
+        super().__init__(cls, context)
+        self._encoding = self.connection.info.encoding if self.connection else "utf-8"
+
+    def dump(self, obj: list[str]) -> bytes:
+        if not obj:
+            return _NO_DIMENSIONS
+        parts = [_ARRAY_HEAD.pack(1, 0, _TEXT_OID, len(obj), 1)]
+        for item in obj:
+            raw = item.encode(self._encoding)
+            parts += (_LENGTH.pack(len(raw)), raw)
+        return b"".join(parts)
 
 
 async def fetch_one(pool: Pool, query: LiteralString, params: dict[str, Any]) -> DictRow | None:

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from shared.audit import Verdict, audit_event
 from shared.contracts import Reason, Status
+from shared.db import TextArrayBinaryDumper
 from shared.inventory import Ask
 from tests.integration.ledger import Ledger, request
 
@@ -194,3 +195,17 @@ async def test_postgres_limit_check_reads_every_user_id_as_written(
         (Status.REJECTED, Reason.LIMIT_EXCEEDED)
     ] * len(users)
     assert await ledger.inventory.available(event) == 20 - len(users)
+
+
+def test_seat_lists_copied_by_the_fast_dumper_read_back_as_written(ledger: Ledger) -> None:
+    """The worker's COPY writes each booking's seats with TextArrayBinaryDumper."""
+    lists = [[], ["R1-1"], ["R1-1", "R1-2"], ['quote " comma , brace {}', "ünï", "NULL"]]
+    with psycopg.connect(ledger.settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE copied (n int, seats text[] NOT NULL)")
+        cur.adapters.register_dumper(None, TextArrayBinaryDumper)
+        with cur.copy("COPY copied (n, seats) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int4", "text[]"])
+            for n, seats in enumerate(lists):
+                copy.write_row((n, seats))
+        cur.execute("SELECT seats FROM copied ORDER BY n")
+        assert [row[0] for row in cur.fetchall()] == lists
