@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ from shared.contracts import BookingRequested, Decision, Reason, Status
 from shared.db import Pool, TextArrayBinaryDumper, queries, text_array, uuid_array
 from shared.decisions import DecisionCache
 from shared.errors import CounterMissing
-from shared.inventory import Ask, Gate, Inventory
+from shared.inventory import HELD, Ask, Gate, Inventory
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +159,14 @@ class Finalizer:
 
     async def _reserve(
         self, cur: AsyncCursor[Any], event_id: int, rules: EventRules, asks: list[Ask]
-    ) -> dict[uuid.UUID, Gate]:
-        """The Redis gate, called under the event's row lock (held by `cur`)."""
+    ) -> list[Gate]:
+        """The Redis gate, called under the event's row lock (held by `cur`): one answer per
+        ask, in order."""
         try:
-            gates = await self.inventory.reserve(event_id, rules.per_user_limit, asks)
+            return await self.inventory.reserve(event_id, rules.per_user_limit, asks)
         except CounterMissing:
             await self._rebuild_locked(cur, event_id)
-            gates = await self.inventory.reserve(event_id, rules.per_user_limit, asks)
-        return {ask.booking_id: gate for ask, gate in zip(asks, gates, strict=True)}
+            return await self.inventory.reserve(event_id, rules.per_user_limit, asks)
 
     async def rebuild_counter(self, event_id: int) -> bool:
         """Recreate the event's Redis counter from PostgreSQL, under the event's row lock so
@@ -235,24 +235,24 @@ class Finalizer:
             sold = event["sold"]
             verdicts: list[tuple[BookingRequested, Status, Reason | None]] = []
             confirmed: list[BookingRequested] = []
-            for request in todo:
-                gate = gates[request.booking_id]
-                status, reason = _arbitrate(request, gate, event, sold, users)
+            for request, gate in zip(todo, gates, strict=True):
+                status, reason = _arbitrate(request, gate, rules, sold, users)
                 if status is Status.CONFIRMED:
                     sold += request.quantity
                     users[request.user_id] = users.get(request.user_id, 0) + request.quantity
                     confirmed.append(request)
-                if gate.held:
+                if gate in HELD:
                     plan.settle.append((request.booking_id, status is Status.CONFIRMED))
                 verdicts.append((request, status, reason))
             # Seats first, so each booking row is written once, with its seats.
-            seats: dict[uuid.UUID, list[str]] = {}
+            seats: Iterator[list[str]] = iter(())
             next_seat = event["next_seat"]
             if confirmed:
-                seats, next_seat = await self._assign_seats(cur, event_id, event, confirmed)
+                seat_lists, next_seat = await self._assign_seats(cur, event_id, event, confirmed)
+                seats = iter(seat_lists)  # one list per confirmed booking, in order
             rows: list[tuple[Any, ...]] = []
             for request, status, reason in verdicts:
-                labels = seats.get(request.booking_id, [])
+                labels = next(seats) if status is Status.CONFIRMED else []
                 plan.decisions[request.booking_id] = Decision(
                     request.booking_id, status, reason, tuple(labels), decided_ms
                 )
@@ -328,9 +328,10 @@ class Finalizer:
         event_id: int,
         event: dict[str, Any],
         confirmed: list[BookingRequested],
-    ) -> tuple[dict[uuid.UUID, list[str]], int]:
+    ) -> tuple[list[list[str]], int]:
         """Give the confirmed bookings the lowest free seats, in request order. Returns each
-        booking's labels and the event's next_seat after this batch."""
+        booking's labels (in the order of `confirmed`) and the event's next_seat after this
+        batch."""
         total = sum(r.quantity for r in confirmed)
         owners = [r.booking_id for r in confirmed for _ in range(r.quantity)]
         params: dict[str, Any] = {"event_id": event_id, "booking_ids": uuid_array(owners)}
@@ -358,17 +359,19 @@ class Finalizer:
         labels: list[str] = row["labels"] if row else []
         if len(labels) != total:
             raise RuntimeError(f"event {event_id}: assigned {len(labels)} of {total} seats")
-        # Both lists are in seat order, so each booking's labels come out in seat order too.
-        seats: dict[uuid.UUID, list[str]] = {}
-        for owner, label in zip(owners, labels, strict=True):
-            seats.setdefault(owner, []).append(label)
+        # `labels` is in seat order, and the seats went to `confirmed` in order.
+        seats: list[list[str]] = []
+        at = 0
+        for request in confirmed:
+            seats.append(labels[at : at + request.quantity])
+            at += request.quantity
         return seats, max(event["next_seat"], last + 1)
 
 
 def _arbitrate(
     request: BookingRequested,
     gate: Gate,
-    event: dict[str, Any],
+    rules: EventRules,
     sold: int,
     users: dict[str, int],
 ) -> tuple[Status, Reason | None]:
@@ -377,9 +380,9 @@ def _arbitrate(
         return Status.REJECTED, Reason.SOLD_OUT
     if gate is Gate.LIMIT:
         return Status.REJECTED, Reason.LIMIT_EXCEEDED
-    if users.get(request.user_id, 0) + request.quantity > event["per_user_limit"]:
+    if users.get(request.user_id, 0) + request.quantity > rules.per_user_limit:
         return Status.REJECTED, Reason.LIMIT_EXCEEDED
-    if sold + request.quantity > event["capacity"]:
+    if sold + request.quantity > rules.capacity:
         return Status.REJECTED, Reason.SOLD_OUT
     return Status.CONFIRMED, None
 

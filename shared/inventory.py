@@ -52,9 +52,10 @@ class Gate(enum.StrEnum):
     SOLD_OUT = "S"
     LIMIT = "L"
 
-    @property
-    def held(self) -> bool:
-        return self in (Gate.HELD_NOW, Gate.HELD_BEFORE)
+
+# The answers that leave a hold to settle. A set, not a property: the worker asks once per
+# booking under the row lock, and an enum property is a Python call (0.4 us).
+HELD = frozenset({Gate.HELD_NOW, Gate.HELD_BEFORE})
 
 
 class Ask(NamedTuple):
