@@ -59,7 +59,7 @@ HELD = frozenset({Gate.HELD_NOW, Gate.HELD_BEFORE})
 
 
 class Ask(NamedTuple):
-    """One booking's request at the gate. A tuple: the worker makes 2,000 of them per batch
+    """One booking's request at the gate. A tuple: the worker makes thousands per batch
     under the event's row lock (a frozen dataclass took ~1.5 us each), and msgspec encodes a
     list of them as the array of arrays reserve.lua reads."""
 
