@@ -335,6 +335,7 @@ class Finalizer:
         total = sum(r.quantity for r in confirmed)
         owners = [r.booking_id for r in confirmed for _ in range(r.quantity)]
         params: dict[str, Any] = {"event_id": event_id, "booking_ids": uuid_array(owners)}
+        gaps: list[int] | None = None  # the free seats, when they are not one run
         if event["sold"] == event["next_seat"] - 1:
             # The sold seats are exactly 1 .. next_seat - 1 (every seat the worker assigned is
             # below next_seat, and there are `sold` of them), so the free ones start there.
@@ -350,11 +351,11 @@ class Finalizer:
                 )
             first, last = free[0], free[-1]
             if last - first + 1 != total:
-                params["seat_nos"] = free
-        if "seat_nos" in params:
-            await cur.execute(queries.assign_seats, params)
-        else:
+                gaps = free
+        if gaps is None:
             await cur.execute(queries.assign_seat_range, {**params, "first": first, "last": last})
+        else:
+            await cur.execute(queries.assign_seats, {**params, "seat_nos": gaps})
         row = await cur.fetchone()
         labels: list[str] = row["labels"] if row else []
         if len(labels) != total:
