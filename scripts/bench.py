@@ -1698,8 +1698,7 @@ def markdown(meta: dict[str, Any], rows: list[Row], usage: list[PhaseUsage]) -> 
         f"{pg['synchronous_commit']}), Redis {v['redis']}, litestar {v['litestar']}, uvicorn "
         f"{v['uvicorn']}, aiokafka {v['aiokafka']}, psycopg {v['psycopg']}, {v['wrk']}",
         f"- settings: batch_max={meta['settings']['batch_max']}, partitions="
-        f"{meta['settings']['topic_partitions']}, producer_linger_ms="
-        f"{meta['settings']['producer_linger_ms']}; same uvicorn flags for bare app and API: "
+        f"{meta['settings']['topic_partitions']}; same uvicorn flags for bare app and API: "
         f"{meta['server_flags_match']}",
         f"- took {meta['seconds']:.0f} s; load generators share the 2 cores (CPU below)",
         *noise_lines(usage),
@@ -1821,7 +1820,7 @@ async def bench(args: argparse.Namespace) -> int:
         "sizes": asdict(sizes),
         "settings": {
             k: getattr(world.settings, k)
-            for k in ("batch_max", "topic_partitions", "producer_linger_ms", "poll_timeout_ms")
+            for k in ("batch_max", "topic_partitions", "poll_timeout_ms")
         },
     }
     say(

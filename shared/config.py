@@ -33,7 +33,6 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     redis_prefix: str = "tickets"
     # API
     produce_timeout_s: PositiveFloat = 5.0
-    producer_linger_ms: Annotated[int, msgspec.Meta(ge=0)] = 2
     max_body_bytes: Positive = 4096
     idempotency_ttl_s: Positive = 86400
     # How stale the API's view of a counter may be for the sold-out fast path (409).
