@@ -518,12 +518,17 @@ async def _report_lag(consumer: AIOKafkaConsumer) -> None:
 
 
 async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
-    """True when this member has partitions and has consumed everything in them."""
+    """True when this member has partitions and has consumed everything in them, as far as
+    the latest fetch responses tell (their high watermarks). Asking the broker for end
+    offsets instead took 0.3-0.4 s: the request waits behind the fetcher's long poll on the
+    same connection. A partition no fetch has answered for yet is asked about."""
     assigned = list(consumer.assignment())
     if not assigned:
         return False
-    ends = await consumer.end_offsets(assigned)
+    unknown = [tp for tp in assigned if consumer.highwater(tp) is None]
+    ends = await consumer.end_offsets(unknown) if unknown else {}
     for tp in assigned:
-        if await consumer.position(tp) < ends[tp]:
+        end = ends.get(tp, consumer.highwater(tp))
+        if end is None or await consumer.position(tp) < end:
             return False
     return True
