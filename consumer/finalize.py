@@ -11,7 +11,8 @@ Order of effects for one event, and why it is safe to crash between any two of t
    leaves only holds, which the replay reuses.
 4. settle.lua drops the holds; a hold whose booking PostgreSQL refused gives its stock back,
    exactly once. A replay after a crash here finds the bookings decided and settles again,
-   which is a no-op for holds already gone.
+   which is a no-op for holds already gone. The worker lets this run while it fetches and
+   decodes the next batch (`Settling`), and waits for it before that batch's gate.
 5. The decisions are cached in Redis for polling clients. Kafka offsets are committed by the
    caller only after all of this.
 """
@@ -72,6 +73,45 @@ class _Plan:
     settle: list[tuple[uuid.UUID, bool]] = field(default_factory=list)
 
 
+class Settling:
+    """A committed batch's holds being settled in Redis (step 4) while its caller moves on.
+    `wait()` returns once every event's holds are settled. A failed attempt is started again
+    by the next `wait()`, which raises the failure to its caller to retry: settle.lua is
+    idempotent, so settling twice is harmless."""
+
+    def __init__(
+        self, inventory: Inventory, settles: list[tuple[int, list[tuple[uuid.UUID, bool]]]]
+    ) -> None:
+        self._inventory = inventory
+        self._left = [(event_id, outcomes) for event_id, outcomes in settles if outcomes]
+        self._task = self._start()
+
+    def _start(self) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._run(), name="settle")
+        task.add_done_callback(_retrieve_exception)  # whoever waits sees it; else it is retried
+        return task
+
+    async def _run(self) -> None:
+        while self._left:
+            event_id, outcomes = self._left[0]
+            await self._inventory.settle(event_id, outcomes)
+            del self._left[0]
+
+    async def wait(self) -> None:
+        task = self._task
+        try:
+            await asyncio.shield(task)  # a waiter that gives up does not cancel the settling
+        except Exception:
+            if self._task is task:  # no other waiter started it again yet
+                self._task = self._start()
+            raise
+
+
+def _retrieve_exception(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class Finalizer:
     """Turns booking requests into decisions. Safe to call again with the same requests."""
 
@@ -89,17 +129,19 @@ class Finalizer:
         self._rules: dict[int, EventRules] = {}
 
     async def decide(self, requests: Sequence[BookingRequested]) -> list[Decision]:
-        """Decide every request (duplicates by booking id collapse to one decision) and
-        record the decisions for polling clients."""
-        decided = await self.commit(requests)
+        """Decide every request (duplicates by booking id collapse to one decision), settle
+        the gate and record the decisions for polling clients."""
+        decided, settling = await self.commit(requests)
+        await settling.wait()
         await self._cache.remember_decisions(decided)
         return [decision for _, decision in decided]
 
     async def commit(
         self, requests: Sequence[BookingRequested], after_gate: Callable[[], None] = _nothing
-    ) -> list[tuple[BookingRequested, Decision]]:
-        """`decide` without the polling cache: decisions committed in PostgreSQL, gate
-        settled. The caller records them (the worker does it while the next batch runs).
+    ) -> tuple[list[tuple[BookingRequested, Decision]], Settling]:
+        """`decide` without its last steps: decisions committed in PostgreSQL, and the
+        gate's holds being settled (wait for `Settling` before this event's next gate). The
+        caller records the decisions (the worker does it while the next batch runs).
         `after_gate` is called once the gate has answered, when the rest of the transaction
         needs only PostgreSQL: a good moment for other Redis work."""
         unique: dict[uuid.UUID, BookingRequested] = {}
@@ -110,31 +152,31 @@ class Finalizer:
             by_event.setdefault(request.event_id, []).append(request)
 
         decided: list[tuple[BookingRequested, Decision]] = []
+        settles: list[tuple[int, list[tuple[uuid.UUID, bool]]]] = []
         for event_id, group in by_event.items():
-            decided += await self._decide_event(event_id, group, after_gate)
-        return decided
+            plan = await self._decide_event(event_id, group, after_gate)
+            decided += [(r, plan.decisions[r.booking_id]) for r in group]
+            settles.append((event_id, plan.settle))
+        return decided, Settling(self.inventory, settles)
 
     async def _decide_event(
         self, event_id: int, requests: list[BookingRequested], after_gate: Callable[[], None]
-    ) -> list[tuple[BookingRequested, Decision]]:
+    ) -> _Plan:
         rules = await self._event_rules(event_id)
         assert rules is not None, "the worker dead-letters requests for unknown events"
-        t0 = time.monotonic()
+        started = time.monotonic()
         plan = await self._commit(event_id, rules, requests, after_gate)
         faults.point(self._settings, "after_db_commit")
-        t1 = time.monotonic()
-        await self.inventory.settle(event_id, plan.settle)
-        t2 = time.monotonic()
-        if t2 - t0 > SLOW_BATCH_S:
+        took = time.monotonic() - started
+        if took > SLOW_BATCH_S:
             log.warning(
-                "slow batch for event %s: %d bookings, gate and ledger %.2fs, settle %.2fs",
+                "slow batch for event %s: %d bookings, gate and ledger %.2fs",
                 event_id,
                 len(requests),
-                t1 - t0,
-                t2 - t1,
+                took,
                 extra={"event_id": event_id},
             )
-        return [(r, plan.decisions[r.booking_id]) for r in requests]
+        return plan
 
     async def decided_ids(self, booking_ids: list[uuid.UUID]) -> set[uuid.UUID]:
         async with self._pool.connection() as conn, conn.cursor() as cur:

@@ -27,7 +27,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import start_http_server
 
 from consumer.auditor import Auditor
-from consumer.finalize import Finalizer
+from consumer.finalize import Finalizer, Settling
 from consumer.reconcile import Reconciler
 from shared import heap
 from shared.config import Settings
@@ -72,6 +72,7 @@ _TailArgs = tuple[
     AIOKafkaConsumer,
     DecisionCache,
     list[tuple[BookingRequested, Decision]],
+    Settling,
     dict[TopicPartition, int],
     float,
 ]
@@ -148,6 +149,9 @@ class Worker:
         # Set when a tail stopped before recording its batch: offsets committed after that
         # would cover the unrecorded batch and it would never be redelivered.
         self._unrecorded = False
+        # The latest batch's holds, settled in Redis while the next batch is fetched and
+        # decoded; that batch's gate waits for them, and so does the tail's offset commit.
+        self._settling: Settling | None = None
         self.decided = 0
 
     async def run(self) -> None:
@@ -237,12 +241,13 @@ class Worker:
                     continue
                 started = time.monotonic()
                 async with self.batch_lock:
-                    decided = await self._settle_batch(batch, producer, finalizer, cache)
-                    if decided is None:
+                    settled = await self._settle_batch(batch, producer, finalizer, cache)
+                    if settled is None:
                         return  # stopped while a dependency was down; nothing committed
+                    decided, self._settling = settled
                     offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                     await self.finish_tail()
-                    self._tail_args = (consumer, cache, decided, offsets, started)
+                    self._tail_args = (consumer, cache, decided, self._settling, offsets, started)
         finally:
             await self.finish_tail()
 
@@ -267,14 +272,17 @@ class Worker:
         consumer: AIOKafkaConsumer,
         cache: DecisionCache,
         decided: list[tuple[BookingRequested, Decision]],
+        settling: Settling,
         offsets: dict[TopicPartition, int],
         started: float,
     ) -> None:
-        """A decided batch's last steps: the polling cache, then the offsets. The offsets
-        wait for the cache: a crash in between redelivers the batch, which writes the
-        decisions again, so no client is left reading PENDING for a decided booking."""
+        """A decided batch's last steps: its holds settled and the polling cache, then the
+        offsets. The offsets wait for both: a crash in between redelivers the batch, which
+        settles and writes the decisions again, so no hold outlives its decision and no
+        client is left reading PENDING for a decided booking."""
         for delay in self._backoff():
             try:
+                await settling.wait()
                 await cache.remember_decisions(decided)
                 break
             except RETRYABLE as exc:
@@ -331,7 +339,7 @@ class Worker:
         producer: AIOKafkaProducer,
         finalizer: Finalizer,
         cache: DecisionCache,
-    ) -> list[tuple[BookingRequested, Decision]] | None:
+    ) -> tuple[list[tuple[BookingRequested, Decision]], Settling] | None:
         """Decide every record of the batch, retrying dependency failures with backoff.
         Returns None if asked to stop before the batch could be decided."""
         records = [record for records in batch.values() for record in records]
@@ -353,7 +361,7 @@ class Worker:
         producer: AIOKafkaProducer,
         finalizer: Finalizer,
         cache: DecisionCache,
-    ) -> list[tuple[BookingRequested, Decision]]:
+    ) -> tuple[list[tuple[BookingRequested, Decision]], Settling]:
         requests: list[BookingRequested] = []
         poison: list[Poison] = []
         expired = 0
@@ -392,9 +400,11 @@ class Worker:
         if expired:
             EXPIRED_REQUESTS.inc(expired)
             log.warning("dropped %d requests the API answered 503 for", expired)
-        decided = await finalizer.commit(requests, after_gate=self._start_tail)
+        if self._settling is not None:
+            await self._settling.wait()  # the gate must see the previous batch's holds settled
+        settled = await finalizer.commit(requests, after_gate=self._start_tail)
         self.auditor.saw(event_id for event_id, exists in known.items() if exists)
-        return decided
+        return settled
 
     async def _dead_letter(
         self,
