@@ -248,6 +248,9 @@ class Worker:
                     offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                     await self.finish_tail()
                     self._tail_args = (consumer, cache, decided, self._settling, offsets, started)
+                if self._stop_when_idle and await _caught_up(consumer, ask_broker=False):
+                    log.info("no more messages: stopping (burst mode)")
+                    return  # without polling once more for nothing
         finally:
             await self.finish_tail()
 
@@ -527,15 +530,18 @@ async def _report_lag(consumer: AIOKafkaConsumer) -> None:
             CONSUMER_LAG.labels(str(tp.partition)).set(lag)
 
 
-async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
+async def _caught_up(consumer: AIOKafkaConsumer, *, ask_broker: bool = True) -> bool:
     """True when this member has partitions and has consumed everything in them, as far as
     the latest fetch responses tell (their high watermarks). Asking the broker for end
     offsets instead took 0.3-0.4 s: the request waits behind the fetcher's long poll on the
-    same connection. A partition no fetch has answered for yet is asked about."""
+    same connection. A partition no fetch has answered for yet is asked about, or, without
+    `ask_broker`, counts as not consumed."""
     assigned = list(consumer.assignment())
     if not assigned:
         return False
     unknown = [tp for tp in assigned if consumer.highwater(tp) is None]
+    if unknown and not ask_broker:
+        return False
     ends = await consumer.end_offsets(unknown) if unknown else {}
     for tp in assigned:
         end = ends.get(tp, consumer.highwater(tp))
