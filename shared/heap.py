@@ -11,7 +11,10 @@ collector took 35 us of a ~300 us request, two thirds of it in full collections.
 `settle()` runs once startup is done: it freezes what exists (never scanned again) and
 raises the young generation's threshold, so short-lived objects are mostly freed by
 reference counting before a collection ever sees them. Reference cycles are still
-collected, just in larger, rarer passes.
+collected, just in larger, rarer passes. It freezes without collecting first: a start
+leaves almost no garbage (48 unreachable objects of ~70,000 in the API, under 600 of
+~57,000 in the worker), and that full collection took ~40 ms. The worker turns the
+collector off for its whole start (consumer/__main__.py); `settle()` turns it back on.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import gc
 
 def settle(young_threshold: int) -> None:
     """Freeze the startup objects and collect young objects every `young_threshold` net
-    allocations; 0 leaves the collector as Python set it up."""
+    allocations; 0 leaves the collector as Python set it up. Either way it is on after."""
+    gc.enable()
     if young_threshold <= 0:
         return
-    gc.collect()  # startup garbage is freed, not frozen
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(young_threshold, middle, oldest)

@@ -21,6 +21,7 @@ def collector() -> Iterator[None]:
     yield
     gc.unfreeze()
     gc.set_threshold(*threshold)
+    gc.enable()
 
 
 def test_settle_freezes_startup_objects_and_raises_the_young_threshold(collector: None) -> None:
@@ -45,6 +46,15 @@ def test_cycles_made_after_settle_are_still_collected(collector: None) -> None:
     del node
     gc.collect()
     assert gone == [True]
+
+
+@pytest.mark.parametrize("young_threshold", [10_000, 0])
+def test_settle_turns_back_on_a_collector_held_off_for_the_start(
+    collector: None, young_threshold: int
+) -> None:
+    gc.disable()  # as consumer/__main__.py does before its imports
+    heap.settle(young_threshold)
+    assert gc.isenabled()
 
 
 def test_zero_leaves_the_collector_as_python_set_it_up(collector: None) -> None:
