@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -1181,6 +1182,10 @@ class DrainResult:
     startup_s: float  # spawn -> first batch's decision time
     batches: int
     steady_decisions_per_s: float  # between the first and the last batch
+    # Time between consecutive batches' decisions: a long one is a stall (a fetch refill,
+    # a checkpoint), which the rates alone do not show.
+    gap_median_ms: float
+    gap_max_ms: float
     worker_cpu_pct: float
 
 
@@ -1212,6 +1217,8 @@ async def phase_finalisation(world: World, prefill_rate: float) -> DrainResult:
     first = rows[0]["decided_at"].timestamp() if rows else spawned_wall
     last = rows[-1]["decided_at"].timestamp() if rows else spawned_wall
     steady = (decided - rows[-1]["n"]) / (last - first) if len(rows) > 1 else 0.0
+    times = [r["decided_at"].timestamp() for r in rows]
+    gaps = sorted(1000 * (b - a) for a, b in itertools.pairwise(times)) or [0.0]
     result = DrainResult(
         backlog=world.sizes.backlog,
         prefill_msgs_per_s=prefill_rate,
@@ -1224,6 +1231,8 @@ async def phase_finalisation(world: World, prefill_rate: float) -> DrainResult:
         startup_s=first - spawned_wall,
         batches=len(rows),
         steady_decisions_per_s=steady,
+        gap_median_ms=gaps[len(gaps) // 2],
+        gap_max_ms=gaps[-1],
         worker_cpu_pct=100 * ended.cpu_s / ended.wall_s,
     )
     say(
@@ -1645,7 +1654,8 @@ def finalisation_row(drain: DrainResult, ratio: str = "", passed: bool | None = 
         f"{drain.decided} of {drain.backlog} in {drain.wall_s:.2f} s"
         f"{'' if drain.exit_code == 0 else f' (KILLED at timeout, exit {drain.exit_code})'}"
         f" incl. {drain.startup_s:.2f} s startup; {drain.batches} batches; "
-        f"{drain.steady_decisions_per_s:,.0f}/s excl. startup; worker CPU "
+        f"{drain.steady_decisions_per_s:,.0f}/s excl. startup; between batches median "
+        f"{drain.gap_median_ms:.0f} ms, max {drain.gap_max_ms:.0f} ms; worker CPU "
         f"{drain.worker_cpu_pct:.0f}%",
         ratio,
         ">= 20,000/s and >= 20x naive",
