@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 
+import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
@@ -28,35 +29,45 @@ log = logging.getLogger(__name__)
 
 RECONNECT_PAUSE_S = 1.0  # after a failed connection attempt, 503 at once for this long
 DEADLINE_MARGIN_S = 0.005  # give up this much before a message's deadline
+# A batch takes requests whose deadlines lie at most this much after its first one's. Each
+# record carries the batch's deadline (the one its request is answered 503 at), so the
+# worker drops a record the broker appends after it; a request gives up at most this early.
+BATCH_DEADLINE_SPREAD_MS = 100
 
 
 class _Batch:
-    """One produce request in the making: the records, and who waits for the broker's ack."""
+    """One produce request in the making: the records, and who waits for the broker's ack.
+    All its records share one deadline, `expires_at_ms`: its first request's."""
 
     __slots__ = ("builder", "expires_at_ms", "waiters")
 
-    def __init__(self, builder: BatchBuilder) -> None:
+    def __init__(self, builder: BatchBuilder, expires_at_ms: int) -> None:
         self.builder = builder
         self.waiters: list[tuple[asyncio.Future[None], float]] = []
-        self.expires_at_ms = float("inf")
+        self.expires_at_ms = expires_at_ms
 
-    def append(
-        self, key: bytes, value: bytes, expires_at_ms: int, waiter: asyncio.Future[None]
-    ) -> bool:
-        if self.builder.append(timestamp=None, key=key, value=value) is None:
+    def append(self, key: bytes, message: BookingRequested, waiter: asyncio.Future[None]) -> bool:
+        """Add the request with the batch's deadline; False if it does not fit (full, or its
+        own deadline is earlier or more than BATCH_DEADLINE_SPREAD_MS later)."""
+        own = message.expires_at_ms or 0
+        if not 0 <= own - self.expires_at_ms <= BATCH_DEADLINE_SPREAD_MS:
+            return False
+        if own != self.expires_at_ms:
+            message = msgspec.structs.replace(message, expires_at_ms=self.expires_at_ms)
+        if self.builder.append(timestamp=None, key=key, value=encode_request(message)) is None:
             return False  # full: the record goes into the next batch
         self.waiters.append((waiter, time.perf_counter()))
-        self.expires_at_ms = min(self.expires_at_ms, expires_at_ms)
         return True
 
     def seconds_left(self) -> float:
-        """Until the earliest deadline among the records, less the margin."""
+        """Until the batch's deadline, less the margin."""
         return max(self.expires_at_ms / 1000 - time.time() - DEADLINE_MARGIN_S, 0.0)
 
     def settle(self, error: BaseException | None) -> None:
         if error is None:
             acked = time.perf_counter()
-            PRODUCE_SECONDS.observe_many(acked - started for _, started in self.waiters)
+            for _, started in self.waiters:
+                PRODUCE_SECONDS.observe(acked - started)
         for waiter, _ in self.waiters:
             if not waiter.done():  # a waiter whose request was cancelled
                 if error is None:
@@ -79,6 +90,7 @@ class Publisher:
         self._partition_of: dict[int, int] = {}  # event id -> partition, until metadata changes
         self._batches: dict[int, deque[_Batch]] = {}  # per partition: not yet sent, oldest first
         self._senders: dict[int, asyncio.Task[None]] = {}  # per partition, while it has batches
+        self._stopped = False
 
     def _new_producer(self) -> AIOKafkaProducer:
         s = self._settings
@@ -101,6 +113,8 @@ class Publisher:
     async def _producer_or_raise(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
+        if self._stopped:
+            raise BrokerUnavailable("the API is shutting down")
         # While Kafka is known to be down, answer at once instead of queueing every request
         # behind another connection attempt.
         if time.monotonic() < self._retry_at:
@@ -151,7 +165,7 @@ class Publisher:
             key = event_key(message.event_id)
             partition = self._partition(producer, message.event_id, key)
             acked = asyncio.get_running_loop().create_future()
-            self._enqueue(producer, partition, key, encode_request(message), expires_at_ms, acked)
+            self._enqueue(producer, partition, key, message, acked)
             await acked
         except (KafkaError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"Kafka did not acknowledge: {exc!r}") from exc
@@ -173,40 +187,45 @@ class Publisher:
         producer: AIOKafkaProducer,
         partition: int,
         key: bytes,
-        value: bytes,
-        expires_at_ms: int,
+        message: BookingRequested,
         acked: asyncio.Future[None],
     ) -> None:
         batches = self._batches.setdefault(partition, deque())
-        if not (batches and batches[-1].append(key, value, expires_at_ms, acked)):
-            batch = _Batch(producer.create_batch())
-            batch.append(key, value, expires_at_ms, acked)  # an empty batch takes any record
+        if not (batches and batches[-1].append(key, message, acked)):
+            batch = _Batch(producer.create_batch(), message.expires_at_ms or 0)
+            batch.append(key, message, acked)  # an empty batch takes its first record
             batches.append(batch)
         if partition not in self._senders:
             self._senders[partition] = asyncio.create_task(self._send(producer, partition))
 
     async def _send(self, producer: AIOKafkaProducer, partition: int) -> None:
         """Send the partition's batches one produce request at a time, each once the one
-        before it was acknowledged (or gave up), until none is left."""
+        before it was acknowledged (or gave up), until none is left. Every request gets an
+        answer: a batch past its deadline is not sent at all, and whatever is left when the
+        sender is cancelled (the API stopping) fails."""
         batches = self._batches[partition]
         try:
             while batches:
                 batch = batches.popleft()
+                if batch.seconds_left() <= 0:
+                    batch.settle(TimeoutError("deadline passed before the batch could be sent"))
+                    continue
                 try:
                     async with asyncio.timeout(batch.seconds_left()):
                         delivered = await producer.send_batch(
                             batch.builder, self._settings.topic, partition=partition
                         )
                         await delivered
-                except (KafkaError, OSError, TimeoutError) as exc:
+                except Exception as exc:  # noqa: BLE001 - handed to every request of the batch
                     batch.settle(exc)
-                except BaseException as exc:
-                    batch.settle(BrokerUnavailable(f"publisher stopped: {exc!r}"))
+                except BaseException:
+                    batches.appendleft(batch)  # failed below, with the rest
                     raise
                 else:
                     batch.settle(None)
         finally:
             del self._senders[partition]
+            _fail_all(batches)
 
     async def ready(self) -> bool:
         try:
@@ -222,9 +241,19 @@ class Publisher:
         if self._producer is not None:
             await self._producer.stop()  # flushes what was sent; the senders see the acks
             self._producer = None
-        for sender in list(self._senders.values()):
+        self._stopped = True  # a request from now on gets 503 rather than a new producer
+        senders = list(self._senders.values())
+        for sender in senders:
             sender.cancel()  # whatever never reached the producer fails its requests
-        await asyncio.gather(*self._senders.values(), return_exceptions=True)
+        await asyncio.gather(*senders, return_exceptions=True)
+        self._senders.clear()  # a sender cancelled before it ever ran left its entry
+        for batches in self._batches.values():
+            _fail_all(batches)
+
+
+def _fail_all(batches: deque[_Batch]) -> None:
+    while batches:
+        batches.popleft().settle(BrokerUnavailable("the API is shutting down"))
 
 
 def _retrieve_exception(task: asyncio.Task[AIOKafkaProducer]) -> None:

@@ -74,7 +74,7 @@ BOOKING_REQUESTS = Counter(
     "and conflict (422/409), unavailable (503), too_large (413), error (500)",
     ["outcome"],
 )
-PRODUCE_SECONDS = BatchHistogram(
+PRODUCE_SECONDS = Histogram(
     "tickets_produce_seconds",
     "Time from publish to Kafka's acknowledgement (acks=all)",
     buckets=LATENCY_BUCKETS,
