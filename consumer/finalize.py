@@ -88,6 +88,8 @@ class Settling:
 
     def _start(self) -> asyncio.Task[None]:
         task = asyncio.create_task(self._run(), name="settle")
+        _RUNNING.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(_RUNNING.discard)
         task.add_done_callback(_retrieve_exception)  # whoever waits sees it; else it is retried
         return task
 
@@ -105,6 +107,9 @@ class Settling:
             if self._task is task:  # no other waiter started it again yet
                 self._task = self._start()
             raise
+
+
+_RUNNING: set[asyncio.Task[None]] = set()
 
 
 def _retrieve_exception(task: asyncio.Task[None]) -> None:
@@ -153,10 +158,16 @@ class Finalizer:
 
         decided: list[tuple[BookingRequested, Decision]] = []
         settles: list[tuple[int, list[tuple[uuid.UUID, bool]]]] = []
-        for event_id, group in by_event.items():
-            plan = await self._decide_event(event_id, group, after_gate)
-            decided += [(r, plan.decisions[r.booking_id]) for r in group]
-            settles.append((event_id, plan.settle))
+        try:
+            for event_id, group in by_event.items():
+                plan = await self._decide_event(event_id, group, after_gate)
+                decided += [(r, plan.decisions[r.booking_id]) for r in group]
+                settles.append((event_id, plan.settle))
+        except BaseException:
+            # A later event failed: the events committed so far are settled anyway (the
+            # retry settles them again), so their refused stock does not wait for it.
+            Settling(self.inventory, settles)
+            raise
         return decided, Settling(self.inventory, settles)
 
     async def _decide_event(

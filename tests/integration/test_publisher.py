@@ -18,8 +18,10 @@ from shared.errors import BrokerUnavailable
 pytestmark = pytest.mark.integration
 
 
-def _request(event_id: int, user: str, *, timeout_ms: int = 5000) -> BookingRequested:
-    now_ms = int(time.time() * 1000)
+def _request(
+    event_id: int, user: str, *, timeout_ms: int = 5000, now_ms: int | None = None
+) -> BookingRequested:
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     return BookingRequested(
         booking_id=new_booking_id(),
         event_id=event_id,
@@ -101,3 +103,44 @@ async def test_a_request_past_its_deadline_is_refused_not_left_waiting(topics: S
         await publisher.stop()
     landed = await _read_all(topics, 1)
     assert on_time.booking_id in {m.booking_id for ms in landed.values() for m in ms}
+
+
+async def test_a_record_carries_the_deadline_its_request_was_answered_by(topics: Settings) -> None:
+    """Requests sent in one batch share its first request's deadline, and their records say
+    so: the worker drops a record the broker appended after it (the API answered 503)."""
+    publisher = Publisher(topics)
+    await publisher.start()
+    now_ms = int(time.time() * 1000)
+    first = _request(31, "first", now_ms=now_ms)
+    close = _request(31, "50 ms later", timeout_ms=5050, now_ms=now_ms)
+    far = _request(31, "500 ms later", timeout_ms=5500, now_ms=now_ms)
+    try:
+        await asyncio.gather(*(publisher.publish(m) for m in (first, close, far)))
+    finally:
+        await publisher.stop()
+    landed = {m.booking_id: m for ms in (await _read_all(topics, 3)).values() for m in ms}
+    assert landed[first.booking_id].expires_at_ms == first.expires_at_ms
+    assert landed[close.booking_id].expires_at_ms == first.expires_at_ms  # its batch's
+    assert landed[far.booking_id].expires_at_ms == far.expires_at_ms  # a batch of its own
+
+
+async def test_stopping_answers_every_waiting_request_and_refuses_new_ones(
+    topics: Settings,
+) -> None:
+    publisher = Publisher(topics)
+    await publisher.start()
+    # Deadlines 200 ms apart: one batch each, so most are still queued at the stop.
+    now_ms = int(time.time() * 1000)
+    sent = [_request(41, f"user-{i}", timeout_ms=5000 + 200 * i, now_ms=now_ms) for i in range(30)]
+    waiting = [asyncio.create_task(publisher.publish(m)) for m in sent]
+    await publisher.stop()
+    outcomes = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 10)
+    assert all(o is None or isinstance(o, BrokerUnavailable) for o in outcomes), outcomes
+    assert any(isinstance(o, BrokerUnavailable) for o in outcomes)  # the stop cut some off
+    with pytest.raises(BrokerUnavailable):
+        await publisher.publish(_request(41, "after stop"))
+    # What was acknowledged is in Kafka.
+    acked = {m.booking_id for m, o in zip(sent, outcomes, strict=True) if o is None}
+    if acked:
+        landed = await _read_all(topics, len(acked))
+        assert acked <= {m.booking_id for ms in landed.values() for m in ms}
