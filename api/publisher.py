@@ -3,9 +3,10 @@ means the broker acknowledged with acks=all through an idempotent producer.
 
 Requests that arrive while a partition's previous produce request is in flight are sent
 together as the next one, a single record batch built with aiokafka's `create_batch`: each
-request costs one append and one future, not a message future and a RecordMetadata of its
-own (a third of the API's CPU per booking went to `send_and_wait`). Light traffic waits for
-nothing: a request with nothing in flight before it is sent at once."""
+request costs one append and one future, not a message future, a RecordMetadata and a timer
+of its own (`send_and_wait` took 31-40 us of the API's ~225 us of CPU per booking; this
+takes 16-17 us). Light traffic waits for nothing: a request with nothing in flight before
+it is sent at once."""
 
 from __future__ import annotations
 
@@ -236,12 +237,12 @@ class Publisher:
         return True
 
     async def stop(self) -> None:
+        self._stopped = True  # a request from now on gets 503 rather than a new producer
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
         if self._producer is not None:
             await self._producer.stop()  # flushes what was sent; the senders see the acks
             self._producer = None
-        self._stopped = True  # a request from now on gets 503 rather than a new producer
         senders = list(self._senders.values())
         for sender in senders:
             sender.cancel()  # whatever never reached the producer fails its requests
