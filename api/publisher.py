@@ -153,9 +153,11 @@ class Publisher:
     async def publish(self, message: BookingRequested) -> None:
         """Return only once Kafka acknowledged the message; else raise BrokerUnavailable.
 
-        The whole wait, connecting included, ends just before `message.expires_at_ms`; the
-        worker drops a message the broker appended after that, and one this API marked
-        abandoned (see api/bookings.py)."""
+        The whole wait, connecting included, ends just before `message.expires_at_ms`, or
+        before its batch's deadline, up to BATCH_DEADLINE_SPREAD_MS earlier, which is then
+        the deadline its record carries; the worker drops a message the broker appended
+        after its record's deadline, and one this API marked abandoned (see
+        api/bookings.py)."""
         expires_at_ms = message.expires_at_ms or 0
         try:
             producer = self._producer
