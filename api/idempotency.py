@@ -12,12 +12,12 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from redis.asyncio import Redis
 
 from shared.errors import IdempotencyConflict, IdempotencyInProgress
-from shared.inventory import LUA_DIR
+from shared.keys import RedisKeys
+from shared.lua import register
 
 PENDING_TTL_S = 30
 WAIT_FOR_FIRST_S = 5.0
@@ -35,16 +35,12 @@ class Claim:
 class IdempotencyStore:
     def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._keys = RedisKeys(prefix)
         self._ttl = ttl_s
-        self._release_if = redis.register_script(Path(LUA_DIR / "release_if.lua").read_text())
-
-    def _key(self, user_id: str, key: str) -> str:
-        digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()
-        return f"{self._prefix}:idem:{digest}"
+        self._release_if = register(redis, "release_if")
 
     async def claim(self, user_id: str, key: str, fingerprint: str, booking_id: str) -> Claim:
-        redis_key = self._key(user_id, key)
+        redis_key = self._keys.idempotency(user_id, key)
         pending = f"pending|{fingerprint}|{booking_id}"
         deadline = time.monotonic() + WAIT_FOR_FIRST_S
         while time.monotonic() < deadline:

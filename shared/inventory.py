@@ -1,8 +1,5 @@
-"""The Redis gate: per-event stock counters, per-user totals and holds, driven by Lua scripts.
-
-Every key of one event shares the hash tag `{ev:<id>}`, so a Redis Cluster keeps an event's
-keys in one slot and the scripts stay atomic.
-"""
+"""The Redis gate: per-event stock counters, per-user totals and holds, driven by Lua scripts
+(shared/lua/*.lua; the keys are in shared/keys.py)."""
 
 from __future__ import annotations
 
@@ -10,17 +7,15 @@ import enum
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.commands.core import AsyncScript
 
 from shared.config import Settings
 from shared.errors import CounterMissing
-
-LUA_DIR = Path(__file__).with_name("lua")
+from shared.keys import EventKeys, RedisKeys
+from shared.lua import register
 
 # A batch goes to a script as one JSON argument (cjson in Redis decodes it), not as thousands
 # of arguments redis-py would pack one by one in Python.
@@ -82,33 +77,29 @@ class Inventory:
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
-        self._prefix = prefix
-        self._reserve = self._script("reserve")
-        self._settle = self._script("settle")
-        self._rebuild = self._script("rebuild")
-        self._correct = self._script("correct")
+        self._keys = RedisKeys(prefix)
+        self._reserve = register(redis, "reserve")
+        self._settle = register(redis, "settle")
+        self._rebuild = register(redis, "rebuild")
+        self._correct = register(redis, "correct")
 
-    def _script(self, name: str) -> AsyncScript:
-        return self._redis.register_script((LUA_DIR / f"{name}.lua").read_text())
-
-    def keys(self, event_id: int) -> list[str]:
-        tag = f"{self._prefix}:{{ev:{event_id}}}"
-        return [f"{tag}:avail", f"{tag}:users", f"{tag}:holds", f"{tag}:held"]
+    def keys(self, event_id: int) -> EventKeys:
+        return self._keys.event(event_id)
 
     async def open(self, event_id: int, capacity: int) -> None:
         """Start a new event's counter at its capacity (no-op if it exists)."""
-        await self._redis.set(self.keys(event_id)[0], capacity, nx=True)
+        await self._redis.set(self.keys(event_id).avail, capacity, nx=True)
 
     async def available(self, event_id: int) -> int | None:
-        raw = await self._redis.get(self.keys(event_id)[0])
+        raw = await self._redis.get(self.keys(event_id).avail)
         return None if raw is None else int(raw)
 
     async def snapshot(self, event_id: int) -> Snapshot:
-        avail, _users, holds, held = self.keys(event_id)
+        keys = self.keys(event_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.get(avail)
-            pipe.get(held)
-            pipe.hlen(holds)
+            pipe.get(keys.avail)
+            pipe.get(keys.held)
+            pipe.hlen(keys.holds)
             raw_avail, raw_held, n_holds = await pipe.execute()
         return Snapshot(
             available=None if raw_avail is None else int(raw_avail),
@@ -142,9 +133,9 @@ class Inventory:
 
     async def hold_ids(self, event_id: int) -> set[uuid.UUID]:
         """Bookings that hold stock not yet settled by PostgreSQL."""
-        return {uuid.UUID(str(b)) for b in await self._redis.hkeys(self.keys(event_id)[2])}
+        return {uuid.UUID(str(b)) for b in await self._redis.hkeys(self.keys(event_id).holds)}
 
     async def correct(self, event_id: int, seen: int, corrected: int) -> bool:
         """Set an idle counter to `corrected` if it still reads `seen` and nothing is held."""
-        avail, _users, _holds, held = self.keys(event_id)
-        return bool(await self._correct(keys=[avail, held], args=[seen, corrected]))
+        keys = self.keys(event_id)
+        return bool(await self._correct(keys=[keys.avail, keys.held], args=[seen, corrected]))

@@ -1,0 +1,69 @@
+"""Every Redis key the service reads or writes, in one place.
+
+All keys start with the deployment's prefix (TICKETS_REDIS_PREFIX), so several deployments or
+tests can share one Redis. An event's gate keys share the hash tag `{ev:<id>}`, so a Redis
+Cluster keeps them in one slot and the gate's scripts stay atomic there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from shared.contracts import uuid_texts
+
+
+class EventKeys(NamedTuple):
+    """The gate's keys of one event, in the order the Lua scripts take them as KEYS."""
+
+    avail: str  # stock the gate still admits
+    users: str  # hash: user id -> quantity held or confirmed
+    holds: str  # hash: booking id -> the hold reserve.lua took for it
+    held: str  # total quantity held and not yet settled
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    prefix: str
+
+    def event(self, event_id: int) -> EventKeys:
+        tag = f"{self.prefix}:{{ev:{event_id}}}"
+        return EventKeys(f"{tag}:avail", f"{tag}:users", f"{tag}:holds", f"{tag}:held")
+
+    def decision(self, booking_id: uuid.UUID | str) -> str:
+        """A booking's status record for polling clients."""
+        return f"{self.prefix}:decision:{booking_id}"
+
+    def decisions(self, booking_ids: Iterable[uuid.UUID]) -> list[str]:
+        """`decision` of many ids at once (their texts formatted in one call)."""
+        return [f"{self.prefix}:decision:{text}" for text in uuid_texts(booking_ids)]
+
+    def abandoned(self, booking_id: uuid.UUID | str) -> str:
+        """The mark of a booking the API answered 503 for (see shared/deadlines.py)."""
+        return f"{self.prefix}:abandoned:{booking_id}"
+
+    def abandoned_many(self, booking_ids: Iterable[uuid.UUID]) -> list[str]:
+        return [f"{self.prefix}:abandoned:{text}" for text in uuid_texts(booking_ids)]
+
+    @property
+    def abandoned_any(self) -> str:
+        """Set while any abandoned mark may exist, so batches skip looking for marks."""
+        return f"{self.prefix}:abandoned-any"
+
+    def idempotency(self, user_id: str, key: str) -> str:
+        """An Idempotency-Key, per user; hashed so any key fits and none can collide."""
+        digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()
+        return f"{self.prefix}:idem:{digest}"
+
+    @property
+    def everything(self) -> str:
+        """A SCAN pattern matching every key of this deployment."""
+        return f"{self.prefix}:*"
+
+    @staticmethod
+    def is_gate_key(key: str) -> bool:
+        """True for an event's gate key (rebuilt from PostgreSQL when lost)."""
+        return "{ev:" in key
