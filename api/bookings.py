@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated
 
 import msgspec
-import psycopg
 import redis.exceptions
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Headers, State
 from litestar.di import Provide
 from litestar.enums import MediaType, ParamType
-from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.openapi.spec import Parameter as OpenAPIParameter
@@ -26,19 +23,17 @@ from api.auth import admin_only, buyer_id
 from api.context import InjectedServices, Services
 from api.events import audit_or_404, get_event_view, services
 from api.idempotency import fingerprint
-from api.problems import documented
+from api.problems import documented, failure_of
+from shared import deadlines
 from shared.audit import AuditReport
 from shared.contracts import BookingRequested, EventId, Quantity, UserId, new_booking_id
 from shared.db import fetch_one, queries
 from shared.decisions import BookingView, iso_from_ms
 from shared.errors import (
     BrokerUnavailable,
-    IdempotencyConflict,
-    IdempotencyInProgress,
     InvalidRequest,
     LimitExceeded,
     NotFound,
-    Unavailable,
 )
 from shared.metrics import BOOKING_OUTCOME
 
@@ -141,27 +136,6 @@ def _parse(body: bytes) -> BookingCreate:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from exc
 
 
-_OUTCOMES: dict[type[Exception], str] = {
-    NotFound: "not_found",
-    InvalidRequest: "invalid",
-    LimitExceeded: "over_limit",
-    IdempotencyConflict: "conflict",
-    IdempotencyInProgress: "conflict",
-    Unavailable: "unavailable",
-    redis.exceptions.RedisError: "unavailable",
-    psycopg.Error: "unavailable",
-}
-
-
-def _outcome_of(exc: Exception) -> str:
-    for kind in type(exc).__mro__:
-        if kind in _OUTCOMES:
-            return _OUTCOMES[kind]
-    if isinstance(exc, HTTPException) and exc.status_code == 413:
-        return "too_large"
-    return "error"
-
-
 class SoldOut(msgspec.Struct):
     status: str
     reason: str
@@ -225,7 +199,7 @@ class BookingIntake(Controller):
             outcome, response = await self._book(svc, wanted, key)
             return response
         except Exception as exc:
-            outcome = _outcome_of(exc)
+            outcome = failure_of(exc).outcome
             raise
         finally:
             BOOKING_OUTCOME[outcome].inc()
@@ -251,14 +225,14 @@ class BookingIntake(Controller):
         try:
             sold_out = await svc.availability.available(wanted.event_id) == 0
             if not sold_out:
-                now_ms = int(time.time() * 1000)
+                now_ms = deadlines.now_ms()
                 message = BookingRequested(
                     booking_id=booking_uuid,
                     event_id=wanted.event_id,
                     user_id=user_id,
                     quantity=wanted.quantity,
                     requested_at_ms=now_ms,
-                    expires_at_ms=now_ms + svc.publisher.timeout_ms,
+                    expires_at_ms=deadlines.deadline_for(now_ms, svc.settings.produce_timeout_s),
                 )
                 await svc.publisher.publish(message)
         except BaseException as exc:

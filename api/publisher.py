@@ -4,9 +4,9 @@ means the broker acknowledged with acks=all through an idempotent producer.
 Requests that arrive while a partition's previous produce request is in flight are sent
 together as the next one, a single record batch built with aiokafka's `create_batch`: each
 request costs one append and one future, not a message future, a RecordMetadata and a timer
-of its own (`send_and_wait` took 31-40 us of the API's ~225 us of CPU per booking; this
-takes 16-17 us). Light traffic waits for nothing: a request with nothing in flight before
-it is sent at once."""
+of its own as with `send_and_wait` (docs/performance.md has the measurements). Light traffic
+waits for nothing: a request with nothing in flight before it is sent at once. How long a
+request waits, and which deadline its record carries, follows shared/deadlines.py."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from shared import deadlines
 from shared.config import Settings
 from shared.contracts import BookingRequested, encode_request, event_key
 from shared.errors import BrokerUnavailable
@@ -29,11 +30,6 @@ from shared.metrics import PRODUCE_SECONDS
 log = logging.getLogger(__name__)
 
 RECONNECT_PAUSE_S = 1.0  # after a failed connection attempt, 503 at once for this long
-DEADLINE_MARGIN_S = 0.005  # give up this much before a message's deadline
-# A batch takes requests whose deadlines lie at most this much after its first one's. Each
-# record carries the batch's deadline (the one its request is answered 503 at), so the
-# worker drops a record the broker appends after it; a request gives up at most this early.
-BATCH_DEADLINE_SPREAD_MS = 100
 
 
 class _Batch:
@@ -49,9 +45,9 @@ class _Batch:
 
     def append(self, key: bytes, message: BookingRequested, waiter: asyncio.Future[None]) -> bool:
         """Add the request with the batch's deadline; False if it does not fit (full, or its
-        own deadline is earlier or more than BATCH_DEADLINE_SPREAD_MS later)."""
+        deadline does not go with the batch's: `deadlines.batch_takes`)."""
         own = message.expires_at_ms or 0
-        if not 0 <= own - self.expires_at_ms <= BATCH_DEADLINE_SPREAD_MS:
+        if not deadlines.batch_takes(self.expires_at_ms, own):
             return False
         if own != self.expires_at_ms:
             message = msgspec.structs.replace(message, expires_at_ms=self.expires_at_ms)
@@ -61,8 +57,7 @@ class _Batch:
         return True
 
     def seconds_left(self) -> float:
-        """Until the batch's deadline, less the margin."""
-        return max(self.expires_at_ms / 1000 - time.time() - DEADLINE_MARGIN_S, 0.0)
+        return deadlines.seconds_left(self.expires_at_ms)
 
     def settle(self, error: BaseException | None) -> None:
         if error is None:
@@ -145,25 +140,16 @@ class Publisher:
         self._producer = producer
         return producer
 
-    @property
-    def timeout_ms(self) -> int:
-        """How long `publish` waits for the acknowledgement, connecting included."""
-        return int(self._settings.produce_timeout_s * 1000)
-
     async def publish(self, message: BookingRequested) -> None:
         """Return only once Kafka acknowledged the message; else raise BrokerUnavailable.
 
         The whole wait, connecting included, ends just before `message.expires_at_ms`, or
-        before its batch's deadline, up to BATCH_DEADLINE_SPREAD_MS earlier, which is then
-        the deadline its record carries; the worker drops a message the broker appended
-        after its record's deadline, and one this API marked abandoned (see
-        api/bookings.py)."""
-        expires_at_ms = message.expires_at_ms or 0
+        before its batch's deadline if that is earlier, which is then the deadline its
+        record carries (shared/deadlines.py)."""
         try:
             producer = self._producer
             if producer is None:
-                remaining_s = expires_at_ms / 1000 - time.time() - DEADLINE_MARGIN_S
-                async with asyncio.timeout(max(remaining_s, 0.0)):
+                async with asyncio.timeout(deadlines.seconds_left(message.expires_at_ms or 0)):
                     producer = await self._producer_or_raise()
             key = event_key(message.event_id)
             partition = self._partition(producer, message.event_id, key)

@@ -58,11 +58,11 @@ from aiokafka.partitioner import murmur2
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from consumer.worker import appended_after_expiry
 from scripts.pipeline import ROOT, Pipeline, settings_env
 from shared.config import Settings
 from shared.contracts import decode_request, event_key
 from shared.db import migrate
+from shared.deadlines import appended_after_expiry
 from shared.decisions import DecisionCache
 from shared.inventory import open_redis
 from shared.topics import ensure_topics

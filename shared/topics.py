@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from shared import deadlines
 from shared.config import Settings, load_or_exit
 
 HEALTH_TOPIC = "tickets.health"
@@ -29,9 +30,8 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> None
         settings.dlq_topic: 1,
         **{name: 1 for name in extra},
     }
-    # The broker stamps booking requests with the time it appended them, which the worker
-    # compares with each request's expires_at_ms.
-    topic_configs = {settings.topic: {"message.timestamp.type": "LogAppendTime"}}
+    # The broker stamps booking requests with the time it appended them (shared/deadlines.py).
+    topic_configs = {settings.topic: deadlines.BOOKING_TOPIC_CONFIG}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
