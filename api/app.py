@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 
 from litestar import Litestar, Router
-from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import Scope
@@ -19,20 +19,21 @@ from api.context import Services
 from api.events import EventController
 from api.health import health, ready
 from api.idempotency import IdempotencyStore
+from api.problems import failure_of
 from api.publisher import Publisher
 from shared import heap, logs
 from shared.config import Settings, load_or_exit
 from shared.db import open_pool
 from shared.decisions import DecisionCache
-from shared.errors import TicketsError
 from shared.inventory import Inventory, open_redis
+from shared.rules import RulesCache
 
 log = logging.getLogger(__name__)
 
 
 async def _log_unexpected(exc: BaseException, scope: Scope) -> None:
-    """Errors that are not HTTP answers are bugs: log them with their traceback."""
-    if not isinstance(exc, HTTPException | TicketsError):
+    """Errors answered 500 are bugs: log them with their traceback."""
+    if failure_of(exc).status == HTTPStatus.INTERNAL_SERVER_ERROR:
         log.error("unhandled error on %s", scope.get("path"), exc_info=exc)
 
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             availability=AvailabilityView(inventory, settings.availability_max_age_ms / 1000),
             pending=WriteCoalescer(decisions.remember_requests),
+            rules=RulesCache(pool),
         )
         heap.settle(settings.gc_young_threshold)
         try:

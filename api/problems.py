@@ -1,4 +1,5 @@
-"""The one place that maps errors to HTTP problem details (RFC 9457, problem+json)."""
+"""The one place that turns errors into HTTP answers: problem details (RFC 9457,
+application/problem+json), and the booking metric's outcome of the same error."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
-import psycopg
-import redis.exceptions
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import (
@@ -18,20 +17,11 @@ from litestar.plugins.problem_details import (
 )
 
 from shared import errors
+from shared.failures import Failure, classify
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = "1"
-
-_STATUS: dict[type[errors.TicketsError], HTTPStatus] = {
-    errors.NotFound: HTTPStatus.NOT_FOUND,
-    errors.InvalidRequest: HTTPStatus.BAD_REQUEST,
-    errors.LimitExceeded: HTTPStatus.UNPROCESSABLE_ENTITY,
-    errors.IdempotencyConflict: HTTPStatus.UNPROCESSABLE_ENTITY,
-    errors.IdempotencyInProgress: HTTPStatus.CONFLICT,
-    errors.Unavailable: HTTPStatus.SERVICE_UNAVAILABLE,
-}
-
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -54,6 +44,21 @@ def documented(*statuses: HTTPStatus) -> dict[int, ResponseSpec]:
     }
 
 
+def failure_of(exc: BaseException) -> Failure:
+    """What an error means for the API: shared.failures, plus Litestar's own refusals."""
+    if isinstance(exc, HTTPException):
+        status = HTTPStatus(exc.status_code)
+        return Failure(status, _HTTP_OUTCOMES.get(status, "error"))
+    return classify(exc)
+
+
+_HTTP_OUTCOMES = {
+    HTTPStatus.BAD_REQUEST: "invalid",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "too_large",
+    HTTPStatus.NOT_FOUND: "not_found",
+}
+
+
 def _problem(status: HTTPStatus, detail: str, **extra: Any) -> ProblemDetailsException:
     headers = {"Retry-After": RETRY_AFTER_S} if status == HTTPStatus.SERVICE_UNAVAILABLE else None
     return ProblemDetailsException(
@@ -65,39 +70,29 @@ def _problem(status: HTTPStatus, detail: str, **extra: Any) -> ProblemDetailsExc
     )
 
 
-def _from_domain(exc: errors.TicketsError) -> ProblemDetailsException:
-    for kind in type(exc).__mro__:
-        if kind in _STATUS:
-            return _problem(_STATUS[kind], str(exc))
-    log.error("unmapped domain error: %r", exc)
+def _to_problem(exc: Exception) -> ProblemDetailsException:
+    status = failure_of(exc).status
+    if isinstance(exc, HTTPException):
+        if isinstance(exc, ValidationException) and status == HTTPStatus.BAD_REQUEST:
+            return _problem(status, str(exc.detail), errors=exc.extra or [])
+        if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+            return _problem(status, "request body is too large")
+        return _problem(status, str(exc.detail))
+    if isinstance(exc, errors.TicketsError) and status != HTTPStatus.INTERNAL_SERVER_ERROR:
+        return _problem(status, str(exc))
+    if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        # Driver errors never leak into responses: say which side is down, log the rest.
+        log.warning("dependency failure: %r", exc)
+        side = _SIDES.get(failure_of(exc).dependency or "", "a backing service")
+        return _problem(status, f"{side} is unavailable; retry shortly")
     return _problem(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
 
 
-def _from_http(exc: HTTPException) -> ProblemDetailsException:
-    status = HTTPStatus(exc.status_code)
-    if isinstance(exc, ValidationException) and status == HTTPStatus.BAD_REQUEST:
-        return _problem(status, str(exc.detail), errors=exc.extra or [])
-    if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
-        return _problem(status, "request body is too large")
-    return _problem(status, str(exc.detail))
-
-
-def _from_dependency(exc: Exception) -> ProblemDetailsException:
-    # Driver errors never leak into responses: say which side is down, log the rest.
-    log.warning("dependency failure: %r", exc)
-    side = "database" if isinstance(exc, psycopg.Error) else "inventory store"
-    return _problem(HTTPStatus.SERVICE_UNAVAILABLE, f"the {side} is unavailable; retry shortly")
+_SIDES = {"postgres": "the database", "redis": "the inventory store", "kafka": "the broker"}
 
 
 def plugin() -> ProblemDetailsPlugin:
+    """Every exception a handler raises is answered as a problem (see `_to_problem`)."""
     return ProblemDetailsPlugin(
-        ProblemDetailsConfig(
-            exception_to_problem_detail_map={
-                errors.TicketsError: _from_domain,
-                HTTPException: _from_http,
-                psycopg.OperationalError: _from_dependency,
-                redis.exceptions.ConnectionError: _from_dependency,
-                redis.exceptions.TimeoutError: _from_dependency,
-            }
-        )
+        ProblemDetailsConfig(exception_to_problem_detail_map={Exception: _to_problem})
     )

@@ -26,10 +26,6 @@ class LimitExceeded(TicketsError):
     """The quantity is above the event's per-user limit."""
 
 
-class SoldOut(TicketsError):
-    """The event is sold out."""
-
-
 class IdempotencyConflict(TicketsError):
     """This Idempotency-Key was already used with a different request body."""
 
@@ -46,13 +42,9 @@ class BrokerUnavailable(Unavailable):
     """Kafka did not acknowledge the booking request; nothing was accepted."""
 
 
-class GateUnavailable(Unavailable):
-    """The inventory gate (Redis) is unavailable."""
-
-
 class CounterMissing(TicketsError):
     """The inventory counter for the event is missing and must be rebuilt from PostgreSQL."""
 
 
-class PoisonMessage(TicketsError):
-    """The message cannot be decoded or is invalid; it goes to the dead-letter topic."""
+class Stopped(TicketsError):
+    """Asked to stop while waiting for a dependency to come back; the work was not done."""
