@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from litestar.di import NamedDependency
 from redis.asyncio import Redis
@@ -12,18 +12,11 @@ from api.idempotency import IdempotencyStore
 from api.publisher import Publisher
 from shared.config import Settings
 from shared.contracts import BookingRequested
-from shared.db import Pool, fetch_one, queries
+from shared.db import Pool
 from shared.decisions import DecisionCache
 from shared.errors import NotFound
 from shared.inventory import Inventory
-
-
-@dataclass(frozen=True, slots=True)
-class EventRules:
-    id: int
-    name: str
-    capacity: int
-    per_user_limit: int
+from shared.rules import EventRules, RulesCache
 
 
 @dataclass(slots=True)
@@ -37,17 +30,12 @@ class Services:
     idempotency: IdempotencyStore
     availability: AvailabilityView
     pending: WriteCoalescer[BookingRequested]
-    # Name, capacity and limit never change after creation: bookings never query them twice.
-    _rules: dict[int, EventRules] = field(default_factory=dict)
+    rules: RulesCache
 
     async def event_rules(self, event_id: int) -> EventRules:
-        rules = self._rules.get(event_id)
+        rules = await self.rules.get(event_id)
         if rules is None:
-            row = await fetch_one(self.pool, queries.get_event, {"event_id": event_id})
-            if row is None:
-                raise NotFound(f"event {event_id} does not exist")
-            rules = EventRules(row["id"], row["name"], row["capacity"], row["per_user_limit"])
-            self._rules[event_id] = rules
+            raise NotFound(f"event {event_id} does not exist")
         return rules
 
 

@@ -13,8 +13,12 @@ Order of effects for one event, and why it is safe to crash between any two of t
    exactly once. A replay after a crash here finds the bookings decided and settles again,
    which is a no-op for holds already gone. The worker lets this run while it fetches and
    decodes the next batch (`Settling`), and waits for it before that batch's gate.
-5. The decisions are cached in Redis for polling clients. Kafka offsets are committed by the
-   caller only after all of this.
+5. The decisions are recorded in Redis for polling clients. The worker commits the Kafka
+   offsets only after all of this (consumer/tail.py).
+
+Words: a batch is *decided* when PostgreSQL committed its decisions (1-3), *settled* when
+its holds are gone from the gate (4), *recorded* when polling clients can see it (5), and
+*committed* only ever means its Kafka offsets.
 """
 
 from __future__ import annotations
@@ -39,13 +43,14 @@ from shared.db import Pool, TextArrayBinaryDumper, queries, text_array, uuid_arr
 from shared.decisions import DecisionCache
 from shared.errors import CounterMissing
 from shared.inventory import HELD, Ask, Gate, Inventory
+from shared.rules import RulesCache
 
 log = logging.getLogger(__name__)
 
 SLOW_BATCH_S = 2.0  # a batch slower than this is logged with where its time went
 
-# Binary COPY: psycopg formats a row in ~1 us instead of ~6 us as text (datetimes and UUIDs
-# are the costly ones), and this runs under the event's row lock.
+# Binary COPY: psycopg formats datetimes and UUIDs several times faster than as text, and
+# this runs under the event's row lock.
 COPY_BOOKINGS = (
     "COPY bookings (booking_id, event_id, user_id, quantity, status, reason,"
     " requested_at, decided_at, seats) FROM STDIN (FORMAT BINARY)"
@@ -57,12 +62,6 @@ COPY_BOOKING_TYPES = [
 
 def _nothing() -> None:
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class EventRules:
-    capacity: int
-    per_user_limit: int
 
 
 @dataclass(slots=True)
@@ -131,22 +130,22 @@ class Finalizer:
         self._pool = pool
         self.inventory = inventory
         self._cache = cache
-        self._rules: dict[int, EventRules] = {}
+        self._rules = RulesCache(pool)
 
-    async def decide(self, requests: Sequence[BookingRequested]) -> list[Decision]:
-        """Decide every request (duplicates by booking id collapse to one decision), settle
-        the gate and record the decisions for polling clients."""
-        decided, settling = await self.commit(requests)
+    async def finalize(self, requests: Sequence[BookingRequested]) -> list[Decision]:
+        """Every step at once: decide every request (duplicates by booking id collapse to
+        one decision), settle the gate and record the decisions for polling clients."""
+        decided, settling = await self.decide(requests)
         await settling.wait()
         await self._cache.remember_decisions(decided)
         return [decision for _, decision in decided]
 
-    async def commit(
+    async def decide(
         self, requests: Sequence[BookingRequested], after_gate: Callable[[], None] = _nothing
     ) -> tuple[list[tuple[BookingRequested, Decision]], Settling]:
-        """`decide` without its last steps: decisions committed in PostgreSQL, and the
-        gate's holds being settled (wait for `Settling` before this event's next gate). The
-        caller records the decisions (the worker does it while the next batch runs).
+        """Steps 1-3, and step 4 started: decisions committed in PostgreSQL, and the gate's
+        holds being settled (wait for `Settling` before this event's next gate). The caller
+        records the decisions (the worker does it while the next batch is decided).
         `after_gate` is called once the gate has answered, when the rest of the transaction
         needs only PostgreSQL: a good moment for other Redis work."""
         unique: dict[uuid.UUID, BookingRequested] = {}
@@ -173,10 +172,8 @@ class Finalizer:
     async def _decide_event(
         self, event_id: int, requests: list[BookingRequested], after_gate: Callable[[], None]
     ) -> _Plan:
-        rules = await self._event_rules(event_id)
-        assert rules is not None, "the worker dead-letters requests for unknown events"
         started = time.monotonic()
-        plan = await self._commit(event_id, rules, requests, after_gate)
+        plan = await self._decide_locked(event_id, requests, after_gate)
         faults.point(self._settings, "after_db_commit")
         took = time.monotonic() - started
         if took > SLOW_BATCH_S:
@@ -195,31 +192,18 @@ class Finalizer:
             return {row["booking_id"] for row in await cur.fetchall()}
 
     async def knows_event(self, event_id: int) -> bool:
-        return await self._event_rules(event_id) is not None
-
-    async def _event_rules(self, event_id: int) -> EventRules | None:
-        """Capacity and limit never change after creation, so they are cached forever."""
-        rules = self._rules.get(event_id)
-        if rules is None:
-            async with self._pool.connection() as conn, conn.cursor() as cur:
-                await cur.execute(queries.get_event, {"event_id": event_id})
-                row = await cur.fetchone()
-            if row is None:
-                return None
-            rules = EventRules(row["capacity"], row["per_user_limit"])
-            self._rules[event_id] = rules
-        return rules
+        return await self._rules.get(event_id) is not None
 
     async def _reserve(
-        self, cur: AsyncCursor[Any], event_id: int, rules: EventRules, asks: list[Ask]
+        self, cur: AsyncCursor[Any], event_id: int, limit: int, asks: list[Ask]
     ) -> list[Gate]:
         """The Redis gate, called under the event's row lock (held by `cur`): one answer per
         ask, in order."""
         try:
-            return await self.inventory.reserve(event_id, rules.per_user_limit, asks)
+            return await self.inventory.reserve(event_id, limit, asks)
         except CounterMissing:
             await self._rebuild_locked(cur, event_id)
-            return await self.inventory.reserve(event_id, rules.per_user_limit, asks)
+            return await self.inventory.reserve(event_id, limit, asks)
 
     async def rebuild_counter(self, event_id: int) -> bool:
         """Recreate the event's Redis counter from PostgreSQL, under the event's row lock so
@@ -248,21 +232,19 @@ class Finalizer:
             )
         return rebuilt
 
-    async def _commit(
-        self,
-        event_id: int,
-        rules: EventRules,
-        requests: list[BookingRequested],
-        after_gate: Callable[[], None],
+    async def _decide_locked(
+        self, event_id: int, requests: list[BookingRequested], after_gate: Callable[[], None]
     ) -> _Plan:
         """Under the event's row lock: skip what an earlier delivery decided, take stock at
-        the gate for the rest, arbitrate, write. Whoever decides this event holds that lock,
-        so "already decided" cannot change between the check and the COMMIT."""
+        the gate for the rest, arbitrate against the locked row, write. Whoever decides this
+        event holds that lock, so "already decided" cannot change between the check and the
+        COMMIT."""
         plan = _Plan()
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(queries.lock_event, {"event_id": event_id})
             event = await cur.fetchone()
-            assert event is not None, "events are never deleted"
+            assert event is not None, "the worker dead-letters requests for unknown events"
+            limit, capacity = event["per_user_limit"], event["capacity"]
             await cur.execute(queries.probes_only)
             earlier = await self._already_decided(cur, [r.booking_id for r in requests])
             todo = [r for r in requests if r.booking_id not in earlier]
@@ -273,7 +255,7 @@ class Finalizer:
                     self._confirmed_by_users(users_cur, event_id, {r.user_id for r in todo})
                 )
                 try:
-                    gates = await self._reserve(cur, event_id, rules, asks)
+                    gates = await self._reserve(cur, event_id, limit, asks)
                 except BaseException:
                     # The gate failed: end the lookup before the transaction is rolled back.
                     lookup.cancel()
@@ -289,7 +271,7 @@ class Finalizer:
             verdicts: list[tuple[BookingRequested, Status, Reason | None]] = []
             confirmed: list[BookingRequested] = []
             for request, gate in zip(todo, gates, strict=True):
-                status, reason = _arbitrate(request, gate, rules, sold, users)
+                status, reason = _arbitrate(request, gate, limit, capacity, sold, users)
                 if status is Status.CONFIRMED:
                     sold += request.quantity
                     users[request.user_id] = users.get(request.user_id, 0) + request.quantity
@@ -425,18 +407,19 @@ class Finalizer:
 def _arbitrate(
     request: BookingRequested,
     gate: Gate,
-    rules: EventRules,
+    limit: int,
+    capacity: int,
     sold: int,
     users: dict[str, int],
 ) -> tuple[Status, Reason | None]:
-    """PostgreSQL's own check of what the gate admitted."""
+    """PostgreSQL's own check of what the gate admitted, against the locked event row."""
     if gate is Gate.SOLD_OUT:
         return Status.REJECTED, Reason.SOLD_OUT
     if gate is Gate.LIMIT:
         return Status.REJECTED, Reason.LIMIT_EXCEEDED
-    if users.get(request.user_id, 0) + request.quantity > rules.per_user_limit:
+    if users.get(request.user_id, 0) + request.quantity > limit:
         return Status.REJECTED, Reason.LIMIT_EXCEEDED
-    if sold + request.quantity > rules.capacity:
+    if sold + request.quantity > capacity:
         return Status.REJECTED, Reason.SOLD_OUT
     return Status.CONFIRMED, None
 
@@ -447,6 +430,6 @@ def _now_ms() -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _from_ms(ms: int) -> dt.datetime:
-    """Cached: a burst puts many requests in each millisecond, and building a datetime costs
-    ~1 us, 2 ms per batch of 2,000 under the event's row lock."""
+    """Cached: a burst puts many requests in each millisecond, and building a datetime for
+    each of a batch's thousands of requests shows under the event's row lock."""
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
