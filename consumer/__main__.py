@@ -14,11 +14,11 @@ import uvloop
 
 from consumer.worker import Worker, stop_on_signals
 from shared import logs
-from shared.config import load_or_exit
+from shared.config import Settings, load_or_exit
 
 
-async def _run(stop_when_idle: bool) -> None:
-    worker = Worker(load_or_exit(), stop_when_idle=stop_when_idle)
+async def _run(settings: Settings, stop_when_idle: bool) -> None:
+    worker = Worker(settings, stop_when_idle=stop_when_idle)
     with stop_on_signals(worker.stop):
         await worker.run()
 
@@ -31,8 +31,9 @@ def main() -> None:
         help="exit once every assigned partition is consumed (burst mode, for tests and drains)",
     )
     args = parser.parse_args()
-    logs.configure(load_or_exit())
-    uvloop.run(_run(args.stop_when_idle))
+    settings = load_or_exit()
+    logs.configure(settings)
+    uvloop.run(_run(settings, args.stop_when_idle))
 
 
 if __name__ == "__main__":

@@ -14,11 +14,9 @@ import logging
 import time
 from collections.abc import Iterable
 
-import psycopg
-import redis.exceptions
-
 from shared.audit import Verdict, audit_event
 from shared.db import Pool
+from shared.failures import classify
 from shared.inventory import Inventory
 from shared.metrics import AUDIT_EVENTS, AUDIT_RUNS
 
@@ -47,7 +45,9 @@ class Auditor:
                 return
             try:
                 await self.audit_recent()
-            except (psycopg.OperationalError, redis.exceptions.RedisError) as exc:
+            except Exception as exc:
+                if not classify(exc).retryable:
+                    raise
                 # A dependency is down: the batch loop retries and reports it; skip a round.
                 log.warning("audit round skipped: %r", exc)
 

@@ -18,7 +18,7 @@ def gauge(verdict: str) -> float | None:
 
 async def test_counts_recent_events_by_verdict(ledger: Ledger) -> None:
     clean, drifted = await ledger.event(capacity=3), await ledger.event(capacity=3)
-    await ledger.finalizer.decide([request(clean, "a"), request(drifted, "b")])
+    await ledger.finalizer.finalize([request(clean, "a"), request(drifted, "b")])
     await ledger.inventory._redis.set(ledger.inventory.keys(drifted)[0], 7)
     auditor = Auditor(ledger.pool, ledger.inventory, interval_s=60)
     auditor.saw([clean, drifted])

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 async def test_confirms_up_to_capacity_with_lowest_seats(ledger: Ledger) -> None:
     event = await ledger.event(capacity=5)
     requests = [request(event, f"u{i}", 2) for i in range(4)]
-    decisions = await ledger.finalizer.decide(requests)
+    decisions = await ledger.finalizer.finalize(requests)
     statuses = [(d.status, d.reason) for d in decisions]
     assert statuses == [
         (Status.CONFIRMED, None),
@@ -30,7 +30,7 @@ async def test_confirms_up_to_capacity_with_lowest_seats(ledger: Ledger) -> None
         (Status.REJECTED, Reason.SOLD_OUT),
     ]
     assert [d.seats for d in decisions[:2]] == [("R1-1", "R1-2"), ("R1-3", "R1-4")]
-    last = await ledger.finalizer.decide([request(event, "late", 1)])
+    last = await ledger.finalizer.finalize([request(event, "late", 1)])
     assert last[0].seats == ("R1-5",)
     assert await ledger.audit(event) is Verdict.CLEAN
     assert await ledger.inventory.available(event) == 0
@@ -40,7 +40,7 @@ async def test_free_seats_with_a_gap_still_go_lowest_first(ledger: Ledger) -> No
     """Seats are normally one free run (taken lowest first, never given back); should a
     seat in the middle be free, the finaliser still hands out the lowest free seats."""
     event = await ledger.event(capacity=6)
-    first = await ledger.finalizer.decide([request(event, f"u{i}") for i in range(3)])
+    first = await ledger.finalizer.finalize([request(event, f"u{i}") for i in range(3)])
     assert [d.seats for d in first] == [("R1-1",), ("R1-2",), ("R1-3",)]
     with psycopg.connect(ledger.settings.database_url) as conn:
         # An operator gives seat 2 back by hand (the product has no cancellations).
@@ -49,7 +49,7 @@ async def test_free_seats_with_a_gap_still_go_lowest_first(ledger: Ledger) -> No
         )
         conn.execute("DELETE FROM bookings WHERE booking_id = %s", (first[1].booking_id,))
         conn.execute("UPDATE events SET sold = sold - 1 WHERE id = %s", (event,))
-    pair = await ledger.finalizer.decide([request(event, "pair", 2)])
+    pair = await ledger.finalizer.finalize([request(event, "pair", 2)])
     assert (pair[0].status, pair[0].seats) == (Status.CONFIRMED, ("R1-2", "R1-4"))
     with psycopg.connect(ledger.settings.database_url) as conn:
         taken = conn.execute(
@@ -62,8 +62,8 @@ async def test_free_seats_with_a_gap_still_go_lowest_first(ledger: Ledger) -> No
 async def test_redelivered_batch_changes_nothing(ledger: Ledger) -> None:
     event = await ledger.event(capacity=3)
     batch = [request(event, f"u{i}") for i in range(5)]
-    first = await ledger.finalizer.decide(batch)
-    again = await ledger.finalizer.decide(batch + batch)  # duplicates inside one batch too
+    first = await ledger.finalizer.finalize(batch)
+    again = await ledger.finalizer.finalize(batch + batch)  # duplicates inside one batch too
     assert [(d.booking_id, d.status, d.seats) for d in again] == [
         (d.booking_id, d.status, d.seats) for d in first
     ]
@@ -81,7 +81,7 @@ async def test_crash_after_reserve_reuses_the_holds(ledger: Ledger) -> None:
     asks = [Ask(r.booking_id, r.user_id, r.quantity) for r in batch]
     await ledger.inventory.reserve(event, 10, asks)  # the dead worker's reservation
     assert await ledger.audit(event) is Verdict.IN_FLIGHT
-    decisions = await ledger.finalizer.decide(batch)
+    decisions = await ledger.finalizer.finalize(batch)
     assert all(d.status is Status.CONFIRMED for d in decisions)
     assert await ledger.inventory.available(event) == 1
     assert await ledger.audit(event) is Verdict.CLEAN
@@ -95,7 +95,7 @@ async def test_postgres_refuses_what_a_wrong_counter_admits(ledger: Ledger) -> N
     avail_key = ledger.inventory.keys(event)[0]
     redis_client = ledger.inventory._redis
     await redis_client.set(avail_key, 100)
-    decisions = await ledger.finalizer.decide([request(event, f"u{i}") for i in range(5)])
+    decisions = await ledger.finalizer.finalize([request(event, f"u{i}") for i in range(5)])
     assert Counter(d.status for d in decisions) == {Status.CONFIRMED: 3, Status.REJECTED: 2}
     assert await ledger.inventory.available(event) == 97  # 100 - 5 held + 2 released
     snap = await ledger.inventory.snapshot(event)
@@ -109,10 +109,10 @@ async def test_postgres_refuses_what_a_wrong_counter_admits(ledger: Ledger) -> N
 
 async def test_lost_counter_is_rebuilt_from_postgres(ledger: Ledger) -> None:
     event = await ledger.event(capacity=10, limit=3)
-    await ledger.finalizer.decide([request(event, "alice", 3), request(event, "bob", 2)])
+    await ledger.finalizer.finalize([request(event, "alice", 3), request(event, "bob", 2)])
     await ledger.inventory._redis.delete(*ledger.inventory.keys(event))  # Redis lost its data
     assert await ledger.audit(event) is Verdict.DRIFT
-    decisions = await ledger.finalizer.decide(
+    decisions = await ledger.finalizer.finalize(
         [request(event, "alice", 1), request(event, "bob", 1), request(event, "carol", 3)]
     )
     assert [(d.status, d.reason) for d in decisions] == [
@@ -126,9 +126,9 @@ async def test_lost_counter_is_rebuilt_from_postgres(ledger: Ledger) -> None:
 
 async def test_postgres_enforces_the_user_limit_when_redis_forgot_it(ledger: Ledger) -> None:
     event = await ledger.event(capacity=10, limit=2)
-    await ledger.finalizer.decide([request(event, "alice", 2)])
+    await ledger.finalizer.finalize([request(event, "alice", 2)])
     await ledger.inventory._redis.delete(ledger.inventory.keys(event)[1])  # per-user totals lost
-    decisions = await ledger.finalizer.decide([request(event, "alice", 1)])
+    decisions = await ledger.finalizer.finalize([request(event, "alice", 1)])
     assert (decisions[0].status, decisions[0].reason) == (Status.REJECTED, Reason.LIMIT_EXCEEDED)
     assert await ledger.inventory.available(event) == 8  # the refused hold went back
     assert await ledger.audit(event) is Verdict.CLEAN
@@ -137,7 +137,7 @@ async def test_postgres_enforces_the_user_limit_when_redis_forgot_it(ledger: Led
 async def test_decisions_are_cached_for_polling(ledger: Ledger) -> None:
     event = await ledger.event(capacity=1)
     ok, late = request(event, "a"), request(event, "b")
-    await ledger.finalizer.decide([ok, late])
+    await ledger.finalizer.finalize([ok, late])
     confirmed = await ledger.cache.get(ok.booking_id)
     rejected = await ledger.cache.get(late.booking_id)
     assert confirmed is not None and rejected is not None
@@ -147,7 +147,7 @@ async def test_decisions_are_cached_for_polling(ledger: Ledger) -> None:
 
 async def test_audit_catches_a_seat_held_by_no_confirmed_booking(ledger: Ledger) -> None:
     event = await ledger.event(capacity=3)
-    decisions = await ledger.finalizer.decide([request(event, "a"), request(event, "b")])
+    decisions = await ledger.finalizer.finalize([request(event, "a"), request(event, "b")])
     with psycopg.connect(ledger.settings.database_url) as conn:
         # Corrupt the ledger by hand: a booking that does not exist takes seat 3.
         conn.execute("UPDATE seats SET booking_id = %s WHERE seat_no = 3", (uuid.uuid4(),))
@@ -164,7 +164,7 @@ async def test_audit_catches_a_booking_whose_seats_disagree_with_the_seat_map(
     """A poll shows the seats stored on the booking; the seat map is what was sold. The audit
     compares the two."""
     event = await ledger.event(capacity=3)
-    decisions = await ledger.finalizer.decide([request(event, "a"), request(event, "b")])
+    decisions = await ledger.finalizer.finalize([request(event, "a"), request(event, "b")])
     assert [d.seats for d in decisions] == [("R1-1",), ("R1-2",)]
     assert await ledger.audit(event) is Verdict.CLEAN
     with psycopg.connect(ledger.settings.database_url) as conn:
@@ -185,11 +185,11 @@ async def test_postgres_limit_check_reads_every_user_id_as_written(
     ids with commas, quotes, backslashes, braces or the word NULL are looked up as written."""
     users = ["a,b", 'q"x', "back\\slash", "{brace}", "NULL", " spaced "]
     event = await ledger.event(capacity=20, limit=1)
-    first = await ledger.finalizer.decide([request(event, u) for u in users])
+    first = await ledger.finalizer.finalize([request(event, u) for u in users])
     assert {d.status for d in first} == {Status.CONFIRMED}
     # The gate forgets what these users hold, so it admits their second booking ...
     await redis_client.delete(ledger.inventory.keys(event)[1])
-    again = await ledger.finalizer.decide([request(event, u) for u in users])
+    again = await ledger.finalizer.finalize([request(event, u) for u in users])
     # ... and PostgreSQL refuses each one, giving the stock back.
     assert [(d.status, d.reason) for d in again] == [
         (Status.REJECTED, Reason.LIMIT_EXCEEDED)

@@ -30,7 +30,7 @@ async def unsettle(ledger: Ledger, event: int, booking: Ask, *, refused: bool) -
 async def test_settles_holds_of_bookings_postgres_decided(ledger: Ledger) -> None:
     event = await ledger.event(capacity=2)
     batch = [request(event, "a", 2), request(event, "b", 1)]
-    await ledger.finalizer.decide(batch)
+    await ledger.finalizer.finalize(batch)
     for r, refused in zip(batch, (False, True), strict=True):
         await unsettle(ledger, event, Ask(r.booking_id, r.user_id, r.quantity), refused=refused)
     assert await ledger.audit(event) is Verdict.IN_FLIGHT
@@ -71,7 +71,7 @@ async def test_keeps_orphans_while_messages_are_unconsumed(ledger: Ledger) -> No
 
 async def test_rebuilds_missing_and_corrects_drifted_counters(ledger: Ledger) -> None:
     lost, drifted = await ledger.event(capacity=4), await ledger.event(capacity=4)
-    await ledger.finalizer.decide([request(lost, "a", 1), request(drifted, "a", 1)])
+    await ledger.finalizer.finalize([request(lost, "a", 1), request(drifted, "a", 1)])
     await ledger.inventory._redis.delete(*ledger.inventory.keys(lost))
     await ledger.inventory._redis.set(ledger.inventory.keys(drifted)[0], 9)
     assert await ledger.audit(lost) is Verdict.DRIFT
