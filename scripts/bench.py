@@ -1018,7 +1018,7 @@ async def finaliser_in_process(settings: Settings, event_id: int, n: int, size: 
         await inventory.open(event_id, n)
         started = time.perf_counter()
         for chunk in batches(requests, size):
-            await finalizer.decide(chunk)
+            await finalizer.finalize(chunk)
         return time.perf_counter() - started
     finally:
         await client.aclose()

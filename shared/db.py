@@ -1,4 +1,6 @@
-"""PostgreSQL access: the named queries from queries.sql, the connection pool, migrations."""
+"""PostgreSQL access: the named queries from queries.sql, the connection pool, migrations.
+Both .sql sources are read from the installed packages (`shared`, and `sql` for the
+migrations), so a wheel installed anywhere can migrate a database."""
 
 from __future__ import annotations
 
@@ -6,8 +8,9 @@ import re
 import struct
 import uuid
 from collections.abc import Collection, Iterable
-from pathlib import Path
+from importlib.resources import files
 from typing import Any, LiteralString
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import AsyncConnection
@@ -20,13 +23,13 @@ from psycopg_pool import AsyncConnectionPool
 from shared.config import Settings
 from shared.contracts import uuid_texts
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_MIGRATION = re.compile(r"^[0-9]{3}_\w+\.sql$")
 
 
-def _load_queries(path: Path) -> dict[str, LiteralString]:
+def _load_queries(source: str) -> dict[str, LiteralString]:
     """Split a .sql file on `-- name: x` headers into {x: query text}."""
-    parts = _HEADER.split(path.read_text())
+    parts = _HEADER.split(source)
     queries: dict[str, LiteralString] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
@@ -38,8 +41,8 @@ def _load_queries(path: Path) -> dict[str, LiteralString]:
 class _Queries:
     """Attribute access to the named queries: `queries.lock_event`."""
 
-    def __init__(self, path: Path) -> None:
-        self._by_name = _load_queries(path)
+    def __init__(self, source: str) -> None:
+        self._by_name = _load_queries(source)
 
     def __getattr__(self, name: str) -> LiteralString:
         try:
@@ -48,7 +51,7 @@ class _Queries:
             raise AttributeError(f"no query named {name!r} in queries.sql") from None
 
 
-queries = _Queries(Path(__file__).with_name("queries.sql"))
+queries = _Queries(files("shared").joinpath("queries.sql").read_text())
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 """A pool whose connections return rows as dicts."""
@@ -130,14 +133,25 @@ class TextArrayBinaryDumper(Dumper):
         return b"".join(parts)
 
 
+def with_database(url: str, name: str) -> str:
+    """The same PostgreSQL server and credentials, another database."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
 async def fetch_one(pool: Pool, query: LiteralString, params: dict[str, Any]) -> DictRow | None:
     async with pool.connection() as conn, conn.cursor() as cur:
         await cur.execute(query, params)
         return await cur.fetchone()
 
 
+def migrations() -> list[tuple[str, str]]:
+    """The schema migrations (sql/NNN_*.sql) in order, as (file name, SQL)."""
+    found = [entry for entry in files("sql").iterdir() if _MIGRATION.match(entry.name)]
+    return [(entry.name, entry.read_text()) for entry in sorted(found, key=lambda e: e.name)]
+
+
 def migrate(database_url: str) -> list[str]:
-    """Apply sql/NNN_*.sql files not applied yet, each in its own transaction; return them."""
+    """Apply the migrations not applied yet, each in its own transaction; return them."""
     applied_now: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
@@ -148,16 +162,14 @@ def migrate(database_url: str) -> list[str]:
         conn.execute("SELECT pg_advisory_lock(724100)")
         try:
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            for path in sorted(SQL_DIR.glob("[0-9][0-9][0-9]_*.sql")):
-                if path.name in done:
+            for name, text in migrations():
+                if name in done:
                     continue
                 with conn.transaction():
-                    migration: LiteralString = path.read_text()
+                    migration: LiteralString = text
                     conn.execute(migration)
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,)
-                    )
-                applied_now.append(path.name)
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (name,))
+                applied_now.append(name)
         finally:
             conn.execute("SELECT pg_advisory_unlock(724100)")
     return applied_now

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import psycopg
@@ -18,17 +17,12 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.config import Settings
-from shared.db import migrate
+from shared.db import migrate, with_database
 from shared.inventory import open_redis
 from shared.topics import ensure_topics
 
 # One template per test session, so concurrent sessions on one server do not collide.
 TEMPLATE_DB = f"tickets_test_template_{uuid.uuid4().hex[:8]}"
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +33,7 @@ def base_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def admin_url(base_settings: Settings) -> str:
-    return _with_database(base_settings.database_url, "postgres")
+    return with_database(base_settings.database_url, "postgres")
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +41,7 @@ def template_db(admin_url: str, base_settings: Settings) -> Iterator[str]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
-    migrate(_with_database(base_settings.database_url, TEMPLATE_DB))
+    migrate(with_database(base_settings.database_url, TEMPLATE_DB))
     yield TEMPLATE_DB
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
@@ -59,7 +53,7 @@ def database_url(admin_url: str, template_db: str, base_settings: Settings) -> I
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _with_database(base_settings.database_url, name)
+    yield with_database(base_settings.database_url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
