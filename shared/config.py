@@ -41,9 +41,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     db_pool_max: Positive = 10
     db_lock_timeout_ms: Positive = 10000
     redis_max_connections: Positive = 64
-    # Worker. Per-batch costs (round trips, the commit, the offset commit) halve per booking
-    # from 2,000 to 4,000 (drains of 100,000: +10%); at 8,000 no better. A batch's Lua
-    # calls then hold Redis for up to ~25 ms at a time.
+    # Worker. Larger batches share the per-batch costs (round trips, the commit, the offset
+    # commit) among more bookings, but hold Redis longer in each Lua call.
     batch_max: Positive = 4000
     # How long the group waits for a silent worker (e.g. kill -9) before handing its
     # partitions to the others; heartbeats go every third of it.
@@ -52,9 +51,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     retry_backoff_max_s: PositiveFloat = 5.0
     # The worker's own /metrics on 127.0.0.1; 0 turns it off (one port per worker process).
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
-    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container scraped from outside
     # How often the worker audits the events it decided recently (tickets_audit_events).
-    audit_interval_s: PositiveFloat = 15.0  # 0.0.0.0 in a container scraped from outside
+    audit_interval_s: PositiveFloat = 15.0
     # Test-only fault injection: name of a point at which the worker kills itself (see
     # consumer/faults.py). Empty in production: costs one string comparison when off.
     fault_point: str = ""

@@ -49,14 +49,14 @@ class Gate(enum.StrEnum):
 
 
 # The answers that leave a hold to settle. A set, not a property: the worker asks once per
-# booking under the row lock, and an enum property is a Python call (0.4 us).
+# booking under the row lock, and an enum property is a Python call.
 HELD = frozenset({Gate.HELD_NOW, Gate.HELD_BEFORE})
 
 
 class Ask(NamedTuple):
     """One booking's request at the gate. A tuple: the worker makes thousands per batch
-    under the event's row lock (a frozen dataclass took ~1.5 us each), and msgspec encodes a
-    list of them as the array of arrays reserve.lua reads."""
+    under the event's row lock, a frozen dataclass costs several times more, and msgspec
+    encodes a list of them as the array of arrays reserve.lua reads."""
 
     booking_id: uuid.UUID
     user_id: str

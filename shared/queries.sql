@@ -6,7 +6,7 @@ VALUES (%(name)s, %(capacity)s, %(per_user_limit)s)
 RETURNING id, name, capacity, per_user_limit, sold;
 
 -- name: create_seats
--- Rows of 25 seats: R1-1 .. R1-25, R2-1 ...; one statement, so 100000 seats take well under 1 s.
+-- Rows of 25 seats: R1-1 .. R1-25, R2-1 ...; one statement, however many seats.
 INSERT INTO seats (event_id, seat_no, label)
 SELECT %(event_id)s, n, 'R' || ((n - 1) / 25 + 1)::text || '-' || ((n - 1) %% 25 + 1)::text
 FROM generate_series(1, %(capacity)s) AS n;
@@ -24,13 +24,13 @@ SELECT capacity, per_user_limit, sold, next_seat FROM events WHERE id = %(event_
 -- For the rest of the deciding transaction: join by index probes only. Its lookups are a few
 -- thousand ids against tables that grew by that many rows a second ago; by its cost model
 -- the planner preferred hashing the whole bookings table, so the "already decided" check
--- grew with the table (6 ms at the first batch of a sale, 60 ms at its 100,000th booking).
+-- grew with the table instead of with the batch.
 SET LOCAL enable_hashjoin = off;
 SET LOCAL enable_mergejoin = off;
 
 -- name: decided_among
 -- One primary-key probe per id (LATERAL), so the cost follows the batch, not the table,
--- whatever the planner believes about a table that grew by 100000 rows a minute ago.
+-- whatever the planner believes about a table that grew by a whole sale a minute ago.
 SELECT wanted.booking_id, b.status, b.reason, b.seats
 FROM unnest(%(booking_ids)s::uuid[]) AS wanted (booking_id)
 CROSS JOIN LATERAL (
