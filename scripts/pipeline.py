@@ -1,10 +1,14 @@
-"""Run the API and workers as real processes with a given configuration: for end-to-end
-tests, the chaos runner and the benchmark. Each process logs to its own file."""
+"""Process control for everything that runs the system from outside (end-to-end tests, the
+chaos runner, the benchmark): the API and workers as real processes with a given
+configuration, each logging to its own file, and the calls to start, wait for, reap and stop
+any child."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -16,9 +20,12 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from scripts.waiting import poll_until
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The real API's server flags; the benchmark's bare app gets the very same ones.
+UVICORN_FLAGS = ["--no-access-log", "--loop", "uvloop", "--http", "httptools"]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -38,6 +45,101 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def spawn(
+    args: list[str], log_path: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a child in the repository; its output goes to `log_path` (or a pipe)."""
+    if log_path is None:
+        return subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, timeout_s: float = 20.0) -> int | None:
+    """SIGTERM, then SIGKILL if it does not stop in time; no-op when it has already ended
+    (or was never started). Returns the exit code."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass
+class ChildExit:
+    """How a child we waited for ended, with its own CPU time (from wait4; its ru_maxrss is
+    not used: it counts the forked copy of this process before exec)."""
+
+    code: int
+    wall_s: float
+    cpu_s: float
+
+
+async def wait_child(
+    proc: subprocess.Popen[bytes], timeout_s: float, started: float | None = None
+) -> ChildExit:
+    """Reap `proc` with wait4 (polled, so the event loop keeps running) to get its own CPU
+    time; SIGKILL it if it runs past `timeout_s` or if we are cancelled."""
+    started = time.monotonic() if started is None else started
+    try:
+        reaped = await poll_until(
+            lambda: _reaped(proc.pid),
+            timeout_s - (time.monotonic() - started),
+            interval_s=0.02,
+        )
+    except asyncio.CancelledError:
+        proc.kill()
+        proc.wait()
+        raise
+    if reaped is None:
+        proc.kill()
+        reaped = await asyncio.to_thread(_reap_now, proc.pid)
+    status, usage = reaped
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return ChildExit(
+        code=proc.returncode,
+        wall_s=time.monotonic() - started,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+    )
+
+
+async def _reaped(pid: int) -> tuple[int, resource.struct_rusage] | None:
+    """wait4: (wait status, the child's own rusage), or None if it is still running."""
+    got, status, usage = os.wait4(pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: never blocks)
+    return (status, usage) if got else None
+
+
+def _reap_now(pid: int) -> tuple[int, resource.struct_rusage]:
+    """wait4, blocking: for a child just killed."""
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage
+
+
+async def wait_http(
+    url: str, proc: subprocess.Popen[bytes] | None, path: str = "/health", timeout_s: float = 30.0
+) -> None:
+    """Until GET `path` answers 200; fails at once if the server process has exited."""
+
+    async def ready() -> bool:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
+        with contextlib.suppress(httpx.TransportError):
+            return (await client.get(path)).status_code == 200
+        return False
+
+    async with httpx.AsyncClient(base_url=url) as client:
+        if not await poll_until(ready, timeout_s):
+            raise TimeoutError(f"{url}{path} not ready after {timeout_s}s")
+
+
 @dataclass
 class Pipeline:
     """An API process and any number of worker processes sharing one configuration."""
@@ -55,33 +157,14 @@ class Pipeline:
         return f"http://127.0.0.1:{self.port}"
 
     def _spawn(self, name: str, args: list[str], settings: Settings) -> subprocess.Popen[bytes]:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         self._started += 1
-        with open(self.log_dir / f"{self._started:02d}-{name}.log", "wb") as log:
-            return subprocess.Popen(
-                args, cwd=ROOT, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT
-            )
+        log_path = self.log_dir / f"{self._started:02d}-{name}.log"
+        return spawn(args, log_path, env=settings_env(settings))
 
     def start_api(self, settings: Settings | None = None) -> None:
-        self.api = self._spawn(
-            "api",
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-access-log",
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-            ],
-            settings or self.settings,
-        )
+        args = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1"]
+        args += ["--port", str(self.port), *UVICORN_FLAGS]
+        self.api = self._spawn("api", args, settings or self.settings)
 
     def start_worker(
         self, *extra: str, settings: Settings | None = None
@@ -95,33 +178,19 @@ class Pipeline:
         return worker
 
     async def wait_ready(self, timeout_s: float = 30.0, path: str = "/health") -> None:
-        deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(base_url=self.url) as client:
-            while time.monotonic() < deadline:
-                if self.api is not None and self.api.poll() is not None:
-                    raise RuntimeError(f"API exited with {self.api.returncode}; see {self.log_dir}")
-                try:
-                    if (await client.get(path)).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise TimeoutError(f"API not ready on {path} after {timeout_s}s; see {self.log_dir}")
+        try:
+            await wait_http(self.url, self.api, path, timeout_s)
+        except (RuntimeError, TimeoutError) as exc:
+            raise type(exc)(f"{exc}; see {self.log_dir}") from None
 
     @staticmethod
     def terminate(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
         """SIGTERM, then SIGKILL if it does not stop in time. Returns the exit code."""
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        code = terminate(proc, timeout_s)
+        assert code is not None
+        return code
 
     def stop(self) -> None:
         for worker in self.workers:
-            self.terminate(worker)
-        if self.api is not None:
-            self.terminate(self.api)
+            terminate(worker)
+        terminate(self.api)

@@ -38,20 +38,22 @@ def _load_queries(source: str) -> dict[str, LiteralString]:
     return queries
 
 
-class _Queries:
-    """Attribute access to the named queries: `queries.lock_event`."""
+class NamedQueries:
+    """Attribute access to the named queries of one .sql file in a package:
+    `queries.lock_event`."""
 
-    def __init__(self, source: str) -> None:
-        self._by_name = _load_queries(source)
+    def __init__(self, package: str, filename: str = "queries.sql") -> None:
+        self._where = f"{package}/{filename}"
+        self._by_name = _load_queries(files(package).joinpath(filename).read_text())
 
     def __getattr__(self, name: str) -> LiteralString:
         try:
             return self._by_name[name]
         except KeyError:
-            raise AttributeError(f"no query named {name!r} in queries.sql") from None
+            raise AttributeError(f"no query named {name!r} in {self._where}") from None
 
 
-queries = _Queries(files("shared").joinpath("queries.sql").read_text())
+queries = NamedQueries("shared")
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 """A pool whose connections return rows as dicts."""

@@ -6,7 +6,7 @@ Location header) as `api/bookings.py`, but no Kafka, Redis, PostgreSQL, dependen
 or middleware. The benchmark serves it with exactly the real API's uvicorn flags, so
 `intake / this` is what everything behind the handler costs.
 
-Loaded by path, not as a package (`scripts/bench.py` owns the name `scripts.bench`):
+Loaded by path, not as `scripts.bench.bare_app`, so it imports nothing of the benchmark:
     python -m uvicorn --app-dir scripts/bench bare_app:app --loop uvloop --http httptools ...
 """
 

@@ -1,0 +1,72 @@
+"""`python -m scripts.bench`: the command line (see the package docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import shutil
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvloop
+
+import scripts.bench
+from scripts.bench.run import bench
+from scripts.pipeline import ROOT
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench",
+        description=scripts.bench.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="~10x smaller: a smoke check")
+    parser.add_argument("--out", default=str(ROOT / "bench-results"), help="results folder")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the databases, Redis keys and topics"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["finalisation"],
+        help="run one phase alone: the worker draining the backlog (phase 5), unjudged",
+    )
+    return parser.parse_args(argv)
+
+
+async def _main_with_signals(args: argparse.Namespace) -> int:
+    """SIGTERM/SIGINT cancel the run; the cleanup in `bench` still runs."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    return await bench(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out = Path(args.out).resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if shutil.which("wrk") is None:
+        print("bench: wrk is missing: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    resource.setrlimit(resource.RLIMIT_NOFILE, _nofile_limit())
+    try:
+        return uvloop.run(_main_with_signals(args))
+    except asyncio.CancelledError:
+        print("bench: interrupted; cleaned up", file=sys.stderr)
+        return 130
+
+
+def _nofile_limit() -> tuple[int, int]:
+    """Enough file descriptors for the paced client's connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return (min(max(soft, 4096), hard), hard)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

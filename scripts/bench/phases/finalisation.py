@@ -1,0 +1,121 @@
+"""Phase 5: the real worker draining a backlog for one hot event, produced beforehand
+straight into Kafka; the ledger's decided_at tells when each batch was decided."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+
+from scripts.bench.progress import say
+from scripts.bench.world import World, bench_queries, connect
+from scripts.pipeline import wait_child
+from shared.contracts import BookingRequested, encode_request, event_key, new_booking_id
+
+
+async def prefill_backlog(world: World) -> float:
+    """Produce the backlog straight into the drain topic (acks=all, idempotent, batched):
+    one hot event, distinct users, one seat each. Returns messages/s."""
+    say("finalisation", f"producing {world.sizes.backlog} requests into {world.drain.topic}")
+    s, event_id = world.drain, world.events["drain"]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+    )
+    await producer.start()
+    key = event_key(event_id)
+    started = time.perf_counter()
+    try:
+        for lo in range(0, world.sizes.backlog, 5000):
+            futures = []
+            for i in range(lo, min(lo + 5000, world.sizes.backlog)):
+                message = BookingRequested(
+                    booking_id=new_booking_id(),
+                    event_id=event_id,
+                    user_id=f"backlog-{world.run_id}-{i}",
+                    quantity=1,
+                    requested_at_ms=int(time.time() * 1000),
+                )
+                futures.append(await producer.send(s.topic, encode_request(message), key=key))
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    rate = world.sizes.backlog / (time.perf_counter() - started)
+    say("finalisation", f"backlog produced at {rate:,.0f} msgs/s")
+    return rate
+
+
+@dataclass
+class DrainResult:
+    backlog: int
+    prefill_msgs_per_s: float
+    decided: int
+    confirmed: int
+    seats_assigned: int
+    exit_code: int
+    wall_s: float
+    decisions_per_s: float  # decided / wall time from spawn to exit
+    startup_s: float  # spawn -> first batch's decision time
+    batches: int
+    steady_decisions_per_s: float  # between the first and the last batch
+    # Time between consecutive batches' decisions: a long one is a stall (a fetch refill,
+    # a checkpoint), which the rates alone do not show.
+    gap_median_ms: float
+    gap_max_ms: float
+    worker_cpu_pct: float
+
+
+async def phase_finalisation(world: World, prefill_rate: float) -> DrainResult:
+    """5. The real worker drains the backlog and exits (--stop-when-idle). Every batch has
+    one `decided_at`, so the ledger tells when each batch was decided."""
+    event_id = world.events["drain"]
+    say("finalisation", f"worker draining {world.sizes.backlog} requests for event {event_id}")
+    with world.monitor.measure("finalisation") as usage:
+        spawned_wall, spawned = time.time(), time.monotonic()
+        proc = world.pipeline.start_worker("--stop-when-idle", settings=world.drain)
+        world.monitor.watch("worker-drain", proc.pid)
+        ended = await wait_child(proc, world.sizes.drain_timeout_s, started=spawned)
+        usage.cpu_pct["worker-drain"] = 100 * ended.cpu_s / ended.wall_s
+    world.monitor.unwatch("worker-drain")
+    async with await connect(world.settings.database_url) as conn:
+        rows = await (
+            await conn.execute(bench_queries.batch_times, {"event_id": event_id})
+        ).fetchall()
+        seats = await (
+            await conn.execute(bench_queries.seats_taken, {"event_id": event_id})
+        ).fetchone()
+    decided = sum(r["n"] for r in rows)
+    first = rows[0]["decided_at"].timestamp() if rows else spawned_wall
+    last = rows[-1]["decided_at"].timestamp() if rows else spawned_wall
+    steady = (decided - rows[-1]["n"]) / (last - first) if len(rows) > 1 else 0.0
+    times = [r["decided_at"].timestamp() for r in rows]
+    gaps = sorted(1000 * (b - a) for a, b in itertools.pairwise(times)) or [0.0]
+    result = DrainResult(
+        backlog=world.sizes.backlog,
+        prefill_msgs_per_s=prefill_rate,
+        decided=decided,
+        confirmed=sum(r["ok"] for r in rows),
+        seats_assigned=seats["n"] if seats else 0,
+        exit_code=ended.code,
+        wall_s=ended.wall_s,
+        decisions_per_s=decided / ended.wall_s,
+        startup_s=first - spawned_wall,
+        batches=len(rows),
+        steady_decisions_per_s=steady,
+        gap_median_ms=gaps[len(gaps) // 2],
+        gap_max_ms=gaps[-1],
+        worker_cpu_pct=100 * ended.cpu_s / ended.wall_s,
+    )
+    say(
+        "finalisation",
+        f"{decided} decided in {ended.wall_s:.2f} s (exit {ended.code}): "
+        f"{result.decisions_per_s:,.0f}/s incl. startup ({result.startup_s:.2f} s), "
+        f"{steady:,.0f}/s steady over {len(rows)} batches",
+    )
+    return result

@@ -1,0 +1,61 @@
+-- The benchmark's own queries, by name (loaded with shared.db.NamedQueries). The
+-- service's queries that the baselines reuse stay in shared/queries.sql.
+
+-- name: create_raw_table
+-- A copy of the current bookings table with its columns, checks and indexes, so the
+-- storage ceiling follows the schema as migrations change it.
+CREATE TABLE bookings_raw (LIKE bookings INCLUDING ALL);
+
+-- name: foreign_keys
+-- LIKE copies all but the foreign keys: they are added one by one from these.
+SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint
+WHERE conrelid = 'bookings'::regclass AND contype = 'f';
+
+-- name: copy_raw
+COPY bookings_raw (booking_id, event_id, user_id, quantity, status, reason, requested_at, decided_at)
+FROM STDIN;
+
+-- name: naive_user_total
+SELECT coalesce(sum(quantity), 0)::int AS quantity FROM bookings
+WHERE event_id = %(event_id)s AND user_id = %(user_id)s AND status = 'CONFIRMED';
+
+-- name: naive_insert
+INSERT INTO bookings (booking_id, event_id, user_id, quantity, status, reason,
+                      requested_at, decided_at, seats)
+VALUES (%(booking_id)s, %(event_id)s, %(user_id)s, %(quantity)s, %(status)s,
+        %(reason)s, %(requested_at)s, now(), %(seats)s);
+
+-- name: naive_take_seats
+UPDATE seats SET booking_id = %(booking_id)s
+WHERE event_id = %(event_id)s AND seat_no BETWEEN %(first)s AND %(last)s
+  AND booking_id IS NULL
+RETURNING label;
+
+-- name: batch_times
+-- Every batch has one decided_at: the ledger tells when each batch was decided.
+SELECT decided_at, count(*) AS n, count(*) FILTER (WHERE status = 'CONFIRMED') AS ok
+FROM bookings WHERE event_id = %(event_id)s
+GROUP BY decided_at ORDER BY decided_at;
+
+-- name: seats_taken
+SELECT count(*) AS n FROM seats WHERE event_id = %(event_id)s AND booking_id IS NOT NULL;
+
+-- name: checkpoints
+-- PostgreSQL 15/16 (pg_stat_bgwriter); 17 moved these counters to pg_stat_checkpointer.
+SELECT checkpoints_timed + checkpoints_req AS n FROM pg_stat_bgwriter;
+
+-- name: decided_count
+SELECT count(*) AS n FROM bookings WHERE event_id = %(event_id)s;
+
+-- name: decision_latency
+-- worst_at_s: when the slowest decision's request came, seconds after the sale's first.
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99,
+       max(ms) AS worst,
+       extract(epoch FROM max(decided_at))::float8 AS last_decided,
+       count(*) FILTER (WHERE status = 'CONFIRMED') AS confirmed,
+       extract(epoch FROM (array_agg(requested_at ORDER BY ms DESC))[1]
+               - min(requested_at))::float8 AS worst_at_s
+FROM (SELECT status, requested_at, decided_at,
+             extract(epoch FROM decided_at - requested_at)::float8 * 1000 AS ms
+      FROM bookings WHERE event_id = %(event_id)s) AS b;

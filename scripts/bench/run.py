@@ -1,0 +1,133 @@
+"""One benchmark run: set up its world, run the phases in order, clean up, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from scripts.bench.meta import git_commit, machine, package_versions, services
+from scripts.bench.phases.finalisation import phase_finalisation, prefill_backlog
+from scripts.bench.phases.flash_sale import flash_line, phase_flash
+from scripts.bench.phases.http_ceiling import api_flags_match, phase_http_ceiling
+from scripts.bench.phases.intake import phase_intake
+from scripts.bench.phases.memory import memory_of
+from scripts.bench.phases.naive import phase_naive
+from scripts.bench.phases.sold_out import phase_sold_out
+from scripts.bench.phases.storage import phase_storage_ceiling
+from scripts.bench.proc import BENCH
+from scripts.bench.progress import STARTED, say
+from scripts.bench.report import build_rows, finalisation_row, markdown, to_jsonable
+from scripts.bench.world import FULL, QUICK, World, analyze, connect, create_bare_event
+from shared.config import Settings
+
+
+async def run_phases(world: World) -> dict[str, Any]:
+    """Every phase, in order; returns their results by name."""
+    r: dict[str, Any] = {}
+    # Each HTTP ratio is judged against the ceiling measured right before and right after it
+    # (their mean): the machine's speed drifts between one 10-second run and the next.
+    r["http_ceiling"] = await phase_http_ceiling(world)
+    r["intake"] = await phase_intake(world)
+    r["http_ceiling_after_intake"] = await phase_http_ceiling(world)
+    assert world.pipeline.api is not None
+    r["server_flags_match"] = api_flags_match(world.pipeline.api.pid)
+    r["storage"] = await phase_storage_ceiling(world)
+    prefill_rate = await prefill_backlog(world)
+    r["naive"] = await phase_naive(world)
+    r["finalisation"] = await phase_finalisation(world, prefill_rate)
+    r["flash"] = await phase_flash(world, r["intake"].rps)
+    say("flash-sale", flash_line(r["flash"]))
+    r["http_ceiling_before_sold_out"] = await phase_http_ceiling(world)
+    r["sold_out"] = await phase_sold_out(world)
+    r["http_ceiling_again"] = await phase_http_ceiling(world)
+    world.monitor.sample()
+    r["memory"] = [
+        m
+        for m in (
+            memory_of(world.monitor, "api", judged=True),
+            memory_of(world.monitor, "worker", judged=True),
+            memory_of(world.monitor, "worker-drain", judged=False),
+        )
+        if m is not None
+    ]
+    return r
+
+
+async def run_finalisation_only(world: World) -> dict[str, Any]:
+    """`--only finalisation`: phase 5 alone (under a minute), for work on the worker. Its
+    event is created straight in PostgreSQL; the worker builds the gate's counter."""
+    async with await connect(world.settings.database_url) as conn:
+        world.events["drain"] = await create_bare_event(
+            conn, "bench hot event", world.sizes.backlog, 1
+        )
+    await analyze(world.settings.database_url)
+    prefill_rate = await prefill_backlog(world)
+    return {"finalisation": await phase_finalisation(world, prefill_rate)}
+
+
+async def bench(args: argparse.Namespace) -> int:
+    sizes = QUICK if args.quick else FULL
+    run_id = uuid.uuid4().hex[:8]
+    out_dir: Path = args.out
+    world = World(Settings.from_env(), run_id, sizes, out_dir)
+    versions, world.monitor.services = await services(world.base)
+    started_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    meta: dict[str, Any] = {
+        "run_id": run_id,
+        "started_at": started_at,
+        "mode": ("quick" if args.quick else "full") + (f", {args.only} only" if args.only else ""),
+        "commit": git_commit(),
+        "machine": machine(),
+        "versions": {**package_versions(), **versions},
+        "sizes": asdict(sizes),
+        "settings": {
+            k: getattr(world.settings, k)
+            for k in ("batch_max", "topic_partitions", "poll_timeout_ms")
+        },
+    }
+    say(
+        "setup",
+        f"run {run_id}: {meta['mode']} mode, load average {meta['machine']['load_average']}",
+    )
+    world.monitor.watch(BENCH, os.getpid())
+    sampler = asyncio.create_task(world.monitor.run())
+    try:
+        await world.create()
+        results = await (run_finalisation_only(world) if args.only else run_phases(world))
+    finally:
+        sampler.cancel()
+        world.stop_processes()
+        if args.keep:
+            say(
+                "cleanup", f"kept databases {world.databases}, prefix {world.settings.redis_prefix}"
+            )
+        else:
+            await world.destroy()
+            say("cleanup", "databases, Redis keys, topics and groups removed")
+    meta["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    meta["seconds"] = time.monotonic() - STARTED
+    meta["server_flags_match"] = results.pop("server_flags_match", "n/a")
+    # Alone, phase 5 has no naive baseline or storage ceiling to be judged against.
+    rows = [finalisation_row(results["finalisation"])] if args.only else build_rows(results)
+    table = markdown(meta, rows, world.monitor.usage)
+    stem = out_dir / f"bench-{started_at.replace(':', '')}-{run_id}"
+    document = {
+        "meta": meta,
+        "results": results,
+        "table": rows,
+        "cpu": world.monitor.usage,
+        "rss_series": world.monitor.series,
+    }
+    stem.with_suffix(".json").write_text(json.dumps(to_jsonable(document), indent=2) + "\n")
+    stem.with_suffix(".md").write_text(table)
+    print(table)
+    say("done", f"wrote {stem}.json and .md")
+    return 0

@@ -1,0 +1,231 @@
+"""Everything one benchmark run owns (its databases, Redis prefix, topics, groups and
+processes), how much each phase does, and the small setup calls the phases share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import psycopg
+import redis.exceptions
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.admin import DeleteGroupsRequest
+from psycopg.rows import DictRow, dict_row
+
+from scripts.bench.proc import Monitor
+from scripts.loadgen import Client, bearer, local_target
+from scripts.pipeline import Pipeline, terminate
+from shared.config import Settings
+from shared.db import NamedQueries, migrate, queries, with_database
+from shared.inventory import open_redis
+from shared.topics import ensure_topics
+
+MIB = 1024
+bench_queries = NamedQueries("scripts.bench")
+
+
+Conn = psycopg.AsyncConnection[DictRow]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each phase does. --quick divides the counts and durations by about 10."""
+
+    warmup_s: float  # wrk warm-up before each measured wrk run (not counted)
+    http_s: float  # measured wrk duration: HTTP ceiling, intake, sold-out
+    connections: int  # wrk keep-alive connections
+    intake_capacity: int  # seats of the intake event (nothing decides it: never sells out)
+    backlog: int  # booking requests the real worker drains (one hot event)
+    naive: int  # bookings the naive finaliser decides (it is slow)
+    flash_requests: int
+    flash_seats: int
+    paced_connections: int  # the flash-sale client's connection cap
+    drain_timeout_s: float  # worker drain bound
+    decide_timeout_s: float  # flash sale: bound on waiting for the last decision
+
+
+FULL = Sizes(2, 10, 64, 200_000, 100_000, 5_000, 100_000, 10_000, 128, 420, 120)
+
+
+QUICK = Sizes(1, 3, 64, 20_000, 10_000, 500, 10_000, 1_000, 128, 60, 60)
+
+
+@dataclass
+class World:
+    """Everything this run owns: settings pointing at its own database, prefix, topics and
+    groups; the processes it started; where logs and results go."""
+
+    base: Settings
+    run_id: str
+    sizes: Sizes
+    out_dir: Path
+    settings: Settings = field(init=False)
+    drain: Settings = field(init=False)  # the finalisation phase's topic and group
+    base_db_url: str = field(init=False)  # baselines live in their own database
+    base_settings: Settings = field(init=False)  # ... with their own Redis prefix
+    admin_url: str = field(init=False)
+    log_dir: Path = field(init=False)
+    pipeline: Pipeline = field(init=False)
+    monitor: Monitor = field(default_factory=Monitor)
+    bare: subprocess.Popen[bytes] | None = None
+    events: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ns = f"bench{self.run_id}"
+        self.admin_url = with_database(self.base.database_url, "postgres")
+        self.base_db_url = with_database(self.base.database_url, f"bench_{self.run_id}_base")
+        self.settings = msgspec.structs.replace(
+            self.base,
+            database_url=with_database(self.base.database_url, f"bench_{self.run_id}"),
+            redis_prefix=ns,
+            topic=f"{ns}.booking-requests",
+            dlq_topic=f"{ns}.booking-requests.dlq",
+            consumer_group=f"{ns}-finalizer",
+            admin_token=secrets.token_hex(16),
+            worker_metrics_port=0,  # no port clashes with other workers on the machine
+        )
+        self.drain = msgspec.structs.replace(
+            self.settings,
+            topic=f"{ns}.backlog",
+            dlq_topic=f"{ns}.backlog.dlq",
+            consumer_group=f"{ns}-drain",
+        )
+        self.base_settings = msgspec.structs.replace(
+            self.settings, database_url=self.base_db_url, redis_prefix=f"{ns}base"
+        )
+        self.log_dir = self.out_dir / f"logs-{self.run_id}"
+        self.pipeline = Pipeline(self.settings, log_dir=self.log_dir)
+
+    @property
+    def databases(self) -> list[str]:
+        return [
+            urlsplit(u).path.lstrip("/") for u in (self.settings.database_url, self.base_db_url)
+        ]
+
+    async def create(self) -> None:
+        """Databases (migrated), topics. Redis keys appear with use, under the prefix."""
+        async with await psycopg.AsyncConnection.connect(self.admin_url, autocommit=True) as c:
+            for name in self.databases:
+                await c.execute(f'CREATE DATABASE "{name}"')
+        for url in (self.settings.database_url, self.base_db_url):
+            await asyncio.to_thread(migrate, url)
+        await ensure_topics(self.settings)
+        await ensure_topics(self.drain)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+
+    def stop_processes(self) -> None:
+        terminate(self.bare)
+        self.pipeline.stop()
+
+    async def destroy(self) -> None:
+        """Remove every trace of the run (each step on its own, so one failure does not
+        leave the rest behind)."""
+        with contextlib.suppress(psycopg.Error, OSError):
+            async with await psycopg.AsyncConnection.connect(self.admin_url, autocommit=True) as c:
+                for name in self.databases:
+                    await c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            await delete_redis_prefix(self.settings)
+            await delete_redis_prefix(self.base_settings)
+        with contextlib.suppress(KafkaError, OSError):
+            await delete_kafka(self.settings, self.drain)
+
+
+async def delete_redis_prefix(settings: Settings) -> int:
+    client = open_redis(settings)
+    deleted = 0
+    try:
+        batch: list[str] = []
+        async for key in client.scan_iter(match=f"{settings.redis_prefix}:*", count=5000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += await client.unlink(*batch)
+    finally:
+        await client.aclose()
+    return deleted
+
+
+async def delete_kafka(*all_settings: Settings) -> None:
+    """Delete the run's topics and consumer groups (aiokafka's admin client has no
+    delete-groups call, so the DeleteGroups request is sent to the group coordinator)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=all_settings[0].bootstrap_servers)
+    await admin.start()
+    try:
+        topics = [t for s in all_settings for t in (s.topic, s.dlq_topic)]
+        await admin.delete_topics(topics)
+        for group in {s.consumer_group for s in all_settings}:
+            with contextlib.suppress(KafkaError):
+                coordinator = await admin.find_coordinator(group)
+                await admin._send_request_to_node(coordinator, DeleteGroupsRequest([group]))
+    finally:
+        await admin.close()
+
+
+async def connect(url: str) -> Conn:
+    """A connection for the bench's own SQL; no statement may run past a minute (bound)."""
+    return await psycopg.AsyncConnection.connect(
+        url, row_factory=dict_row, options="-c statement_timeout=60000"
+    )
+
+
+async def analyze(url: str) -> None:
+    """Fresh planner statistics after bulk-creating seats, as autovacuum would have them by
+    the time a sale starts (stale ones can pick pathological plans: seen here, a one-row
+    UPDATE of the naive baseline burning minutes)."""
+    async with await connect(url) as conn:
+        await conn.set_autocommit(True)
+        await conn.execute("ANALYZE")
+
+
+async def create_bare_event(conn: Conn, name: str, capacity: int, limit: int) -> int:
+    """An event with its seats, straight in PostgreSQL (the baselines have no Redis gate)."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            queries.create_event, {"name": name, "capacity": capacity, "per_user_limit": limit}
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        await conn.execute(queries.create_seats, {"event_id": row["id"], "capacity": capacity})
+    return int(row["id"])
+
+
+async def create_event(client: Client, token: str, name: str, capacity: int, limit: int) -> int:
+    body = json.dumps({"name": name, "capacity": capacity, "per_user_limit": limit}).encode()
+    status, raw = await client.request("POST", "/api/events", body, bearer(token))
+    if status != 201:
+        raise RuntimeError(f"creating event {name!r} failed: {status} {raw[:300]!r}")
+    return int(json.loads(raw)["id"])
+
+
+async def api_client(url: str, connections: int = 4) -> Client:
+    return Client(local_target(url), connections, timeout_s=30.0)
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+async def partitions_of(bootstrap: list[str], topic: str) -> list[TopicPartition]:
+    """The topic's partitions, from the broker's metadata."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
