@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Flash-sale attack: N buyers try to book one seat each at the same moment, then the
-# ledger is audited. A thin driver around scripts/loadgen.py (the fast HTTP client).
+# ledger is audited. A thin driver around scripts/loadgen/ (python -m scripts.loadgen).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -14,17 +14,15 @@ import os
 import shlex
 import sys
 
-from scripts.loadgen import (
+from scripts.loadgen.api import (
     DEFAULT_URL,
     DEMO_EVENT_NAME,
     ApiError,
-    Client,
-    UsageError,
     admin_token_from_env,
     check_reachable,
     create_event,
-    local_target,
 )
+from scripts.loadgen.client import Client, UsageError, local_target
 
 DEMO_CAPACITY = 100
 

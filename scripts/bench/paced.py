@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from scripts.bench.progress import say
-from scripts.loadgen import TRANSPORT_ERRORS, Client
+from scripts.loadgen.client import TRANSPORT_ERRORS, Client
 
 
 @dataclass

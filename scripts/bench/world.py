@@ -24,7 +24,7 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 from psycopg.rows import DictRow, dict_row
 
 from scripts.bench.proc import Monitor
-from scripts.loadgen import Client, bearer, local_target
+from scripts.loadgen.client import Client, bearer, local_target
 from scripts.pipeline import Pipeline, terminate
 from shared.config import Settings
 from shared.db import NamedQueries, migrate, queries, with_database

@@ -16,7 +16,9 @@ from scripts.bench.paced import Paced, paced_fire, percentile
 from scripts.bench.phases.intake import mean_ms, produce_totals
 from scripts.bench.progress import say
 from scripts.bench.world import Conn, World, api_client, bench_queries, connect, partitions_of
-from scripts.loadgen import Client, booking_bodies, local_target, settled_audit
+from scripts.loadgen.api import settled_audit
+from scripts.loadgen.attack import booking_bodies
+from scripts.loadgen.client import Client, local_target
 from scripts.waiting import poll_until
 from shared.config import Settings
 

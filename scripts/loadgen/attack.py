@@ -1,0 +1,381 @@
+"""The attack: prepare the event, fire the bookings, wait until every accepted one is
+decided, audit, and judge the result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+from scripts.loadgen.api import (
+    DEFAULT_URL,
+    DEMO_EVENT_NAME,
+    check_reachable,
+    create_event,
+    get_audit,
+    get_event,
+    poll_audit,
+    settled_audit,
+)
+from scripts.loadgen.client import TRANSPORT_ERRORS, Client, UsageError, local_target
+from scripts.loadgen.progress import Progress
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    url: str = DEFAULT_URL
+    token: str = ""
+    requests: int = 500
+    event_id: int | None = None  # None: create a fresh demo event
+    capacity: int = 100  # of the demo event
+    concurrency: int = 64
+    timeout_s: float = 120.0  # how long to wait for decisions after the last request
+    request_timeout_s: float = 30.0
+
+
+@dataclass
+class Firing:
+    """What the firing phase saw."""
+
+    sent: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    accepted_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    last_accepted_at: float | None = None  # wall clock, to compare with decided_at
+
+
+@dataclass
+class Decisions:
+    """Where the accepted bookings ended up."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    last_decided_at: float | None = None
+    wait_seconds: float = 0.0
+
+
+@dataclass
+class Result:
+    """Everything the attack measured; `to_json()` is what `--json` writes."""
+
+    url: str
+    event_id: int
+    event_name: str
+    capacity: int
+    fresh_event: bool
+    concurrency: int
+    sent: int
+    accepted: int
+    sold_out: int
+    errors: dict[str, int]
+    fire_seconds: float
+    requests_per_second: float
+    confirmed: int
+    rejected: dict[str, int]
+    pending: int
+    unreadable: int
+    missing: int
+    drain_seconds: float | None
+    decide_wait_seconds: float
+    audit: dict[str, Any]
+    verdict: str
+    failures: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def booking_bodies(event_id: int, count: int) -> Iterator[bytes]:
+    """One request body per distinct user, made lazily (N may be large). The run tag keeps
+    users distinct across runs so repeated attacks on one event never hit the per-user
+    limit."""
+    tag = uuid.uuid4().hex[:8].encode()
+    for i in range(count):
+        yield b'{"event_id":%d,"user_id":"load-%s-%d","quantity":1}' % (event_id, tag, i)
+
+
+async def fire(client: Client, event_id: int, count: int, progress: Progress) -> Firing:
+    """Send `count` bookings as fast as the connections allow; keep every 202's id."""
+    out = Firing()
+    started = time.perf_counter()
+
+    async def book(body: bytes) -> None:
+        try:
+            status, raw = await client.request("POST", "/api/bookings", body)
+        except TRANSPORT_ERRORS as exc:
+            out.statuses[_transport_error(exc)] += 1
+        else:
+            out.statuses[str(status)] += 1
+            if status == 202:
+                out.accepted_ids.append(json.loads(raw)["booking_id"])
+                out.last_accepted_at = time.time()
+        out.sent += 1
+        progress.update(_firing_line(out, count, time.perf_counter() - started))
+
+    await client.map(booking_bodies(event_id, count), book)
+    out.seconds = time.perf_counter() - started
+    progress.done(_firing_line(out, count, out.seconds))
+    return out
+
+
+def _transport_error(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return "connection error"
+
+
+def _firing_line(out: Firing, total: int, elapsed: float) -> str:
+    rate = out.sent / elapsed if elapsed > 0 else 0.0
+    return (
+        f"firing: {out.sent}/{total} sent, {out.statuses['202']} accepted, "
+        f"{out.statuses['409']} sold out, {rate:,.0f} req/s"
+    )
+
+
+def _decided(report: dict[str, Any]) -> int:
+    return int(report["confirmed_bookings"]) + int(report["rejected_bookings"])
+
+
+async def wait_audit_decided(
+    client: Client, token: str, event_id: int, target: int, deadline: float, progress: Progress
+) -> None:
+    """Cheap wait: poll the audit's decided counts (one query) until they reach `target`
+    instead of polling every booking."""
+    while time.monotonic() < deadline:
+        report = await poll_audit(client, token, event_id)
+        if report is not None:
+            progress.update(f"deciding: {_decided(report)}/{target} decisions in the ledger")
+            if _decided(report) >= target:
+                return
+        await asyncio.sleep(0.1)
+
+
+async def fetch_decisions(
+    client: Client, ids: list[str], deadline: float, progress: Progress
+) -> Decisions:
+    """GET each accepted booking; re-poll only those still PENDING (or not readable because
+    of a transient error) until the deadline: other traffic on the same event can make the
+    audit counts run ahead of our bookings."""
+    out = Decisions()
+    unresolved: dict[str, str] = dict.fromkeys(ids, "PENDING")  # id -> last state seen
+
+    async def read(booking_id: str) -> None:
+        try:
+            status, view = await client.get_json(f"/api/bookings/{booking_id}")
+        except TRANSPORT_ERRORS as exc:
+            unresolved[booking_id] = _transport_error(exc)
+            return
+        if status == 200 and isinstance(view, dict) and view["status"] != "PENDING":
+            del unresolved[booking_id]
+            _count_decision(out, view)
+        elif status == 200:
+            unresolved[booking_id] = "PENDING"
+        elif status == 404:
+            del unresolved[booking_id]
+            out.statuses["MISSING"] += 1
+        else:
+            unresolved[booking_id] = f"HTTP {status}"
+
+    while True:
+        await client.map(list(unresolved), read)
+        progress.update(f"checking: {len(ids) - len(unresolved)}/{len(ids)} bookings decided")
+        if not unresolved or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.2)
+    for state in unresolved.values():
+        out.statuses["PENDING" if state == "PENDING" else "UNREADABLE"] += 1
+    return out
+
+
+def _count_decision(out: Decisions, view: dict[str, Any]) -> None:
+    out.statuses[view["status"]] += 1
+    if view["status"] == "REJECTED":
+        out.reasons[view.get("reason") or "UNKNOWN"] += 1
+    if view.get("decided_at"):
+        decided = datetime.fromisoformat(view["decided_at"].replace("Z", "+00:00")).timestamp()
+        out.last_decided_at = max(out.last_decided_at or decided, decided)
+
+
+async def wait_decided(
+    client: Client,
+    token: str,
+    event_id: int,
+    firing: Firing,
+    baseline: int,
+    timeout_s: float,
+    progress: Progress,
+) -> tuple[Decisions, dict[str, Any]]:
+    """Wait (bounded) until every accepted booking is decided; return the decisions and the
+    final audit."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    target = baseline + len(firing.accepted_ids)
+    await wait_audit_decided(client, token, event_id, target, deadline, progress)
+    decisions = await fetch_decisions(client, firing.accepted_ids, deadline, progress)
+    report = await settled_audit(client, token, event_id, deadline)
+    decisions.wait_seconds = time.monotonic() - started
+    decided = decisions.statuses["CONFIRMED"] + decisions.statuses["REJECTED"]
+    progress.done(
+        f"decided: {decided}/{len(firing.accepted_ids)} accepted bookings "
+        f"in {decisions.wait_seconds:.2f} s"
+    )
+    return decisions, report
+
+
+def judge(
+    config: AttackConfig, fresh: bool, capacity: int, decisions: Decisions, report: dict[str, Any]
+) -> list[str]:
+    """Why the run failed, if it did: the exit status of the whole attack."""
+    failures = []
+    if report["verdict"] != "CLEAN":
+        failures.append(f"audit verdict is {report['verdict']}, not CLEAN")
+    if decisions.statuses["PENDING"]:
+        failures.append(
+            f"{decisions.statuses['PENDING']} accepted bookings still PENDING "
+            f"after {config.timeout_s:g} s"
+        )
+    if decisions.statuses["UNREADABLE"]:
+        failures.append(
+            f"{decisions.statuses['UNREADABLE']} accepted bookings could not be read "
+            "(API errors) before the deadline"
+        )
+    if decisions.statuses["MISSING"]:
+        failures.append(f"{decisions.statuses['MISSING']} accepted bookings are unknown (404)")
+    if fresh and config.requests >= capacity and report["sold"] != capacity:
+        failures.append(
+            f"{report['sold']} seats sold of {capacity} although demand ({config.requests}) "
+            "covered the whole event"
+        )
+    return failures
+
+
+async def prepare_event(
+    client: Client, config: AttackConfig
+) -> tuple[dict[str, Any], bool, dict[str, Any]]:
+    """The event to attack (created when none is given), whether it is fresh, and its audit
+    before the attack (the baseline of decided bookings)."""
+    if config.event_id is None:
+        event = await create_event(client, config.token, config.capacity, DEMO_EVENT_NAME)
+    else:
+        event = await get_event(client, config.event_id)
+    baseline = await get_audit(client, config.token, int(event["id"]))
+    return event, config.event_id is None, baseline
+
+
+async def attack(config: AttackConfig, progress_stream: TextIO | None = sys.stderr) -> Result:
+    """Run the whole attack: prepare the event, fire, wait for decisions, audit."""
+    if not config.token:
+        raise UsageError(
+            "no admin token: set TICKETS_ADMIN_TOKEN (needed to create the event and read "
+            "its audit)"
+        )
+    progress = Progress(progress_stream)
+    client = Client(local_target(config.url), config.concurrency, config.request_timeout_s)
+    try:
+        await check_reachable(client)
+        event, fresh, baseline = await prepare_event(client, config)
+        event_id = int(event["id"])
+        firing = await fire(client, event_id, config.requests, progress)
+        decisions, report = await wait_decided(
+            client, config.token, event_id, firing, _decided(baseline), config.timeout_s, progress
+        )
+    finally:
+        client.close()
+    return _result(config, event, fresh, firing, decisions, report)
+
+
+def _result(
+    config: AttackConfig,
+    event: dict[str, Any],
+    fresh: bool,
+    firing: Firing,
+    decisions: Decisions,
+    report: dict[str, Any],
+) -> Result:
+    capacity = int(event["capacity"])
+    drain = None
+    if firing.last_accepted_at is not None and decisions.last_decided_at is not None:
+        drain = max(decisions.last_decided_at - firing.last_accepted_at, 0.0)
+    errors = {k: v for k, v in firing.statuses.items() if k not in ("202", "409")}
+    return Result(
+        url=config.url,
+        event_id=int(event["id"]),
+        event_name=str(event["name"]),
+        capacity=capacity,
+        fresh_event=fresh,
+        concurrency=config.concurrency,
+        sent=firing.sent,
+        accepted=firing.statuses["202"],
+        sold_out=firing.statuses["409"],
+        errors=dict(sorted(errors.items())),
+        fire_seconds=round(firing.seconds, 3),
+        requests_per_second=round(firing.sent / firing.seconds, 1) if firing.seconds else 0.0,
+        confirmed=decisions.statuses["CONFIRMED"],
+        rejected=dict(sorted(decisions.reasons.items())),
+        pending=decisions.statuses["PENDING"],
+        unreadable=decisions.statuses["UNREADABLE"],
+        missing=decisions.statuses["MISSING"],
+        drain_seconds=None if drain is None else round(drain, 3),
+        decide_wait_seconds=round(decisions.wait_seconds, 3),
+        audit=report,
+        verdict=str(report["verdict"]),
+        failures=judge(config, fresh, capacity, decisions, report),
+    )
+
+
+def summary(result: Result) -> str:
+    """The human-readable report: counts, rates, then the audit and its verdict."""
+    rejected = sum(result.rejected.values())
+    reasons = ", ".join(f"{k}: {v}" for k, v in result.rejected.items())
+    errors = ", ".join(f"{k}: {v}" for k, v in result.errors.items()) or "none"
+    drain = "n/a" if result.drain_seconds is None else f"{result.drain_seconds:.2f} s"
+    drain += f" (by decided_at; all checked {result.decide_wait_seconds:.2f} s after firing)"
+    rows = [
+        ("sent", f"{result.sent}"),
+        ("accepted (202)", f"{result.accepted}"),
+        ("sold out (409)", f"{result.sold_out}"),
+        ("other errors", errors),
+        ("confirmed", f"{result.confirmed}"),
+        ("rejected", f"{rejected}" + (f" ({reasons})" if reasons else "")),
+        ("still pending", f"{result.pending}"),
+        *([("unreadable (API errors)", f"{result.unreadable}")] if result.unreadable else []),
+        *([("unknown (404)", f"{result.missing}")] if result.missing else []),
+        (
+            "requests/s",
+            f"{result.requests_per_second:,.0f} ({result.sent} in {result.fire_seconds:.2f} s, "
+            f"{result.concurrency} connections)",
+        ),
+        ("last 202 -> all decided", drain),
+    ]
+    kind = "new demo event" if result.fresh_event else "event"
+    lines = [
+        f"attack on {kind} {result.event_id} {result.event_name!r} "
+        f"(capacity {result.capacity}) at {result.url}",
+        *(f"  {name:<24} {value}" for name, value in rows),
+        f"audit of event {result.event_id}:",
+        json.dumps(result.audit, indent=2),
+        f"verdict: {result.verdict}",
+    ]
+    if result.errors:
+        lines.append(
+            f"warning: {sum(result.errors.values())} requests failed ({errors}): they were "
+            "neither accepted nor refused as sold out; see the API log"
+        )
+    if result.ok:
+        lines.append("result: PASS")
+    else:
+        lines += [f"result: FAIL: {reason}" for reason in result.failures]
+    return "\n".join(lines)
