@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 # Off until shared.heap.settle() turns it back on: what the start builds (modules, clients)
-# lives on, so collecting while importing and connecting only cost time (~0.1 s of a start).
+# lives on, so collecting while importing and connecting only costs start-up time.
 gc.disable()
 
 import argparse
