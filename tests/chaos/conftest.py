@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.chaos import table
+from scripts.chaos.report import table
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

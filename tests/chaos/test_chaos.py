@@ -1,4 +1,4 @@
-"""Chaos scenarios (scripts/chaos.py) against the real services of the native stack: each runs
+"""Chaos scenarios (scripts/chaos/) against the real services of the native stack: each runs
 a sale with demand at least 3x capacity, breaks something while traffic flows, lets it heal and
 proves the invariants through the API and by SQL. They kill and restart PostgreSQL, Redis and
 Kafka of the stack the tests run on, and bring every service back up before returning."""
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.chaos import ScenarioResult, run_scenario
+from scripts.chaos.report import ScenarioResult
+from scripts.chaos.runner import run_scenario
 from shared.config import Settings
 
 pytestmark = pytest.mark.chaos

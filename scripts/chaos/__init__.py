@@ -1,0 +1,38 @@
+"""Chaos runner: run a sale against the real services, break things while traffic flows, let
+the faults heal, then prove the invariants in the README from the outside.
+
+    eval "$(scripts/stack env)"
+    python -m scripts.chaos [SCENARIO ...] [--capacity N] [--demand-factor F] [--json FILE]
+
+Each scenario gets its own database (migrated from sql/), Redis key prefix, Kafka topics and
+consumer group, and its own API and worker processes (scripts/pipeline.py). Services are
+broken through `scripts/stack kill9|start|stop|restart NAME` of this repository (so the ports
+come from the environment, as for the stack itself); workers through their process handles.
+Buyers are simulated with httpx: paced, bounded concurrency, every request carries an
+Idempotency-Key and is retried with it on 503 and transport errors (bounded), so no request is
+lost from the buyer's view. After the faults heal, the runner waits (condition-polled,
+bounded) until every accepted booking is decided and the audit is CLEAN, then checks, through
+the API and by direct SQL: the 202 booking ids are exactly the decided ones, no oversell, no
+undersell, no seat twice, no booking twice, no user above the limit, the audit CLEAN, Kafka
+offsets committed only for what PostgreSQL committed. If one of those checks fails and
+`consumer/reconcile.py` exists, `python -m consumer.reconcile` is run once and they are
+repeated; the verdict then says "reconciled" if that helped, and the report shows what the
+reconciler printed. Every stack service is brought back up after every scenario.
+
+Scenarios (default: all, in this order): worker_kill9, fault_points, rebalance, kafka_kill9,
+redis_wipe, postgres_restart, duplicates, worker_sigterm. Exit status 1 if any check failed.
+`run_scenario` is also called in-process by tests/chaos.
+
+Layout of this package:
+- `__main__.py`: the command line above.
+- `runner.py`: one scenario end to end (`run_scenario`): isolate, sell, break, heal, converge,
+  check, reconcile if needed.
+- `scenarios/`: one module per scenario (its `SPEC` and the fault injection), and the registry
+  `SCENARIOS` in their default order.
+- `scenario.py`: what a scenario declares (`Spec`) and what its injection works with (`Run`).
+- `checks.py`: the invariant checks, through the API and by SQL.
+- `traffic.py`: the simulated buyers. `faults.py`: the stack's services and the worker
+  processes. `sandbox.py`: a scenario's own database, prefix, topics and group.
+  `observe.py`: reading the API, the ledger and the Kafka topics. `report.py`: the results
+  and their table. `logs.py`: progress lines and log files.
+"""

@@ -1,0 +1,76 @@
+"""The chaos runner's command line (see the package's docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import scripts.chaos
+from scripts.chaos.report import ScenarioResult, table
+from scripts.chaos.runner import DEFAULT_CAPACITY, DEFAULT_DEMAND_FACTOR, run_scenario
+from scripts.chaos.scenarios import SCENARIOS
+from shared.config import Settings
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    names = args.scenarios or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    base = Settings.from_env()
+    root = Path(args.log_dir or tempfile.mkdtemp(prefix="chaos-"))
+    results: list[ScenarioResult] = []
+    for name in names:
+        result = await run_scenario(
+            name,
+            base,
+            capacity=args.capacity,
+            demand_factor=args.demand_factor,
+            log_dir=root / name,
+            seed=args.seed,
+            keep=args.keep,
+        )
+        results.append(result)
+        print(result.report(), file=sys.stderr, flush=True)
+    print(table(results))
+    if args.json:
+        _write_json(Path(args.json), results)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _write_json(path: Path, results: list[ScenarioResult]) -> None:
+    payload = [{**asdict(r), "verdict": r.verdict, "ok": r.ok} for r in results]
+    path.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.chaos", description=(scripts.chaos.__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=", ".join(SCENARIOS))
+    parser.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="seats per event")
+    parser.add_argument(
+        "--demand-factor",
+        type=float,
+        default=DEFAULT_DEMAND_FACTOR,
+        help="tickets asked per seat (at least 3 for the undersell check to bite)",
+    )
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--log-dir", help="where process logs go (default: a temp dir)")
+    parser.add_argument("--seed", type=int, help="random seed (default: random, printed)")
+    parser.add_argument("--keep", action="store_true", help="keep a failed scenario's database")
+    args = parser.parse_args()
+    if os.environ.get("TICKETS_DATABASE_URL") is None:
+        print('chaos: TICKETS_* not set; run eval "$(scripts/stack env)" first', file=sys.stderr)
+    sys.exit(asyncio.run(main_async(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""The invariant checks every scenario ends with, once the faults have healed: through the
+API, by direct SQL on the scenario's ledger, and on Kafka (committed offsets, dead letters)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import psycopg
+from aiokafka.errors import KafkaError
+
+from scripts.chaos.observe import query, read_topic
+from scripts.chaos.report import Check
+from scripts.chaos.scenario import Run
+from scripts.chaos.traffic import PER_USER_LIMIT
+
+
+async def invariants(run: Run, views: dict[str, dict[str, Any]] | None) -> list[Check]:
+    """Every invariant check, given the decided bookings as the API reads them back (None
+    when they did not all converge in time)."""
+    run.collect = []
+    try:
+        await _verify(run, views)
+        return run.collect
+    finally:
+        run.collect = None
+
+
+async def _verify(run: Run, views: dict[str, dict[str, Any]] | None) -> None:
+    traffic, expect = run.traffic, run.expect
+    accepted = traffic.accepted
+    finals = Counter(str(o.status) for o in traffic.outcomes)
+    expect(
+        "every request got a final answer within its retries",
+        finals["gave_up"] == 0 and finals["pending"] == 0,
+        f"finals {dict(finals)}",
+    )
+    expect(
+        "final answers are 202 or 409 SOLD_OUT",
+        set(finals) <= {"202", "409"},
+        f"finals {dict(finals)}",
+    )
+    replays = [(o, r) for o in traffic.outcomes for r in o.replays]
+    if replays:
+        same = [o.booking_id == bid for o, (code, bid) in replays if code == 202]
+        expect(
+            "replays with the same Idempotency-Key return the same booking",
+            len(same) == len(replays) and all(same),
+            f"{len(replays)} replays, {sum(same)} answered 202 with the same booking id",
+        )
+    expect(
+        "every accepted booking is decided (API)",
+        views is not None and set(views) == set(accepted),
+        f"{len(accepted)} accepted, {len(views or {})} read back decided",
+    )
+    views = views or {}
+
+    # --- through the API
+    wrong = [
+        b
+        for b, v in views.items()
+        if (v["event_id"], v["user_id"], v["quantity"])
+        != (accepted[b].ask.event_id, accepted[b].ask.user_id, accepted[b].ask.quantity)
+    ]
+    expect("bookings read back as requested (API)", not wrong, f"{len(wrong)} differ: {wrong[:3]}")
+    bad_seats = [
+        b
+        for b, v in views.items()
+        if (v["status"] == "CONFIRMED" and (len(v["seats"]) != v["quantity"] or v["reason"]))
+        or (
+            v["status"] == "REJECTED"
+            and (v["seats"] or v["reason"] not in ("SOLD_OUT", "LIMIT_EXCEEDED"))
+        )
+    ]
+    expect(
+        "confirmed bookings have their seats, rejected ones a reason and none (API)",
+        not bad_seats,
+        f"{len(bad_seats)} wrong: {bad_seats[:3]}",
+    )
+    demand = Counter[int]()
+    for o in traffic.outcomes:
+        demand[o.ask.event_id] += o.ask.quantity
+    for event_id, capacity in run.events.items():
+        mine = [v for v in views.values() if v["event_id"] == event_id]
+        seats = [s for v in mine if v["status"] == "CONFIRMED" for s in v["seats"]]
+        confirmed_qty = sum(v["quantity"] for v in mine if v["status"] == "CONFIRMED")
+        per_user = Counter[str]()
+        for v in mine:
+            if v["status"] == "CONFIRMED":
+                per_user[v["user_id"]] += v["quantity"]
+        expect(
+            f"event {event_id}: no seat twice (API)",
+            len(seats) == len(set(seats)),
+            f"{len(seats)} seats, {len(set(seats))} distinct",
+        )
+        expect(
+            f"event {event_id}: confirmed <= capacity, == capacity as demand exceeds it (API)",
+            confirmed_qty == capacity if demand[event_id] > capacity else confirmed_qty <= capacity,
+            f"confirmed {confirmed_qty}, capacity {capacity}, demand {demand[event_id]}",
+        )
+        top = max(per_user.values(), default=0)
+        expect(
+            f"event {event_id}: no user above the limit (API)",
+            top <= PER_USER_LIMIT,
+            f"most by one user {top}, limit {PER_USER_LIMIT}",
+        )
+        audit = await run.api.audit(event_id)
+        run.result.audits[event_id] = audit or {}
+        expect(
+            f"event {event_id}: audit CLEAN and consistent",
+            audit is not None
+            and audit["verdict"] == "CLEAN"
+            and audit["sold"] == confirmed_qty == audit["seats_assigned"]
+            and audit["confirmed_bookings"] == sum(1 for v in mine if v["status"] == "CONFIRMED")
+            and audit["redis_available"] == capacity - audit["sold"]
+            and audit["double_assigned_seats"] == 0
+            and audit.get("misassigned_seats", 0) == 0
+            and not audit["oversold"],
+            f"audit {audit}",
+        )
+        view = await run.api.event(event_id)
+        expect(
+            f"event {event_id}: event view agrees",
+            view is not None
+            and view["sold"] == confirmed_qty
+            and view["available"] == capacity - confirmed_qty,
+            f"view {view}",
+        )
+
+    # --- by SQL, on the scenario's own database
+    try:
+        await _verify_sql(run, views, demand)
+    except psycopg.Error as exc:
+        expect("ledger readable by SQL", False, repr(exc))
+
+    # --- Kafka: offsets and the dead-letter topic
+    await run.check_offsets("at the end")
+    try:
+        parked = await read_topic(run.settings, run.settings.dlq_topic)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        run.note(f"dead-letter topic unreadable: {exc!r}")
+    else:
+        expect("nothing dead-lettered", not parked, f"{len(parked)} dead letters")
+
+
+async def _verify_sql(run: Run, views: dict[str, dict[str, Any]], demand: Counter[int]) -> None:
+    expect, s = run.expect, run.settings
+    accepted = set(run.traffic.accepted)
+    rows = await query(
+        s,
+        "SELECT booking_id::text AS id, event_id, user_id, quantity, status FROM bookings "
+        "WHERE event_id = ANY(%(ids)s)",
+        {"ids": list(run.events)},
+    )
+    ids = [r["id"] for r in rows]
+    decided = set(ids)
+    expect(
+        "202 booking ids == decided booking ids (SQL)",
+        decided == accepted,
+        f"{len(accepted)} accepted, {len(decided)} decided; accepted but not decided "
+        f"{sorted(accepted - decided)[:3]} ({len(accepted - decided)}); decided but never "
+        f"accepted {sorted(decided - accepted)[:3]} ({len(decided - accepted)})",
+    )
+    expect("no booking id twice (SQL)", len(ids) == len(decided), f"{len(ids)} rows")
+    differ = [r["id"] for r in rows if r["id"] in views and views[r["id"]]["status"] != r["status"]]
+    expect("API and SQL agree on every status", not differ, f"{len(differ)} differ: {differ[:3]}")
+    per_event = await query(
+        s,
+        """
+        SELECT e.id, e.capacity, e.sold, e.per_user_limit,
+               (SELECT coalesce(sum(quantity), 0) FROM bookings b
+                 WHERE b.event_id = e.id AND b.status = 'CONFIRMED')::int AS confirmed,
+               (SELECT count(*) FROM seats t WHERE t.event_id = e.id AND t.booking_id IS NOT NULL)
+                 ::int AS seats_taken,
+               (SELECT count(*) FROM (SELECT label FROM seats t WHERE t.event_id = e.id
+                  AND t.booking_id IS NOT NULL GROUP BY label HAVING count(*) > 1) d)::int
+                 AS seats_twice,
+               (SELECT coalesce(max(q), 0) FROM (SELECT sum(quantity) AS q FROM bookings b
+                  WHERE b.event_id = e.id AND b.status = 'CONFIRMED' GROUP BY user_id) u)::int
+                 AS top_user,
+               (SELECT count(*) FROM bookings b
+                  LEFT JOIN (SELECT t.booking_id, count(*) AS n FROM seats t
+                             WHERE t.event_id = e.id AND t.booking_id IS NOT NULL
+                             GROUP BY t.booking_id) m ON m.booking_id = b.booking_id
+                  WHERE b.event_id = e.id AND (
+                    (b.status = 'CONFIRMED' AND b.quantity <> coalesce(m.n, 0))
+                    OR (b.status = 'REJECTED' AND m.n IS NOT NULL))
+               )::int AS wrong_seats,
+               (SELECT count(*) FROM seats t WHERE t.event_id = e.id AND t.booking_id IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.booking_id = t.booking_id
+                                  AND b.event_id = e.id AND b.status = 'CONFIRMED'))::int
+                 AS stray_seats
+        FROM events e WHERE e.id = ANY(%(ids)s) ORDER BY e.id
+        """,
+        {"ids": list(run.events)},
+    )
+    for e in per_event:
+        eid = e["id"]
+        expect(
+            f"event {eid}: sold == sum(confirmed) <= capacity (SQL)",
+            e["sold"] == e["confirmed"] <= e["capacity"],
+            f"sold {e['sold']}, confirmed {e['confirmed']}, capacity {e['capacity']}",
+        )
+        expect(
+            f"event {eid}: no undersell (SQL)",
+            e["confirmed"] == e["capacity"] or demand[eid] <= e["capacity"],
+            f"confirmed {e['confirmed']} of {e['capacity']} with demand {demand[eid]}",
+        )
+        expect(
+            f"event {eid}: seats taken == sold, none twice, each booking its own (SQL)",
+            e["seats_taken"] == e["sold"]
+            and e["seats_twice"] == e["wrong_seats"] == e["stray_seats"] == 0,
+            f"seats taken {e['seats_taken']}, labels twice {e['seats_twice']}, "
+            f"bookings with wrong seats {e['wrong_seats']}, seats held by no confirmed booking "
+            f"of the event {e['stray_seats']}",
+        )
+        expect(
+            f"event {eid}: no user above the limit (SQL)",
+            e["top_user"] <= e["per_user_limit"],
+            f"most by one user {e['top_user']}, limit {e['per_user_limit']}",
+        )

@@ -1,0 +1,87 @@
+"""What a scenario found: its checks and numbers (ScenarioResult), its report, and the table
+of several scenarios that the command line and the test session print."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    title: str
+    requests: int = 0
+    demand: int = 0  # tickets asked for
+    accepted: int = 0
+    confirmed: int = 0
+    rejected: int = 0
+    sold: int = 0
+    capacity: int = 0
+    sold_out_409: int = 0
+    faults: list[str] = field(default_factory=list)
+    converge_s: float | None = None
+    checks: list[Check] = field(default_factory=list)
+    checks_before_reconcile: list[Check] = field(default_factory=list)
+    reconciler: str | None = None  # its output, when it was needed
+    notes: list[str] = field(default_factory=list)
+    codes: dict[str, int] = field(default_factory=dict)
+    audits: dict[int, dict[str, Any]] = field(default_factory=dict)
+    duration_s: float = 0.0
+    log_dir: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        if not self.ok:
+            return "FAIL"
+        return "PASS (reconciled)" if self.reconciler is not None else "PASS"
+
+    def check(self, name: str) -> Check:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name}: no check named {name!r}")
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def report(self) -> str:
+        lines = [f"{self.name}: {self.verdict} ({self.title}); logs in {self.log_dir}"]
+        if self.error:
+            lines.append(f"  error: {self.error}")
+        lines += [f"  fault  {f}" for f in self.faults]
+        for c in self.checks:
+            lines.append(f"  {'ok  ' if c.ok else 'FAIL'}   {c.name}: {c.detail}")
+        if self.reconciler is not None:
+            lines.append(f"  reconciler needed: {self.reconciler.strip()[:500]}")
+        lines += [f"  note   {n}" for n in self.notes]
+        lines.append(f"  codes  {dict(sorted(self.codes.items()))}")
+        return "\n".join(lines)
+
+
+def table(results: list[ScenarioResult]) -> str:
+    head = (
+        f"{'scenario':<17}{'requests':>9}{'accepted':>9}{'confirmed':>10}{'rejected':>9}"
+        f"{'409':>6}{'sold/cap':>10}{'faults':>7}{'converge':>10}  verdict"
+    )
+    rows = [head, "-" * len(head)]
+    for r in results:
+        converge = f"{r.converge_s:.1f}s" if r.converge_s is not None else "-"
+        rows.append(
+            f"{r.name:<17}{r.requests:>9}{r.accepted:>9}{r.confirmed:>10}{r.rejected:>9}"
+            f"{r.sold_out_409:>6}{f'{r.sold}/{r.capacity}':>10}{len(r.faults):>7}{converge:>10}"
+            f"  {r.verdict}"
+        )
+    return "\n".join(rows)

@@ -1,0 +1,257 @@
+"""One scenario end to end (`run_scenario`): its own sandbox and processes, a sale with the
+scenario's faults injected, the heal, the wait until everything is decided, the invariant
+checks, and the reconciler once if they failed. Never leaves a stack service down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from scripts.chaos.checks import invariants
+from scripts.chaos.faults import ChaosPipeline, Stack, StackError
+from scripts.chaos.logs import append_log, say
+from scripts.chaos.observe import Api
+from scripts.chaos.report import Check, ScenarioResult
+from scripts.chaos.sandbox import Sandbox, partition_of
+from scripts.chaos.scenario import Run, Spec
+from scripts.chaos.scenarios import SCENARIOS
+from scripts.chaos.traffic import PER_USER_LIMIT, Traffic, plan_demand
+from scripts.pipeline import ROOT, settings_env
+from scripts.waiting import poll_until
+from shared.config import Settings
+
+RECONCILER = ROOT / "consumer" / "reconcile.py"
+
+DEFAULT_CAPACITY = 150
+DEFAULT_DEMAND_FACTOR = 3.0
+CONVERGE_TIMEOUT_S = 45.0
+TERMINAL = ("CONFIRMED", "REJECTED")
+
+
+async def run_scenario(
+    name: str,
+    base: Settings | None = None,
+    *,
+    capacity: int = DEFAULT_CAPACITY,
+    demand_factor: float = DEFAULT_DEMAND_FACTOR,
+    log_dir: Path | None = None,
+    seed: int | None = None,
+    verbose: bool = True,
+    keep: bool = False,
+) -> ScenarioResult:
+    """Run one scenario end to end and return its checks. Never leaves a service down."""
+    spec = SCENARIOS[name]
+    base = base or Settings.from_env()
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
+    rng = random.Random(seed)
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
+    result = ScenarioResult(name, spec.title, log_dir=str(log_dir))
+    result.notes.append(f"seed {seed}")
+    stack = Stack(log_dir / "stack.log")
+    started = time.monotonic()
+    sandbox: Sandbox | None = None
+    pipeline: ChaosPipeline | None = None
+    try:
+        await stack.heal()
+        sandbox = await Sandbox.create(base, spec.partitions)
+        pipeline = ChaosPipeline(sandbox.settings, log_dir=log_dir)
+        pipeline.start_api()
+        await pipeline.wait_ready(timeout_s=60, path="/ready")
+        await _run(
+            spec, sandbox.settings, pipeline, stack, rng, result, capacity, demand_factor, verbose
+        )
+    except Exception as exc:  # noqa: BLE001 - reported as the scenario's failure
+        result.error = f"{type(exc).__name__}: {exc}"
+        append_log(log_dir / "error.log", traceback.format_exc())
+        if verbose:
+            say(name, time.monotonic() - started, f"ERROR {result.error}")
+    finally:
+        if pipeline is not None:
+            await pipeline.stop_all()
+        try:
+            await stack.heal()
+        except StackError as exc:
+            result.error = result.error or f"could not bring the stack back up: {exc}"
+            raise
+        finally:
+            if sandbox is not None and (result.ok or not keep):
+                await sandbox.destroy()
+            elif sandbox is not None:
+                result.notes.append(
+                    f"kept database, Redis prefix and topics {sandbox.db_name}[.*] for inspection"
+                )
+            result.duration_s = time.monotonic() - started
+    return result
+
+
+async def _run(
+    spec: Spec,
+    settings: Settings,
+    pipeline: ChaosPipeline,
+    stack: Stack,
+    rng: random.Random,
+    result: ScenarioResult,
+    capacity: int,
+    demand_factor: float,
+    verbose: bool,
+) -> None:
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(base_url=pipeline.url, timeout=10, limits=limits) as client:
+        api = Api(client, settings.admin_token)
+        events = await _create_events(api, spec, capacity)
+        asks = plan_demand(events, demand_factor, spec.duration_s, rng)
+        traffic = Traffic(
+            pipeline.url,
+            asks,
+            rng,
+            flaky_share=spec.flaky_share,
+            replay_share=spec.replay_share,
+            replay_window_s=spec.duration_s,
+        )
+        run = Run(
+            spec, settings, pipeline, stack, api, events, traffic, rng, result, verbose=verbose
+        )
+        run.say(
+            f"sale: {len(asks)} requests for {sum(a.quantity for a in asks)} tickets, events "
+            f"{events} (capacity each {capacity}), over {spec.duration_s:.0f}s; "
+            f"logs {pipeline.log_dir}"
+        )
+        if spec.start_workers:
+            for _ in range(spec.workers):
+                run.start_worker()
+        supervisor = asyncio.create_task(run.supervisor())
+        traffic.started = time.monotonic()  # the clock of Run.at()
+        sale = asyncio.create_task(traffic.run())
+        try:
+            await spec.inject(run)
+            await asyncio.wait_for(asyncio.shield(sale), spec.duration_s + 90)
+            run.say(f"traffic done: {traffic.codes()}")
+            await stack.heal()
+            if not pipeline.live_workers():
+                run.note("no worker alive after the faults: starting one")
+                run.start_worker()
+            healed = time.monotonic()
+            run.say("faults healed; waiting for every accepted booking to be decided")
+            views = await _converge(run, CONVERGE_TIMEOUT_S)
+            if views is not None:
+                result.converge_s = time.monotonic() - healed
+            checks = await invariants(run, views)
+            if not all(c.ok for c in checks) and RECONCILER.exists():
+                result.checks_before_reconcile = checks
+                checks = await _reconcile(run)
+            result.checks += checks
+        finally:
+            run.supervise = False
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+            if not sale.done():
+                sale.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sale
+            _summarise(run)
+
+
+async def _create_events(api: Api, spec: Spec, capacity: int) -> dict[int, int]:
+    """`spec.events` events whose requests land on distinct partitions (one per event)."""
+    events: dict[int, int] = {}
+    used: set[int] = set()
+    for n in range(50):
+        event_id = await api.create_event(capacity, PER_USER_LIMIT, f"chaos {spec.name} {n}")
+        part = partition_of(event_id, spec.partitions)
+        if part not in used:
+            used.add(part)
+            events[event_id] = capacity
+        if len(events) == spec.events:
+            return events
+    raise RuntimeError(f"could not place {spec.events} events on distinct partitions")
+
+
+async def _converge(run: Run, timeout_s: float) -> dict[str, dict[str, Any]] | None:
+    """Poll until every accepted booking reads as decided and every audit is CLEAN. Returns
+    the booking views, or None if that did not happen in time (the checks then say what)."""
+    deadline = time.monotonic() + timeout_s
+    views = await _decide_all(run, timeout_s)
+    left = deadline - time.monotonic()
+    if views is None or left <= 0:
+        return None
+
+    async def clean() -> bool:
+        audits = [await run.api.audit(e) for e in run.events]
+        return all(a is not None and a["verdict"] == "CLEAN" for a in audits)
+
+    return views if await poll_until(clean, left, interval_s=0.25) else None
+
+
+async def _decide_all(run: Run, timeout_s: float) -> dict[str, dict[str, Any]] | None:
+    pending = set(run.traffic.accepted)
+    views: dict[str, dict[str, Any]] = {}
+    not_found: set[str] = set()
+    gate = asyncio.Semaphore(32)
+
+    async def one(booking_id: str) -> None:
+        async with gate:
+            code, body = await run.api.booking(booking_id)
+        if code == 200 and body.get("status") in TERMINAL:
+            views[booking_id] = body
+            pending.discard(booking_id)
+        elif code == 404:
+            not_found.add(booking_id)
+
+    async def all_decided() -> bool:
+        await asyncio.gather(*(one(b) for b in list(pending)))
+        return not pending
+
+    await poll_until(all_decided, timeout_s, interval_s=0.25)
+    if not_found:
+        run.note(
+            f"GET /api/bookings/{{id}} answered 404 for {len(not_found)} accepted bookings "
+            "while they were undecided"
+        )
+    if pending:
+        run.note(f"{len(pending)} accepted bookings still undecided, e.g. {sorted(pending)[:3]}")
+        return None
+    return views
+
+
+async def _reconcile(run: Run) -> list[Check]:
+    """Run `python -m consumer.reconcile` once, then converge and check the invariants again."""
+    failed = [c.name for c in run.result.checks_before_reconcile if not c.ok]
+    run.say(f"invariants failed ({failed}): running the reconciler")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "consumer.reconcile",
+        cwd=ROOT,
+        env=settings_env(run.settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    run.result.reconciler = f"exit {proc.returncode}: {out.decode(errors='replace')}"
+    append_log(Path(run.result.log_dir) / "reconcile.log", run.result.reconciler)
+    views = await _converge(run, 20.0)
+    return await invariants(run, views)
+
+
+def _summarise(run: Run) -> None:
+    r, traffic = run.result, run.traffic
+    r.requests = len(traffic.outcomes)
+    r.demand = sum(o.ask.quantity for o in traffic.outcomes)
+    r.accepted = len(traffic.accepted)
+    r.sold_out_409 = traffic.count(409)
+    r.codes = dict(traffic.codes())
+    r.capacity = sum(run.events.values())
+    r.sold = sum(int(a.get("sold", 0)) for a in r.audits.values())
+    r.confirmed = sum(int(a.get("confirmed_bookings", 0)) for a in r.audits.values())
+    r.rejected = sum(int(a.get("rejected_bookings", 0)) for a in r.audits.values())

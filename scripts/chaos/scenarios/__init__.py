@@ -1,0 +1,30 @@
+"""The scenarios, one module each (its Spec and its fault injection), by name in the order
+the runner runs them when none is named."""
+
+from __future__ import annotations
+
+from scripts.chaos.scenario import Spec
+from scripts.chaos.scenarios import (
+    duplicates,
+    fault_points,
+    kafka_kill9,
+    postgres_restart,
+    rebalance,
+    redis_wipe,
+    worker_kill9,
+    worker_sigterm,
+)
+
+SCENARIOS: dict[str, Spec] = {
+    module.SPEC.name: module.SPEC
+    for module in (
+        worker_kill9,
+        fault_points,
+        rebalance,
+        kafka_kill9,
+        redis_wipe,
+        postgres_restart,
+        duplicates,
+        worker_sigterm,
+    )
+}

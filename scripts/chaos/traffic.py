@@ -1,0 +1,195 @@
+"""The buyers: a planned demand of booking requests, sent paced and with bounded concurrency,
+each retried with its Idempotency-Key until it gets a final answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import httpx
+
+from scripts.chaos.observe import json_body
+
+PER_USER_LIMIT = 4
+MAX_QUANTITY = 3
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One buyer's booking request, sent `at` seconds after the sale opens."""
+
+    index: int
+    event_id: int
+    user_id: str
+    quantity: int
+    key: str
+    at: float
+
+
+def plan_demand(
+    events: dict[int, int],
+    factor: float,
+    duration_s: float,
+    rng: random.Random,
+    limit: int = PER_USER_LIMIT,
+) -> list[Ask]:
+    """At least `factor` x capacity tickets per event from buyers who sometimes exceed the
+    per-user limit. About 0.9 x capacity arrives over the first 70% of the sale, the rest as a
+    rush in the last 30%: stock lasts while the faults happen, and the rush sells it out."""
+    asks: list[tuple[int, str, int, float]] = []
+    for event_id, capacity in events.items():
+        target = math.ceil(factor * capacity)
+        users = [f"e{event_id}-buyer{n}" for n in range(max(2, target // limit))]
+        wanted: Counter[str] = Counter()
+        total = 0
+        while total < target or sum(min(limit, q) for q in wanted.values()) < 1.2 * capacity:
+            user, quantity = rng.choice(users), rng.randint(1, MAX_QUANTITY)
+            at = (
+                rng.uniform(0, 0.7 * duration_s)
+                if total < 0.9 * capacity
+                else rng.uniform(0.7 * duration_s, duration_s)
+            )
+            asks.append((event_id, user, quantity, at))
+            wanted[user] += quantity
+            total += quantity
+    asks.sort(key=lambda a: a[3])
+    return [
+        Ask(i, event_id, user, quantity, f"chaos-{uuid.uuid4().hex}", at)
+        for i, (event_id, user, quantity, at) in enumerate(asks)
+    ]
+
+
+@dataclass
+class Attempt:
+    start: float  # monotonic
+    end: float
+    status: int | str  # HTTP status, or "transport"
+
+
+@dataclass
+class Outcome:
+    ask: Ask
+    status: int | str = "pending"  # final: 202, 409 (sold out), another HTTP code, "gave_up"
+    booking_id: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    replays: list[tuple[int | str, str | None]] = field(default_factory=list)
+
+
+class Traffic:
+    """Paced buyers with bounded concurrency. Each request keeps its Idempotency-Key across
+    retries (503, 409 "in progress", 5xx, transport errors), bounded in count and time."""
+
+    def __init__(
+        self,
+        url: str,
+        asks: list[Ask],
+        rng: random.Random,
+        *,
+        concurrency: int = 24,
+        max_attempts: int = 40,
+        deadline_s: float = 60.0,
+        timeout_s: float = 10.0,
+        flaky_share: float = 0.0,
+        replay_share: float = 0.0,
+        replay_window_s: float = 0.0,
+    ) -> None:
+        self.url = url
+        self.outcomes = [Outcome(ask) for ask in asks]
+        self.rng = rng
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.deadline_s = deadline_s
+        self.timeout_s = timeout_s
+        self.flaky_share = flaky_share  # first attempt's answer is lost (tiny client timeout)
+        self.replay_share = replay_share  # accepted requests sent again later with their key
+        self.replay_window_s = replay_window_s
+        self.started = 0.0
+        self.done = asyncio.Event()
+
+    @property
+    def accepted(self) -> dict[str, Outcome]:
+        return {o.booking_id: o for o in self.outcomes if o.booking_id is not None}
+
+    def count(self, status: int | str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    def codes(self) -> Counter[str]:
+        return Counter(str(a.status) for o in self.outcomes for a in o.attempts)
+
+    def attempts(self) -> Iterable[Attempt]:
+        return (a for o in self.outcomes for a in o.attempts)
+
+    async def run(self) -> None:
+        limits = httpx.Limits(max_connections=self.concurrency * 2)
+        gate = asyncio.Semaphore(self.concurrency)
+        self.started = self.started or time.monotonic()
+        try:
+            async with httpx.AsyncClient(
+                base_url=self.url, timeout=self.timeout_s, limits=limits
+            ) as client:
+                await asyncio.gather(*(self._buyer(client, gate, o) for o in self.outcomes))
+        finally:
+            self.done.set()
+
+    async def _buyer(
+        self, client: httpx.AsyncClient, gate: asyncio.Semaphore, out: Outcome
+    ) -> None:
+        await asyncio.sleep(max(0.0, self.started + out.ask.at - time.monotonic()))
+        flaky = self.rng.random() < self.flaky_share
+        async with gate:
+            out.status, out.booking_id = await self._request(client, out, flaky)
+        if out.status == 202 and self.rng.random() < self.replay_share:
+            # Replays come back before the sale ends (or right after, for late buyers).
+            end = self.started + self.replay_window_s
+            for _ in range(self.rng.randint(1, 2)):
+                await asyncio.sleep(self.rng.uniform(0.2, max(0.3, end - time.monotonic())))
+                async with gate:
+                    out.replays.append(await self._request(client, out, flaky=False))
+
+    async def _request(
+        self, client: httpx.AsyncClient, out: Outcome, flaky: bool
+    ) -> tuple[int | str, str | None]:
+        ask = out.ask
+        body = {"event_id": ask.event_id, "user_id": ask.user_id, "quantity": ask.quantity}
+        headers = {"Idempotency-Key": ask.key}
+        deadline = time.monotonic() + self.deadline_s
+        delay = 0.1
+        for attempt in range(self.max_attempts):
+            start = time.monotonic()
+            # A flaky first attempt: the request leaves, the client stops listening at once,
+            # as when a response is lost on the way back. The retry must find the same booking.
+            timeout = httpx.Timeout(self.timeout_s, read=0.002) if flaky and attempt == 0 else None
+            retry_after: float | None = None
+            try:
+                if timeout is None:
+                    response = await client.post("/api/bookings", json=body, headers=headers)
+                else:
+                    response = await client.post(
+                        "/api/bookings", json=body, headers=headers, timeout=timeout
+                    )
+            except httpx.TransportError:
+                out.attempts.append(Attempt(start, time.monotonic(), "transport"))
+            else:
+                code = response.status_code
+                out.attempts.append(Attempt(start, time.monotonic(), code))
+                if code == 202:
+                    return 202, str(response.json()["booking_id"])
+                if code == 409 and json_body(response).get("reason") == "SOLD_OUT":
+                    return 409, None
+                if code not in (409, 429) and code < 500:
+                    return code, None  # 400/404/422: a final answer (and a failed check)
+                with contextlib.suppress(ValueError):
+                    retry_after = float(response.headers.get("retry-after", ""))
+            if time.monotonic() > deadline:
+                break
+            pause = min(retry_after if retry_after is not None else delay, 1.0)
+            await asyncio.sleep(pause * self.rng.uniform(0.5, 1.0))
+            delay = min(delay * 2, 1.0)
+        return "gave_up", None
