@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from http import HTTPStatus
 
 from litestar import Litestar, Router
@@ -13,19 +14,24 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import Scope
 
 from api import problems
+from api.accounts import AccountController, MeController
+from api.auth import Authenticator, Revocations
 from api.bookings import BookingController, BookingIntake
-from api.coalesce import AvailabilityView, WriteCoalescer
+from api.coalesce import AvailabilityView, Coalescer
 from api.context import Services
 from api.events import EventController
 from api.health import health, ready
 from api.idempotency import IdempotencyStore
 from api.problems import failure_of
 from api.publisher import Publisher
+from api.rate_limit import ClientAddresses, Limits, RateLimiter
 from shared import heap, logs
 from shared.config import Settings, load_or_exit
+from shared.contracts import BookingRequested
 from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.inventory import Inventory, open_redis
+from shared.keys import RedisKeys
 from shared.rules import RulesCache
 
 log = logging.getLogger(__name__)
@@ -39,7 +45,14 @@ async def _log_unexpected(exc: BaseException, scope: Scope) -> None:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_or_exit()
+    settings.check_api()
     logs.configure(settings)
+    log.info(
+        "buyers: %s",
+        "signed tokens (TICKETS_BUYER_AUTH=token)"
+        if settings.buyer_auth == "token"
+        else "named by the request (TICKETS_BUYER_AUTH=open)",
+    )
     if not settings.admin_token:
         log.warning("TICKETS_ADMIN_TOKEN is empty: admin endpoints refuse every request")
 
@@ -52,6 +65,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await publisher.start()
         inventory = Inventory(redis_client, settings.redis_prefix)
         decisions = DecisionCache(redis_client, settings.redis_prefix, settings.status_cache_ttl_s)
+        keys = RedisKeys(settings.redis_prefix)
+        revocations = Revocations(redis_client, keys)
+
+        async def remember(requests: Sequence[BookingRequested]) -> list[None]:
+            await decisions.remember_requests(requests)
+            return [None] * len(requests)
+
         app.state.services = Services(
             settings=settings,
             pool=pool,
@@ -63,13 +83,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 redis_client, settings.redis_prefix, settings.idempotency_ttl_s
             ),
             availability=AvailabilityView(inventory, settings.availability_max_age_ms / 1000),
-            pending=WriteCoalescer(decisions.remember_requests),
+            pending=Coalescer(remember),
             rules=RulesCache(pool),
+            auth=Authenticator(settings, revocations),
+            limiter=RateLimiter(redis_client, keys),
+            limits=Limits.of(settings),
+            addresses=ClientAddresses(settings.proxies),
         )
         heap.settle(settings.gc_young_threshold)
+        mirror = asyncio.create_task(revocations.run())
         try:
             yield
         finally:
+            mirror.cancel()
             await publisher.stop()
             await redis_client.aclose()
             await pool.close()
@@ -78,7 +104,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Every route but the booking POST gets Litestar's HTTP metrics (see BookingIntake).
     measured = Router(
         path="/",
-        route_handlers=[EventController, BookingController, health, ready, PrometheusController],
+        route_handlers=[
+            EventController,
+            BookingController,
+            MeController,
+            *([AccountController] if settings.signs_tokens else []),
+            health,
+            ready,
+            PrometheusController,
+        ],
         middleware=[prometheus.middleware],
     )
     return Litestar(

@@ -19,7 +19,7 @@ from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.params import FromPath, QueryParameter
 
-from api.auth import admin_only, buyer_id
+from api.auth import admin_only, buyer_of, identify, may_read
 from api.context import InjectedServices, Services
 from api.events import audit_or_404, get_event_view, services
 from api.idempotency import fingerprint
@@ -28,12 +28,13 @@ from shared import deadlines
 from shared.audit import AuditReport
 from shared.contracts import BookingRequested, EventId, Quantity, UserId, new_booking_id
 from shared.db import fetch_one, queries
-from shared.decisions import BookingView, iso_from_ms
+from shared.decisions import BookingView
 from shared.errors import (
     BrokerUnavailable,
     InvalidRequest,
     LimitExceeded,
     NotFound,
+    Unauthenticated,
 )
 from shared.metrics import BOOKING_OUTCOME
 
@@ -82,7 +83,9 @@ EventIdQuery = Annotated[int, QueryParameter(name="eventId", ge=1, le=2**62)]
 
 class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
     event_id: Annotated[EventId, msgspec.Meta(le=2**62)]
-    user_id: UserId
+    # Required in `open` mode; in `token` mode the token names the buyer, and a user_id
+    # here must be the same one.
+    user_id: UserId | None = None
     quantity: Quantity = 1
 
 
@@ -195,7 +198,10 @@ class BookingIntake(Controller):
         try:
             key = _idempotency_key(request.headers)
             wanted = _wanted(await request.body(), request)
-            outcome, response = await self._book(svc, wanted, key)
+            user_id = buyer_of(
+                svc.settings, svc.auth, request.headers.get("authorization"), wanted.user_id
+            )
+            outcome, response = await self._book(svc, request, wanted, user_id, key)
             return response
         except Exception as exc:
             outcome = failure_of(exc).outcome
@@ -204,10 +210,16 @@ class BookingIntake(Controller):
             BOOKING_OUTCOME[outcome].inc()
 
     async def _book(
-        self, svc: Services, wanted: BookingCreate, idempotency_key: str | None
+        self,
+        svc: Services,
+        request: Request[object, object, State],
+        wanted: BookingCreate,
+        user_id: str,
+        idempotency_key: str | None,
     ) -> tuple[str, Response[Accepted] | Response[bytes]]:
-        """Publish one booking request; returns the metric outcome and the response."""
-        user_id = buyer_id(wanted.user_id)
+        """Publish one booking request; returns the metric outcome and the response. The rate
+        limits are counted after the sold-out fast path (a 409 costs no Redis round trip)
+        and before anything is published."""
         rules = await svc.event_rules(wanted.event_id)
         if wanted.quantity > rules.per_user_limit:
             raise LimitExceeded(
@@ -224,6 +236,10 @@ class BookingIntake(Controller):
         try:
             sold_out = await svc.availability.available(wanted.event_id) == 0
             if not sold_out:
+                await svc.limiter.admit(
+                    (svc.limits.buyer, user_id),
+                    (svc.limits.address, svc.addresses.of(request)),
+                )
                 now_ms = deadlines.now_ms()
                 message = BookingRequested(
                     booking_id=booking_uuid,
@@ -248,7 +264,7 @@ class BookingIntake(Controller):
         try:
             if claim is not None:
                 await svc.idempotency.complete(claim)
-            await svc.pending.write(message)
+            await svc.pending.submit(message)
         except redis.exceptions.RedisError as exc:
             log.warning("booking %s accepted but not cached: %r", booking_id, exc)
         return "accepted", self._accepted(booking_id)
@@ -299,7 +315,24 @@ class BookingController(Controller):
         summary="A booking's status: PENDING, CONFIRMED or REJECTED",
         responses=documented(HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE),
     )
-    async def read(self, booking_id: FromPath[str], svc: InjectedServices) -> BookingView:
+    async def read(
+        self,
+        booking_id: FromPath[str],
+        svc: InjectedServices,
+        request: Request[object, object, State],
+    ) -> BookingView:
+        caller = None
+        if svc.settings.buyer_auth == "token":
+            caller = identify(svc.settings, svc.auth, request.headers.get("authorization"))
+            if caller is None:
+                raise Unauthenticated()
+        view = await self._find(svc, booking_id)
+        if not may_read(svc.settings, caller, view.user_id):
+            raise NotFound(f"booking {booking_id} does not exist")
+        return view
+
+    @staticmethod
+    async def _find(svc: Services, booking_id: str) -> BookingView:
         try:
             parsed = uuid.UUID(booking_id)
         except ValueError:
@@ -311,15 +344,5 @@ class BookingController(Controller):
             return view
         row = await fetch_one(svc.pool, queries.get_booking, {"booking_id": parsed})
         if row is not None:
-            return BookingView(
-                booking_id=str(row["booking_id"]),
-                event_id=row["event_id"],
-                user_id=row["user_id"],
-                quantity=row["quantity"],
-                status=row["status"],
-                reason=row["reason"],
-                seats=list(row["seats"]),
-                requested_at=iso_from_ms(int(row["requested_at"].timestamp() * 1000)),
-                decided_at=iso_from_ms(int(row["decided_at"].timestamp() * 1000)),
-            )
+            return BookingView.from_row(row)
         raise NotFound(f"booking {booking_id} does not exist")

@@ -1,7 +1,7 @@
 """Sharing Redis round trips between concurrent requests.
 
 Under a burst, thousands of requests each want one small Redis operation. Instead of one
-round trip each, `WriteCoalescer` sends whatever has queued up while the previous round trip
+round trip each, `Coalescer` sends whatever has queued up while the previous round trip
 was in flight as one pipeline, and `AvailabilityView` lets all requests for an event share
 one counter read per short interval. Neither adds a delay when traffic is light.
 """
@@ -16,40 +16,42 @@ from typing import Generic, TypeVar
 from shared.inventory import Inventory
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-class WriteCoalescer(Generic[T]):
-    """`await write(item)` returns once `flush` has written it, together with every item
-    other requests queued meanwhile (at most `max_batch` per round trip)."""
+class Coalescer(Generic[T, R]):
+    """`await submit(item)` returns `flush`'s answer for `item`, once `flush` has handled it
+    together with every item other requests queued meanwhile (at most `max_batch` per round
+    trip). `flush` answers each item in order."""
 
     def __init__(
-        self, flush: Callable[[Sequence[T]], Awaitable[None]], max_batch: int = 512
+        self, flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]], max_batch: int = 512
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
-        self._queue: list[tuple[T, asyncio.Future[None]]] = []
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def write(self, item: T) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
-        await future
+        return await future
 
     async def _drain(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             try:
-                await self._flush([item for item, _ in batch])
+                answers = await self._flush([item for item, _ in batch])
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
             else:
-                for _, future in batch:
+                for (_, future), answer in zip(batch, answers, strict=True):
                     if not future.done():
-                        future.set_result(None)
+                        future.set_result(answer)
 
 
 class AvailabilityView:

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from litestar.di import NamedDependency
 from redis.asyncio import Redis
 
-from api.coalesce import AvailabilityView, WriteCoalescer
+from api.auth import Authenticator
+from api.coalesce import AvailabilityView, Coalescer
 from api.idempotency import IdempotencyStore
 from api.publisher import Publisher
+from api.rate_limit import ClientAddresses, Limits, RateLimiter
 from shared.config import Settings
 from shared.contracts import BookingRequested
 from shared.db import Pool
@@ -29,8 +31,12 @@ class Services:
     decisions: DecisionCache
     idempotency: IdempotencyStore
     availability: AvailabilityView
-    pending: WriteCoalescer[BookingRequested]
+    pending: Coalescer[BookingRequested, None]
     rules: RulesCache
+    auth: Authenticator
+    limiter: RateLimiter
+    limits: Limits
+    addresses: ClientAddresses
 
     async def event_rules(self, event_id: int) -> EventRules:
         rules = await self.rules.get(event_id)

@@ -56,11 +56,19 @@ _HTTP_OUTCOMES = {
     HTTPStatus.BAD_REQUEST: "invalid",
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "too_large",
     HTTPStatus.NOT_FOUND: "not_found",
+    HTTPStatus.UNAUTHORIZED: "unauthenticated",
+    HTTPStatus.FORBIDDEN: "forbidden",
+    HTTPStatus.TOO_MANY_REQUESTS: "rate_limited",
 }
 
 
-def _problem(status: HTTPStatus, detail: str, **extra: Any) -> ProblemDetailsException:
-    headers = {"Retry-After": RETRY_AFTER_S} if status == HTTPStatus.SERVICE_UNAVAILABLE else None
+def _problem(
+    status: HTTPStatus, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> ProblemDetailsException:
+    if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        headers = {"Retry-After": RETRY_AFTER_S}
+    elif status == HTTPStatus.UNAUTHORIZED:
+        headers = {"WWW-Authenticate": "Bearer"}
     return ProblemDetailsException(
         status_code=status,
         title=status.phrase,
@@ -78,6 +86,8 @@ def _to_problem(exc: Exception) -> ProblemDetailsException:
         if status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
             return _problem(status, "request body is too large")
         return _problem(status, str(exc.detail))
+    if isinstance(exc, errors.RateLimited):
+        return _problem(status, str(exc), rate_limit_headers(exc))
     if isinstance(exc, errors.TicketsError) and status != HTTPStatus.INTERNAL_SERVER_ERROR:
         return _problem(status, str(exc))
     if status == HTTPStatus.SERVICE_UNAVAILABLE:
@@ -86,6 +96,16 @@ def _to_problem(exc: Exception) -> ProblemDetailsException:
         side = _SIDES.get(failure_of(exc).dependency or "", "a backing service")
         return _problem(status, f"{side} is unavailable; retry shortly")
     return _problem(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
+
+
+def rate_limit_headers(exc: errors.RateLimited) -> dict[str, str]:
+    """Retry-After and the RateLimit-* fields of the limit that refused."""
+    return {
+        "Retry-After": str(exc.retry_after_s),
+        "RateLimit-Limit": str(exc.limit),
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": str(exc.reset_s),
+    }
 
 
 _SIDES = {"postgres": "the database", "redis": "the inventory store", "kafka": "the broker"}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from collections.abc import Mapping
 from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -15,6 +17,10 @@ PREFIX = "TICKETS_"
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Rate = Annotated[float, msgspec.Meta(ge=0)]  # per second; 0 turns the limit off
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MIN_SECRET_CHARS = 32
+_SECRETS = ("admin_token", "jwt_secret")
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -31,6 +37,26 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     consumer_group: str = "tickets-finalizer"
     # Every Redis key starts with this, so several deployments (or tests) can share one Redis.
     redis_prefix: str = "tickets"
+    # Buyers: "token", the buyer is a signed token's subject (JWT: HS256 with jwt_secret, or
+    # RS256/ES256 verified with jwt_public_key); "open", the request names the buyer (demo).
+    buyer_auth: Literal["token", "open"] = "token"
+    jwt_secret: str = ""
+    jwt_public_key: str = ""  # PEM, of an outside identity provider
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"
+    jwt_issuer: str = ""  # when set, tokens must carry this `iss`
+    jwt_audience: str = ""  # when set, tokens must carry this `aud`
+    access_token_ttl_s: Positive = 900
+    # Rate limits in Redis, shared by every API process: sustained rate and burst, per buyer
+    # and per client address on bookings, per address on sign-in and registration.
+    rate_limit_buyer_per_s: Rate = 10.0
+    rate_limit_buyer_burst: Positive = 20
+    rate_limit_address_per_s: Rate = 100.0
+    rate_limit_address_burst: Positive = 200
+    rate_limit_auth_per_s: Rate = 1.0
+    rate_limit_auth_burst: Positive = 10
+    # Addresses or networks (comma-separated) of proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
+    api_workers: Positive = 1  # uvicorn processes of `python -m api`
     # API
     produce_timeout_s: PositiveFloat = 5.0
     max_body_bytes: Positive = 4096
@@ -96,10 +122,74 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 )
         if not self.topic or not self.dlq_topic or self.topic == self.dlq_topic:
             raise ConfigError("TICKETS_TOPIC and TICKETS_DLQ_TOPIC must be set and differ")
+        self._validate_tokens()
+        _ = self.proxies
+
+    def _validate_tokens(self) -> None:
+        if self.jwt_secret and self.jwt_public_key:
+            raise ConfigError("set TICKETS_JWT_SECRET or TICKETS_JWT_PUBLIC_KEY, not both")
+        if self.jwt_secret and len(self.jwt_secret) < MIN_SECRET_CHARS:
+            raise ConfigError(f"TICKETS_JWT_SECRET must be at least {MIN_SECRET_CHARS} characters")
+        if self.jwt_secret and self.jwt_algorithm != "HS256":
+            raise ConfigError("TICKETS_JWT_SECRET signs HS256: set TICKETS_JWT_ALGORITHM=HS256")
+        if self.jwt_public_key and self.jwt_algorithm == "HS256":
+            raise ConfigError(
+                "TICKETS_JWT_PUBLIC_KEY verifies RS256 or ES256: set it in TICKETS_JWT_ALGORITHM"
+            )
+
+    def check_api(self) -> None:
+        """What only the API needs (the worker never sees a token)."""
+        if self.buyer_auth == "token" and not self.token_key:
+            raise ConfigError(
+                "TICKETS_BUYER_AUTH=token needs TICKETS_JWT_SECRET (HS256) or "
+                "TICKETS_JWT_PUBLIC_KEY (RS256/ES256); TICKETS_BUYER_AUTH=open for the demo"
+            )
+
+    @property
+    def token_key(self) -> str:
+        """What verifies buyers' tokens; empty when none is configured."""
+        return self.jwt_public_key or self.jwt_secret
+
+    @property
+    def signs_tokens(self) -> bool:
+        """True when this service issues tokens itself (register and login)."""
+        return bool(self.jwt_secret)
+
+    @property
+    def proxies(self) -> tuple[Network, ...]:
+        """TICKETS_TRUSTED_PROXIES as networks."""
+        try:
+            return tuple(
+                ipaddress.ip_network(part.strip(), strict=False)
+                for part in self.trusted_proxies.split(",")
+                if part.strip()
+            )
+        except ValueError as exc:
+            raise ConfigError(f"TICKETS_TRUSTED_PROXIES: {exc}") from exc
+
+    def __repr__(self) -> str:
+        """Secrets and URL passwords masked: settings may be logged, secrets never."""
+        shown = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if name in _SECRETS and value:
+                value = "***"
+            elif name.endswith("_url"):
+                value = _without_password(value)
+            shown.append(f"{name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def bootstrap_servers(self) -> list[str]:
         return [part.strip() for part in self.kafka_bootstrap.split(",")]
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _name_variable(message: str) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -33,6 +34,21 @@ class BookingView(msgspec.Struct, frozen=True):
     seats: list[str]
     requested_at: str
     decided_at: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> BookingView:
+        """A decided booking as the ledger holds it."""
+        return cls(
+            booking_id=str(row["booking_id"]),
+            event_id=row["event_id"],
+            user_id=row["user_id"],
+            quantity=row["quantity"],
+            status=row["status"],
+            reason=row["reason"],
+            seats=list(row["seats"]),
+            requested_at=iso_from_ms(int(row["requested_at"].timestamp() * 1000)),
+            decided_at=iso_from_ms(int(row["decided_at"].timestamp() * 1000)),
+        )
 
 
 class _Record(msgspec.Struct, frozen=True, array_like=True):

@@ -22,6 +22,28 @@ class InvalidRequest(TicketsError):
     """The request is invalid."""
 
 
+class Unauthenticated(TicketsError):
+    """A valid bearer token is required."""
+
+
+class Forbidden(TicketsError):
+    """This caller may not do that."""
+
+
+class EmailTaken(TicketsError):
+    """An account with this email already exists."""
+
+
+class RateLimited(TicketsError):
+    """Too many requests; retry after the time given."""
+
+    def __init__(self, retry_after_s: int, limit: int, reset_s: int) -> None:
+        super().__init__(f"too many requests; retry in {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+        self.limit = limit  # the burst of the limit that refused
+        self.reset_s = reset_s  # until that limit is back to its full burst
+
+
 class LimitExceeded(TicketsError):
     """The quantity is above the event's per-user limit."""
 

@@ -36,6 +36,10 @@ BUG = Failure(HTTPStatus.INTERNAL_SERVER_ERROR, "error")
 _BY_TYPE: dict[type[BaseException], Failure] = {
     errors.NotFound: Failure(HTTPStatus.NOT_FOUND, "not_found"),
     errors.InvalidRequest: Failure(HTTPStatus.BAD_REQUEST, "invalid"),
+    errors.Unauthenticated: Failure(HTTPStatus.UNAUTHORIZED, "unauthenticated"),
+    errors.Forbidden: Failure(HTTPStatus.FORBIDDEN, "forbidden"),
+    errors.EmailTaken: Failure(HTTPStatus.CONFLICT, "conflict"),
+    errors.RateLimited: Failure(HTTPStatus.TOO_MANY_REQUESTS, "rate_limited"),
     errors.LimitExceeded: Failure(HTTPStatus.UNPROCESSABLE_ENTITY, "over_limit"),
     errors.IdempotencyConflict: Failure(HTTPStatus.UNPROCESSABLE_ENTITY, "conflict"),
     errors.IdempotencyInProgress: Failure(HTTPStatus.CONFLICT, "conflict"),

@@ -58,6 +58,16 @@ class RedisKeys:
         digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()
         return f"{self.prefix}:idem:{digest}"
 
+    def rate(self, scope: str, subject: str) -> str:
+        """A rate limit's state (its theoretical arrival time) for one buyer or address."""
+        return f"{self.prefix}:rate:{scope}:{subject}"
+
+    @property
+    def revoked(self) -> str:
+        """Sorted set of revoked token ids (`jti:<id>`) and deleted buyers (`sub:<id>`),
+        scored by when the revocation may be forgotten (epoch ms)."""
+        return f"{self.prefix}:revoked"
+
     @property
     def everything(self) -> str:
         """A SCAN pattern matching every key of this deployment."""

@@ -64,13 +64,15 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 # API
 BOOKING_OUTCOMES = (
     "accepted", "replayed", "sold_out", "invalid", "not_found", "over_limit",
-    "conflict", "unavailable", "too_large", "error",
+    "conflict", "unavailable", "too_large", "unauthenticated", "forbidden", "rate_limited",
+    "error",
 )  # fmt: skip
 BOOKING_REQUESTS = Counter(
     "tickets_booking_requests",
     "POST /api/bookings by outcome: accepted (202, published), replayed (202, same "
     "Idempotency-Key), sold_out (409 fast path), invalid (400), not_found (404), over_limit "
-    "and conflict (422/409), unavailable (503), too_large (413), error (500)",
+    "and conflict (422/409), unavailable (503), too_large (413), unauthenticated (401), "
+    "forbidden (403), rate_limited (429), error (500)",
     ["outcome"],
 )
 PRODUCE_SECONDS = Histogram(

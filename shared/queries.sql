@@ -133,3 +133,31 @@ WHERE e.id = %(event_id)s;
 
 -- name: ping
 SELECT 1;
+
+-- name: create_account
+INSERT INTO accounts (user_id, email, password_hash, role)
+VALUES (%(user_id)s, %(email)s, %(password_hash)s, %(role)s)
+ON CONFLICT DO NOTHING
+RETURNING user_id;
+
+-- name: account_by_email
+SELECT user_id, password_hash, role FROM accounts
+WHERE lower(email) = lower(%(email)s) AND deleted_at IS NULL;
+
+-- name: account_by_id
+SELECT user_id, email, role, created_at FROM accounts
+WHERE user_id = %(user_id)s AND deleted_at IS NULL;
+
+-- name: delete_account
+UPDATE accounts SET deleted_at = now()
+WHERE user_id = %(user_id)s AND deleted_at IS NULL
+RETURNING user_id;
+
+-- name: bookings_of_user
+-- Newest first; a page ends before %(before)s (the previous page's last id), if given.
+SELECT booking_id, event_id, user_id, quantity, status, reason, requested_at, decided_at, seats
+FROM bookings
+WHERE user_id = %(user_id)s
+  AND (%(before)s::uuid IS NULL OR booking_id < %(before)s::uuid)
+ORDER BY booking_id DESC
+LIMIT %(limit)s;

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
     # Building the document needs no services: the app's lifespan is not run.
-    return create_app(Settings(admin_token="t")).openapi_schema.to_schema()
+    return create_app(Settings(admin_token="t", jwt_secret="s" * 32)).openapi_schema.to_schema()
 
 
 def test_booking_post_documents_its_answers(document: dict[str, Any]) -> None:
