@@ -44,7 +44,8 @@ async def _log_unexpected(exc: BaseException, scope: Scope) -> None:
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
-    settings = settings or load_or_exit()
+    if settings is None:
+        settings = load_or_exit(api=True)
     settings.check_api()
     logs.configure(settings)
     log.info(

@@ -156,15 +156,25 @@ class Pipeline:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _spawn(self, name: str, args: list[str], settings: Settings) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, args: list[str], settings: Settings, **env: str
+    ) -> subprocess.Popen[bytes]:
         self._started += 1
         log_path = self.log_dir / f"{self._started:02d}-{name}.log"
-        return spawn(args, log_path, env=settings_env(settings))
+        return spawn(args, log_path, env={**settings_env(settings), **env})
 
     def start_api(self, settings: Settings | None = None) -> None:
+        """uvicorn with UVICORN_FLAGS; with TICKETS_API_WORKERS above 1, `python -m api`
+        (several processes on one port)."""
+        settings = settings or self.settings
+        if settings.api_workers > 1:
+            args = [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(self.port)]
+            metrics = str(self.log_dir / f"metrics-{self._started + 1:02d}")
+            self.api = self._spawn("api", args, settings, PROMETHEUS_MULTIPROC_DIR=metrics)
+            return
         args = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1"]
         args += ["--port", str(self.port), *UVICORN_FLAGS]
-        self.api = self._spawn("api", args, settings or self.settings)
+        self.api = self._spawn("api", args, settings)
 
     def start_worker(
         self, *extra: str, settings: Settings | None = None

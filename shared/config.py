@@ -200,10 +200,14 @@ def _name_variable(message: str) -> str:
     return f"{PREFIX}{path.rstrip('`').upper()}: {head}"
 
 
-def load_or_exit() -> Settings:
-    """For entry points: settings, or a one-line message on stderr and exit status 2."""
+def load_or_exit(api: bool = False) -> Settings:
+    """For entry points: settings, or a one-line message on stderr and exit status 2. With
+    `api`, also what only the API needs (`Settings.check_api`)."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
+        if api:
+            settings.check_api()
+        return settings
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

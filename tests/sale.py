@@ -51,7 +51,7 @@ class SaleClient:
         deadline = time.monotonic() + timeout_s
         while pending:
             results = await asyncio.gather(
-                *(self.http.get(f"/api/bookings/{bid}") for bid in pending)
+                *(self.http.get(f"/api/bookings/{bid}", headers=self.admin) for bid in pending)
             )
             still: list[str] = []
             for bid, response in zip(pending, results, strict=True):
