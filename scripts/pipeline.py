@@ -150,6 +150,7 @@ class Pipeline:
     api: subprocess.Popen[bytes] | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     worker_metrics_urls: list[str] = field(default_factory=list)
+    logs: dict[int, Path] = field(default_factory=dict)  # pid -> its log file
     _started: int = 0
 
     @property
@@ -161,7 +162,9 @@ class Pipeline:
     ) -> subprocess.Popen[bytes]:
         self._started += 1
         log_path = self.log_dir / f"{self._started:02d}-{name}.log"
-        return spawn(args, log_path, env={**settings_env(settings), **env})
+        proc = spawn(args, log_path, env={**settings_env(settings), **env})
+        self.logs[proc.pid] = log_path
+        return proc
 
     def start_api(self, settings: Settings | None = None) -> None:
         """uvicorn with UVICORN_FLAGS; with TICKETS_API_WORKERS above 1, `python -m api`

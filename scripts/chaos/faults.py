@@ -7,13 +7,12 @@ import asyncio
 import re
 import signal
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.chaos.logs import append_log, read_log
-from scripts.pipeline import ROOT, Pipeline, settings_env
+from scripts.pipeline import ROOT, Pipeline
 from scripts.waiting import poll_until
-from shared.config import Settings
 
 STACK = ROOT / "scripts" / "stack"
 # How long one `scripts/stack` command may take before the runner gives up on it.
@@ -60,20 +59,7 @@ class Stack:
 
 @dataclass
 class ChaosPipeline(Pipeline):
-    """Pipeline that remembers each process's log file and waits without blocking the loop."""
-
-    logs: dict[int, Path] = field(default_factory=dict)
-
-    def _spawn(self, name: str, args: list[str], settings: Settings) -> subprocess.Popen[bytes]:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._started += 1
-        path = self.log_dir / f"{self._started:02d}-{name}.log"
-        with path.open("wb") as log:
-            proc = subprocess.Popen(
-                args, cwd=ROOT, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT
-            )
-        self.logs[proc.pid] = path
-        return proc
+    """Pipeline that reads its processes' logs and waits without blocking the loop."""
 
     def log_of(self, proc: subprocess.Popen[bytes]) -> str:
         return read_log(self.logs[proc.pid])
