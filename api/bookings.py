@@ -236,10 +236,7 @@ class BookingIntake(Controller):
         try:
             sold_out = await svc.availability.available(wanted.event_id) == 0
             if not sold_out:
-                await svc.limiter.admit(
-                    (svc.limits.buyer, user_id),
-                    (svc.limits.address, svc.addresses.of(request)),
-                )
+                await self._count_against_limits(svc, request, user_id)
                 now_ms = deadlines.now_ms()
                 message = BookingRequested(
                     booking_id=booking_uuid,
@@ -268,6 +265,20 @@ class BookingIntake(Controller):
         except redis.exceptions.RedisError as exc:
             log.warning("booking %s accepted but not cached: %r", booking_id, exc)
         return "accepted", self._accepted(booking_id)
+
+    @staticmethod
+    async def _count_against_limits(
+        svc: Services, request: Request[object, object, State], user_id: str
+    ) -> None:
+        """Per buyer (in `token` mode only: a buyer the request names itself is no one to
+        limit) and per client address."""
+        limits, checks = svc.limits, []
+        if limits.buyer.on and svc.settings.buyer_auth == "token":
+            checks.append((limits.buyer, user_id))
+        if limits.address.on:
+            checks.append((limits.address, svc.addresses.of(request)))
+        if checks:
+            await svc.limiter.admit(*checks)
 
     @staticmethod
     async def _abandon(svc: Services, booking_id: str) -> None:

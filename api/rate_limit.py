@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import msgspec
 from litestar.connection import ASGIConnection
 from redis.asyncio import Redis
 
@@ -32,6 +33,10 @@ class Limit:
     def on(self) -> bool:
         return self.per_s > 0
 
+    def packed(self, key: str) -> tuple[str, float, int]:
+        """What the script reads for this limit on `key`."""
+        return key, 1000.0 / self.per_s, self.burst
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -49,22 +54,22 @@ class Limits:
         )
 
 
-class Verdict(NamedTuple):
-    allowed: int
+class Refusal(NamedTuple):
     retry_after_ms: int
-    limit: int
-    remaining: int
+    limit: int  # the burst of the limit that refused
     reset_ms: int
 
 
 Check = tuple[Limit, str]  # a limit, and whom it counts (a buyer id or an address)
+
+_encode = msgspec.msgpack.Encoder().encode
 
 
 class RateLimiter:
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self._script = register(redis, "rate_limit")
         self._keys = keys
-        self._batches: Coalescer[tuple[Check, ...], Verdict] = Coalescer(self._check)
+        self._batches: Coalescer[tuple[Check, ...], Refusal | None] = Coalescer(self._check)
 
     async def admit(self, *checks: Check) -> None:
         """Count this request against every limit that is on; RateLimited (429) when one
@@ -72,24 +77,27 @@ class RateLimiter:
         wanted = tuple(check for check in checks if check[0].on)
         if not wanted:
             return
-        verdict = await self._batches.submit(wanted)
-        if not verdict.allowed:
+        refusal = await self._batches.submit(wanted)
+        if refusal is not None:
             raise RateLimited(
-                retry_after_s=max(1, math.ceil(verdict.retry_after_ms / 1000)),
-                limit=verdict.limit,
-                reset_s=max(1, math.ceil(verdict.reset_ms / 1000)),
+                retry_after_s=max(1, math.ceil(refusal.retry_after_ms / 1000)),
+                limit=refusal.limit,
+                reset_s=max(1, math.ceil(refusal.reset_ms / 1000)),
             )
 
-    async def _check(self, requests: Sequence[tuple[Check, ...]]) -> list[Verdict]:
-        keys: dict[str, int] = {}
-        args: list[int | float | str] = [len(requests)]
-        for checks in requests:
-            args.append(len(checks))
-            for limit, subject in checks:
-                index = keys.setdefault(self._keys.rate(limit.scope, subject), len(keys) + 1)
-                args += [index, 1000.0 / limit.per_s, limit.burst]
-        flat = await self._script(keys=list(keys), args=args)
-        return [Verdict(*flat[i : i + 5]) for i in range(0, len(flat), 5)]
+    async def _check(self, requests: Sequence[tuple[Check, ...]]) -> list[Refusal | None]:
+        """One script call for the batch; its arguments are one msgpack blob (encoding
+        every key and number as its own argument cost more than the call)."""
+        rate = self._keys.rate
+        batch = [
+            [part for limit, subject in checks for part in limit.packed(rate(limit.scope, subject))]
+            for checks in requests
+        ]
+        refused = await self._script(keys=[], args=[_encode(batch)])
+        answers: list[Refusal | None] = [None] * len(requests)
+        for at in range(0, len(refused), 4):
+            answers[refused[at] - 1] = Refusal(*refused[at + 1 : at + 4])
+        return answers
 
 
 class ClientAddresses:
