@@ -167,7 +167,8 @@ class BookingIntake(Controller):
         status_code=202,
         summary="Request a booking (decided asynchronously)",
         description="Body `{event_id, user_id, quantity}`; or, seed-compatible, no body and "
-        "`?eventId=&userId=` (quantity 1).",
+        "`?eventId=&userId=` (quantity 1). In token mode: `Authorization: Bearer <token>`, "
+        "and `user_id` may be left out (the token names the buyer).",
         operation_class=_CreateOperation,
         responses={
             202: ResponseSpec(
@@ -183,9 +184,12 @@ class BookingIntake(Controller):
             ),
             **documented(
                 HTTPStatus.BAD_REQUEST,
+                HTTPStatus.UNAUTHORIZED,
+                HTTPStatus.FORBIDDEN,
                 HTTPStatus.NOT_FOUND,
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 HTTPStatus.UNPROCESSABLE_ENTITY,
+                HTTPStatus.TOO_MANY_REQUESTS,
                 HTTPStatus.SERVICE_UNAVAILABLE,
             ),
         },
@@ -324,7 +328,10 @@ class BookingController(Controller):
     @get(
         "/{booking_id:str}",
         summary="A booking's status: PENDING, CONFIRMED or REJECTED",
-        responses=documented(HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE),
+        description="In token mode, only to its buyer or an admin; anyone else gets 404.",
+        responses=documented(
+            HTTPStatus.UNAUTHORIZED, HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE
+        ),
     )
     async def read(
         self,

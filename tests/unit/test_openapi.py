@@ -21,7 +21,9 @@ def document() -> dict[str, Any]:
 def test_booking_post_documents_its_answers(document: dict[str, Any]) -> None:
     post = document["paths"]["/api/bookings"]["post"]
     responses = post["responses"]
-    assert sorted(responses) == ["202", "400", "404", "409", "413", "422", "503"]
+    assert sorted(responses) == [
+        "202", "400", "401", "403", "404", "409", "413", "422", "429", "503"
+    ]  # fmt: skip
     accepted = responses["202"]["content"]["application/json"]["schema"]["$ref"]
     assert accepted == "#/components/schemas/Accepted"
     assert set(document["components"]["schemas"]["Accepted"]["properties"]) == {
@@ -35,9 +37,22 @@ def test_booking_post_documents_its_answers(document: dict[str, Any]) -> None:
         "reason",
         "detail",
     }
-    for status in ("400", "404", "413", "422", "503"):
+    for status in ("400", "401", "403", "404", "413", "422", "429", "503"):
         assert "application/problem+json" in responses[status]["content"], status
     assert [p["name"] for p in post["parameters"]] == ["Idempotency-Key", "eventId", "userId"]
+
+
+def test_the_account_routes_are_documented(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    for path, method in [
+        ("/api/auth/register", "post"),
+        ("/api/auth/login", "post"),
+        ("/api/auth/logout", "post"),
+        ("/api/me", "get"),
+        ("/api/me", "delete"),
+        ("/api/me/bookings", "get"),
+    ]:
+        assert method in paths[path], (path, method)
 
 
 def test_booking_read_documents_not_found(document: dict[str, Any]) -> None:
