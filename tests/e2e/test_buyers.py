@@ -205,3 +205,21 @@ async def test_the_stack_secret_logs_nowhere(buyers: tuple[Pipeline, httpx.Async
 
     await eventually(lambda: asyncio.sleep(0, "buyers" in logged()), "the API logged its mode")
     assert SECRET not in logged() and pipeline.settings.admin_token not in logged()
+
+
+async def test_a_10_kb_authorization_header_is_refused_through_the_server(
+    buyers: tuple[Pipeline, httpx.AsyncClient],
+) -> None:
+    pipeline, http = buyers
+    sale = SaleClient(http, pipeline.settings.admin_token)
+    event = await sale.create_event(capacity=10)
+    answer = await http.post(
+        "/api/bookings",
+        json={"event_id": event, "quantity": 1},
+        headers={"Authorization": "Bearer " + "a" * 10_240},
+    )
+    assert answer.status_code == 401, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    metrics = (await http.get("/metrics")).text
+    assert 'tickets_booking_requests_total{outcome="unauthenticated"} 1.0' in metrics
+    assert 'tickets_booking_requests_total{outcome="accepted"} 0.0' in metrics
