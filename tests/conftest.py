@@ -2,6 +2,7 @@
 
 Every test gets its own database (cloned from a template built once from sql/), its own Redis
 key prefix and its own Kafka topics and consumer group, so tests never see each other's data.
+The in-process API tests share one such world per module (tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -47,27 +48,28 @@ def template_db(admin_url: str, base_settings: Settings) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
 
 
-@pytest.fixture
-def database_url(admin_url: str, template_db: str, base_settings: Settings) -> Iterator[str]:
-    """A fresh, migrated database for one test; dropped afterwards."""
+@contextlib.contextmanager
+def fresh_database(admin_url: str, base_url: str, template: str | None) -> Iterator[str]:
+    """A new database (a copy of `template`, or empty when None), dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield with_database(base_settings.database_url, name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
+    try:
+        yield with_database(base_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def namespace() -> str:
+def new_namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-def settings(base_settings: Settings, database_url: str, namespace: str) -> Settings:
-    """Settings for one test: own database, Redis prefix, topics and consumer group."""
+def namespaced(base: Settings, database_url: str, namespace: str) -> Settings:
+    """`base` with its own database, Redis prefix, topics, consumer group and admin token."""
     return msgspec.structs.replace(
-        base_settings,
+        base,
         database_url=database_url,
         redis_prefix=namespace,
         topic=f"{namespace}.booking-requests",
@@ -78,23 +80,60 @@ def settings(base_settings: Settings, database_url: str, namespace: str) -> Sett
     )
 
 
+@contextlib.asynccontextmanager
+async def own_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A Redis client; every key under the settings' prefix is deleted afterwards."""
+    client = open_redis(settings)
+    try:
+        yield client
+    finally:
+        match = f"{settings.redis_prefix}:*"
+        keys = [key async for key in client.scan_iter(match=match, count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def own_topics(settings: Settings) -> AsyncIterator[Settings]:
+    """The settings' topics, created now and deleted afterwards."""
+    await ensure_topics(settings)
+    try:
+        yield settings
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        await admin.start()
+        with contextlib.suppress(Exception):
+            await admin.delete_topics([settings.topic, settings.dlq_topic])
+        await admin.close()
+
+
+@pytest.fixture
+def database_url(admin_url: str, template_db: str, base_settings: Settings) -> Iterator[str]:
+    """A fresh, migrated database for one test; dropped afterwards."""
+    with fresh_database(admin_url, base_settings.database_url, template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def namespace() -> str:
+    return new_namespace()
+
+
+@pytest.fixture
+def settings(base_settings: Settings, database_url: str, namespace: str) -> Settings:
+    """Settings for one test: own database, Redis prefix, topics and consumer group."""
+    return namespaced(base_settings, database_url, namespace)
+
+
 @pytest.fixture
 async def redis_client(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = open_redis(settings)
-    yield client
-    keys = [key async for key in client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    async with own_redis(settings) as client:
+        yield client
 
 
 @pytest.fixture
 async def topics(settings: Settings) -> AsyncIterator[Settings]:
     """Creates the test's topics; deletes them afterwards."""
-    await ensure_topics(settings)
-    yield settings
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    with contextlib.suppress(Exception):
-        await admin.delete_topics([settings.topic, settings.dlq_topic])
-    await admin.close()
+    async with own_topics(settings) as created:
+        yield created

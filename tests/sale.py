@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httpx
+
+from scripts.waiting import eventually
 
 
 class SaleClient:
@@ -48,10 +49,10 @@ class SaleClient:
         which the API never saw)."""
         decided: dict[str, dict[str, Any]] = {}
         pending = list(booking_ids)
-        deadline = time.monotonic() + timeout_s
-        while pending:
+
+        async def all_decided() -> dict[str, dict[str, Any]] | None:
             results = await asyncio.gather(
-                *(self.http.get(f"/api/bookings/{bid}", headers=self.admin) for bid in pending)
+                *(self.http.get(f"/api/bookings/{b}", headers=self.admin) for b in pending)
             )
             still: list[str] = []
             for bid, response in zip(pending, results, strict=True):
@@ -64,20 +65,17 @@ class SaleClient:
                     still.append(bid)
                 else:
                     decided[bid] = body
-            pending = still
-            if pending:
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"{len(pending)} bookings still PENDING after {timeout_s}s"
-                    )
-                await asyncio.sleep(0.2)
-        return decided
+            pending[:] = still
+            return None if pending else decided  # {} for no ids: an answer, not "not yet"
+
+        what = f"all {len(booking_ids)} bookings decided"
+        return await eventually(all_decided, what, timeout_s, interval_s=0.2)
 
     async def wait_clean(self, event_id: int, timeout_s: float = 30.0) -> dict[str, Any]:
         """The audit once nothing is in flight any more."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        async def settled() -> dict[str, Any] | None:
             report = await self.audit(event_id)
-            if report["verdict"] != "IN_FLIGHT" or time.monotonic() > deadline:
-                return report
-            await asyncio.sleep(0.2)
+            return None if report["verdict"] == "IN_FLIGHT" else report
+
+        return await eventually(settled, f"event {event_id} has nothing in flight", timeout_s, 0.2)

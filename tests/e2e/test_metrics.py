@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections import Counter
 
 import httpx
@@ -16,6 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.pipeline import ROOT, Pipeline
+from scripts.waiting import eventually, poll_until
 from tests.sale import SaleClient
 
 pytestmark = pytest.mark.e2e
@@ -42,14 +42,14 @@ async def scrape(client: httpx.AsyncClient, url: str) -> Samples:
 
 async def scrape_when_up(client: httpx.AsyncClient, url: str, timeout_s: float = 30) -> Samples:
     """The first scrape that succeeds: a worker serves /metrics a moment after it starts."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    async def answered() -> Samples | None:
         try:
             return await scrape(client, url)
         except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.05)
+            return None
+
+    return await eventually(answered, f"{url} answers", timeout_s, interval_s=0.05)
 
 
 def by_label(samples: Samples, name: str, *labels: str) -> dict[tuple[str, ...], float]:
@@ -119,18 +119,17 @@ async def test_counters_move_by_exactly_the_sale(sale: SaleClient, pipeline: Pip
 
     # The worker counts a decision right after caching it, and reports lag after each batch:
     # wait for both to catch up with what the buyers already see, then compare exactly.
-    deadline = time.monotonic() + 30
-    while True:
-        worker_after = await scrape(sale.http, worker_url)
-        decisions = moved(
-            worker_before, worker_after, "tickets_decisions_total", "status", "reason"
-        )
-        if (sum(decisions.values()) >= len(accepted) and lag(worker_after) == 0) or (
-            time.monotonic() > deadline
-        ):
-            break
-        await asyncio.sleep(0.1)
-    assert decisions == {key: float(n) for key, n in outcomes.items()}
+    def decisions(samples: Samples) -> dict[tuple[str, ...], float]:
+        return moved(worker_before, samples, "tickets_decisions_total", "status", "reason")
+
+    async def caught_up() -> Samples | None:
+        samples = await scrape(sale.http, worker_url)
+        done = sum(decisions(samples).values()) >= len(accepted) and lag(samples) == 0
+        return samples if done else None
+
+    # Not caught up in time: the exact comparisons below say how far off it is.
+    worker_after = await poll_until(caught_up, 30) or await scrape(sale.http, worker_url)
+    assert decisions(worker_after) == {key: float(n) for key, n in outcomes.items()}
     assert lag(worker_after) == 0, by_label(worker_after, "tickets_consumer_lag", "partition")
     assert moved(worker_before, worker_after, "tickets_decision_latency_seconds_count") == {
         (): len(accepted)
@@ -150,18 +149,20 @@ async def test_lag_shows_the_backlog_then_returns_to_zero(
     # Small batches: the backlog drains over many batches, each reporting the lag left.
     pipeline.start_worker(settings=msgspec.structs.replace(pipeline.settings, batch_max=5))
     url = pipeline.worker_metrics_urls[-1]
-    seen: list[float] = []
-    deadline = time.monotonic() + 60
-    while True:
+    seen: list[float] = []  # every lag the worker reported, in order
+
+    def confirmed(samples: Samples) -> float | None:
+        return by_label(samples, "tickets_decisions_total", "status").get(("CONFIRMED",))
+
+    async def drained() -> Samples | None:
         samples = await scrape_when_up(sale.http, url)
         current = lag(samples)
         if current is not None:
             seen.append(current)
-        confirmed = by_label(samples, "tickets_decisions_total", "status").get(("CONFIRMED",))
-        if (confirmed == 300 and current == 0) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.02)
-    assert confirmed == 300
+        return samples if confirmed(samples) == 300 and current == 0 else None
+
+    last = await poll_until(drained, 60, interval_s=0.02) or await scrape(sale.http, url)
+    assert confirmed(last) == 300
     assert seen and seen[-1] == 0, seen[-5:]
     assert max(seen) > 0, "the lag never showed the 300-message backlog"
 

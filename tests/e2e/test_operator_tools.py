@@ -8,7 +8,6 @@ import os
 import pty
 import subprocess
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from scripts.pipeline import ROOT, Pipeline, settings_env
+from scripts.waiting import poll_until
 from shared.config import Settings
 from shared.contracts import event_key
 from tests.sale import SaleClient
@@ -99,10 +99,13 @@ async def test_inspect_shows_topics_backlog_decoded_messages_and_dead_letters(
 
     # The worker comes back, drains the backlog and parks the poison message.
     pipeline.start_worker()
-    deadline = time.monotonic() + 60
-    while "total lag: 0" not in (group := await inspect(s, "group")).lines:
-        assert time.monotonic() < deadline, group.out
-        await asyncio.sleep(0.2)
+
+    async def drained() -> Ran | None:
+        group = await inspect(s, "group")
+        return group if "total lag: 0" in group.lines else None
+
+    group = await poll_until(drained, 60, interval_s=0.2) or await inspect(s, "group")
+    assert "total lag: 0" in group.lines, group.out
     assert "1 member" in group.lines[0], group.out
     partitions = [line.split() for line in group.lines if line.strip()[:1].isdigit()]
     assert len(partitions) == 3
@@ -138,16 +141,19 @@ async def test_live_once_shows_the_sale_and_the_clean_verdict(
     event, codes = await _sale_of_20_seats(sale)
     worker = pipeline.worker_metrics_urls[-1]
     args = ("--event", str(event), "--api", pipeline.url, "--worker-metrics", worker, "--once")
+
     # Decisions are counted just after buyers can see them: poll until the view has them all.
-    deadline = time.monotonic() + 30
-    while True:
+    async def view_once() -> Ran:
         view = await run(pipeline.settings, "scripts.live", *args)
         assert view.code == 0, view.err
-        decided = row(view.lines, "decided")
-        if decided[-1] == str(codes[202]) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
+        return view
 
+    async def all_decided() -> Ran | None:
+        view = await view_once()
+        return view if row(view.lines, "decided")[-1] == str(codes[202]) else None
+
+    view = await poll_until(all_decided, 30) or await view_once()
+    decided = row(view.lines, "decided")
     assert view.lines[0].startswith(f'tickets live - event {event} "Test"'), view.out
     assert "API up - workers 1/1 up" in view.lines
     assert row(view.lines, "booking requests")[-1] == "60"

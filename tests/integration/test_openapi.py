@@ -1,21 +1,23 @@
-"""The OpenAPI document at /schema describes what POST /api/bookings really answers."""
+"""The OpenAPI document the API serves at /schema/openapi.json describes what
+POST /api/bookings really answers (the in-process API of tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
-from api.app import create_app
-from shared.config import Settings
-
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def document() -> dict[str, Any]:
-    # Building the document needs no services: the app's lifespan is not run.
-    return create_app(Settings(admin_token="t", jwt_secret="s" * 32)).openapi_schema.to_schema()
+async def document(api: AsyncTestClient[Litestar]) -> dict[str, Any]:
+    response = await api.get("/schema/openapi.json")
+    assert response.status_code == 200, response.text
+    served: dict[str, Any] = response.json()
+    return served
 
 
 def test_booking_post_documents_its_answers(document: dict[str, Any]) -> None:
