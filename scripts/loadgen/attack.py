@@ -297,6 +297,18 @@ def judge(
     return failures
 
 
+def refused_buyers(config: AttackConfig, firing: Firing) -> list[str]:
+    """A 401 or 403 is never part of a sale: the buyers' mode or secret is not the API's."""
+    refused = firing.statuses["401"] + firing.statuses["403"]
+    if not refused:
+        return []
+    if config.buyer_auth == "open":
+        why = "the API wants buyer tokens: run with TICKETS_BUYER_AUTH=token"
+    else:
+        why = "the API did not take the buyers' tokens: is TICKETS_JWT_SECRET the API's?"
+    return [f"{refused} requests refused with 401/403: {why}"]
+
+
 async def prepare_event(
     client: Client, config: AttackConfig
 ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
@@ -370,7 +382,7 @@ def _result(
         decide_wait_seconds=round(decisions.wait_seconds, 3),
         audit=report,
         verdict=str(report["verdict"]),
-        failures=judge(config, fresh, capacity, decisions, report),
+        failures=refused_buyers(config, firing) + judge(config, fresh, capacity, decisions, report),
     )
 
 
@@ -418,11 +430,6 @@ def summary(result: Result) -> str:
         lines.append(
             f"warning: {sum(result.errors.values())} requests failed ({errors}): they were "
             "neither accepted nor refused as sold out; see the API log"
-        )
-    if result.buyer_auth == "open" and "401" in result.errors:
-        lines.append(
-            "hint: 401 means the API wants buyer tokens: run with TICKETS_BUYER_AUTH=token "
-            "(and its TICKETS_JWT_SECRET)"
         )
     if result.ok:
         lines.append("result: PASS")
