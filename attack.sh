@@ -9,6 +9,7 @@ PROG="$(basename "$0")"
 usage() {
   cat <<EOF
 usage: $PROG [N] [--event ID] [--capacity C] [--concurrency K] [--timeout S] [--json FILE]
+          [--buyer-auth token|open]
 
 Fires N concurrent booking requests (default 500, one seat each, distinct users) at an
 event, waits until every accepted (202) booking is decided, prints a summary and the
@@ -21,9 +22,19 @@ PENDING and (for a new event with N >= C) exactly C seats were sold.
   --concurrency K   keep-alive connections used (default 64)
   --timeout S       seconds to wait for decisions after the last request (default 120)
   --json FILE       also write the full result as JSON to FILE
+  --buyer-auth M    how buyers identify themselves, as the API's TICKETS_BUYER_AUTH says
+                    (default: TICKETS_BUYER_AUTH, else open):
+                    open   the request body's user_id names the buyer
+                    token  each buyer also sends Authorization: Bearer <JWT>, a token of
+                           their own minted here before firing (sub = the user_id, HS256
+                           with TICKETS_JWT_SECRET, else .stack/jwt-secret): no login round
+                           trip. Bookings are read back with the admin token.
 
 Environment: TICKETS_API_URL (default http://127.0.0.1:8000; only 127.0.0.1 or localhost
-is accepted), TICKETS_ADMIN_TOKEN (else read from .stack/admin-token when present).
+is accepted), TICKETS_ADMIN_TOKEN (else read from .stack/admin-token when present),
+TICKETS_BUYER_AUTH and TICKETS_JWT_SECRET (see --buyer-auth). One request per buyer stays
+under the per-buyer rate limit; the per-address limit would count every local client as
+one, so the stack turns it off (TICKETS_RATE_LIMIT_ADDRESS_PER_S=0).
 Exit status: 0 pass, 1 a check failed, 2 bad usage, 3 the API could not be used.
 EOF
 }
@@ -46,6 +57,7 @@ capacity=""
 concurrency=""
 timeout=""
 json=""
+buyer_auth=""
 
 while [ $# -gt 0 ]; do
   arg="$1"
@@ -53,7 +65,7 @@ while [ $# -gt 0 ]; do
   value=""
   case "$arg" in
     --*=*) value="${arg#*=}"; arg="${arg%%=*}" ;;
-    --event | --capacity | --concurrency | --timeout | --json)
+    --event | --capacity | --concurrency | --timeout | --json | --buyer-auth)
       [ $# -gt 0 ] || die_usage "$arg needs a value"
       value="$1"
       shift
@@ -73,6 +85,11 @@ while [ $# -gt 0 ]; do
       [ -n "$value" ] || die_usage "--json needs a file name"
       json="$value"
       [[ "$json" == /* || "$json" == - ]] || json="$PWD/$json" # the loadgen runs from the root
+      ;;
+    --buyer-auth)
+      [[ "$value" == token || "$value" == open ]] ||
+        die_usage "--buyer-auth must be token or open, got '$value'"
+      buyer_auth="$value"
       ;;
     -[0-9]*) die_usage "N must be a positive integer, got '$arg'" ;;
     -*) die_usage "unknown option '$arg'" ;;
@@ -103,6 +120,7 @@ if [ -n "$event" ]; then args+=(--event "$event"); else args+=(--capacity "${cap
 if [ -n "$concurrency" ]; then args+=(--concurrency "$concurrency"); fi
 if [ -n "$timeout" ]; then args+=(--timeout "$timeout"); fi
 if [ -n "$json" ]; then args+=(--json "$json"); fi
+if [ -n "$buyer_auth" ]; then args+=(--buyer-auth "$buyer_auth"); fi
 
 cd "$ROOT"
 python="${PYTHON:-python3}"

@@ -3,21 +3,25 @@ the faults heal, then prove the invariants in the README from the outside.
 
     eval "$(scripts/stack env)"
     python -m scripts.chaos [SCENARIO ...] [--capacity N] [--demand-factor F] [--json FILE]
+        [--buyer-auth token|open]
 
 Each scenario gets its own database (migrated from sql/), Redis key prefix, Kafka topics and
 consumer group, and its own API and worker processes (scripts/pipeline.py). Services are
 broken through `scripts/stack kill9|start|stop|restart NAME` of this repository (so the ports
 come from the environment, as for the stack itself); workers through their process handles.
 Buyers are simulated with httpx: paced, bounded concurrency, every request carries an
-Idempotency-Key and is retried with it on 503 and transport errors (bounded), so no request is
-lost from the buyer's view. After the faults heal, the runner waits (condition-polled,
-bounded) until every accepted booking is decided and the audit is CLEAN, then checks, through
-the API and by direct SQL: the 202 booking ids are exactly the decided ones, no oversell, no
-undersell, no seat twice, no booking twice, no user above the limit, the audit CLEAN, Kafka
-offsets committed only for what PostgreSQL committed. If one of those checks fails and
-`consumer/reconcile.py` exists, `python -m consumer.reconcile` is run once and they are
-repeated; the verdict then says "reconciled" if that helped, and the report shows what the
-reconciler printed. Every stack service is brought back up after every scenario.
+Idempotency-Key and is retried with it on 503, 429 and transport errors (bounded), so no
+request is lost from the buyer's view. With `--buyer-auth token` (default TICKETS_BUYER_AUTH,
+else open) the scenario's API wants signed tokens (with a secret of its own) and every buyer
+carries one, minted by the runner as login would issue it; the per-buyer rate limit stays on.
+After the faults heal, the runner waits (condition-polled, bounded) until every accepted
+booking is decided and the audit is CLEAN, then checks, through the API and by direct SQL:
+the 202 booking ids are exactly the decided ones, no oversell, no undersell, no seat twice, no
+booking twice, no user above the limit, the audit CLEAN, Kafka offsets committed only for
+what PostgreSQL committed. If one of those checks fails and `consumer/reconcile.py` exists,
+`python -m consumer.reconcile` is run once and they are repeated; the verdict then says
+"reconciled" if that helped, and the report shows what the reconciler printed. Every stack
+service is brought back up after every scenario.
 
 Scenarios (default: all, in this order): worker_kill9, fault_points, rebalance, kafka_kill9,
 redis_wipe, postgres_restart, duplicates, worker_sigterm. Exit status 1 if any check failed.

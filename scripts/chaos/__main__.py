@@ -15,6 +15,8 @@ import scripts.chaos
 from scripts.chaos.report import ScenarioResult, table
 from scripts.chaos.runner import DEFAULT_CAPACITY, DEFAULT_DEMAND_FACTOR, run_scenario
 from scripts.chaos.scenarios import SCENARIOS
+from scripts.loadgen.client import UsageError
+from scripts.loadgen.tokens import BUYER_AUTH_MODES, buyer_auth_from_env
 from shared.config import Settings
 
 
@@ -36,6 +38,7 @@ async def main_async(args: argparse.Namespace) -> int:
             log_dir=root / name,
             seed=args.seed,
             keep=args.keep,
+            buyer_auth=args.buyer_auth,
         )
         results.append(result)
         print(result.report(), file=sys.stderr, flush=True)
@@ -66,7 +69,18 @@ def main() -> None:
     parser.add_argument("--log-dir", help="where process logs go (default: a temp dir)")
     parser.add_argument("--seed", type=int, help="random seed (default: random, printed)")
     parser.add_argument("--keep", action="store_true", help="keep a failed scenario's database")
+    parser.add_argument(
+        "--buyer-auth",
+        choices=BUYER_AUTH_MODES,
+        default=None,
+        help="the API's buyer mode; token: each buyer sends a token of their own (default: "
+        "TICKETS_BUYER_AUTH, else open)",
+    )
     args = parser.parse_args()
+    try:
+        args.buyer_auth = args.buyer_auth or buyer_auth_from_env()
+    except UsageError as exc:
+        parser.error(str(exc))
     if os.environ.get("TICKETS_DATABASE_URL") is None:
         print('chaos: TICKETS_* not set; run eval "$(scripts/stack env)" first', file=sys.stderr)
     sys.exit(asyncio.run(main_async(args)))

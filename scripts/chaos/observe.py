@@ -61,7 +61,8 @@ class Api:
 
     async def booking(self, booking_id: str) -> tuple[int, dict[str, Any]]:
         try:
-            response = await self.http.get(f"/api/bookings/{booking_id}")
+            # The admin may read any buyer's booking in token mode.
+            response = await self.http.get(f"/api/bookings/{booking_id}", headers=self.admin)
         except httpx.TransportError:
             return 0, {}
         return response.status_code, json_body(response)

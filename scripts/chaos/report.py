@@ -18,6 +18,7 @@ class Check:
 class ScenarioResult:
     name: str
     title: str
+    buyer_auth: str = "open"  # how the simulated buyers identified themselves
     requests: int = 0
     demand: int = 0  # tickets asked for
     accepted: int = 0
@@ -58,7 +59,10 @@ class ScenarioResult:
         return [c for c in self.checks if not c.ok]
 
     def report(self) -> str:
-        lines = [f"{self.name}: {self.verdict} ({self.title}); logs in {self.log_dir}"]
+        lines = [
+            f"{self.name}: {self.verdict} ({self.title}); buyers in {self.buyer_auth} mode; "
+            f"logs in {self.log_dir}"
+        ]
         if self.error:
             lines.append(f"  error: {self.error}")
         lines += [f"  fault  {f}" for f in self.faults]
@@ -73,14 +77,14 @@ class ScenarioResult:
 
 def table(results: list[ScenarioResult]) -> str:
     head = (
-        f"{'scenario':<17}{'requests':>9}{'accepted':>9}{'confirmed':>10}{'rejected':>9}"
+        f"{'scenario':<17}{'buyers':>7}{'requests':>9}{'accepted':>9}{'confirmed':>10}{'rejected':>9}"
         f"{'409':>6}{'sold/cap':>10}{'faults':>7}{'converge':>10}  verdict"
     )
     rows = [head, "-" * len(head)]
     for r in results:
         converge = f"{r.converge_s:.1f}s" if r.converge_s is not None else "-"
         rows.append(
-            f"{r.name:<17}{r.requests:>9}{r.accepted:>9}{r.confirmed:>10}{r.rejected:>9}"
+            f"{r.name:<17}{r.buyer_auth:>7}{r.requests:>9}{r.accepted:>9}{r.confirmed:>10}{r.rejected:>9}"
             f"{r.sold_out_409:>6}{f'{r.sold}/{r.capacity}':>10}{len(r.faults):>7}{converge:>10}"
             f"  {r.verdict}"
         )

@@ -25,7 +25,8 @@ from scripts.chaos.report import Check, ScenarioResult
 from scripts.chaos.sandbox import Sandbox, partition_of
 from scripts.chaos.scenario import Run, Spec
 from scripts.chaos.scenarios import SCENARIOS
-from scripts.chaos.traffic import PER_USER_LIMIT, Traffic, plan_demand
+from scripts.chaos.traffic import PER_USER_LIMIT, Traffic, buyer_tokens, plan_demand
+from scripts.loadgen.tokens import BuyerAuth
 from scripts.pipeline import ROOT, settings_env
 from scripts.waiting import poll_until
 from shared.config import Settings
@@ -48,14 +49,16 @@ async def run_scenario(
     seed: int | None = None,
     verbose: bool = True,
     keep: bool = False,
+    buyer_auth: BuyerAuth = "open",
 ) -> ScenarioResult:
-    """Run one scenario end to end and return its checks. Never leaves a service down."""
+    """Run one scenario end to end and return its checks. Never leaves a service down.
+    `buyer_auth` is the API's mode; in token mode every buyer sends a token of their own."""
     spec = SCENARIOS[name]
     base = base or Settings.from_env()
     seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
-    result = ScenarioResult(name, spec.title, log_dir=str(log_dir))
+    result = ScenarioResult(name, spec.title, buyer_auth=buyer_auth, log_dir=str(log_dir))
     result.notes.append(f"seed {seed}")
     stack = Stack(log_dir / "stack.log")
     started = time.monotonic()
@@ -63,7 +66,7 @@ async def run_scenario(
     pipeline: ChaosPipeline | None = None
     try:
         await stack.heal()
-        sandbox = await Sandbox.create(base, spec.partitions)
+        sandbox = await Sandbox.create(base, spec.partitions, buyer_auth)
         pipeline = ChaosPipeline(sandbox.settings, log_dir=log_dir)
         pipeline.start_api()
         await pipeline.wait_ready(timeout_s=60, path="/ready")
@@ -117,14 +120,15 @@ async def _run(
             flaky_share=spec.flaky_share,
             replay_share=spec.replay_share,
             replay_window_s=spec.duration_s,
+            tokens=buyer_tokens(settings, asks),
         )
         run = Run(
             spec, settings, pipeline, stack, api, events, traffic, rng, result, verbose=verbose
         )
         run.say(
             f"sale: {len(asks)} requests for {sum(a.quantity for a in asks)} tickets, events "
-            f"{events} (capacity each {capacity}), over {spec.duration_s:.0f}s; "
-            f"logs {pipeline.log_dir}"
+            f"{events} (capacity each {capacity}), over {spec.duration_s:.0f}s, buyers in "
+            f"{settings.buyer_auth} mode; logs {pipeline.log_dir}"
         )
         if spec.start_workers:
             for _ in range(spec.workers):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sys
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 from psycopg import sql
 
+from scripts.loadgen.tokens import BuyerAuth
 from shared.config import Settings
 from shared.contracts import event_key
 from shared.db import migrate, with_database
@@ -33,7 +35,9 @@ class Sandbox:
     db_name: str
 
     @classmethod
-    async def create(cls, base: Settings, partitions: int) -> Sandbox:
+    async def create(
+        cls, base: Settings, partitions: int, buyer_auth: BuyerAuth = "open"
+    ) -> Sandbox:
         ns = f"chaos{uuid.uuid4().hex[:10]}"
         admin_url = with_database(base.database_url, "postgres")
         async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
@@ -56,6 +60,7 @@ class Sandbox:
             fault_point="",
             log_json=False,
             log_level="INFO",
+            **_buyers(buyer_auth),
         )
         await ensure_topics(settings)
         return cls(settings, admin_url, ns)
@@ -89,6 +94,19 @@ class Sandbox:
             print(f"chaos: could not delete topics of {self.db_name}: {exc!r}", file=sys.stderr)
         finally:
             await admin.close()
+
+
+def _buyers(mode: BuyerAuth) -> dict[str, str]:
+    """The API's buyer settings. Token mode signs with a secret of the scenario's own, so
+    the runner can mint its buyers' tokens whatever the environment's identity provider."""
+    if mode == "open":
+        return {"buyer_auth": "open"}
+    return {
+        "buyer_auth": "token",
+        "jwt_secret": secrets.token_hex(32),
+        "jwt_public_key": "",
+        "jwt_algorithm": "HS256",
+    }
 
 
 def partition_of(event_id: int, partitions: int) -> int:

@@ -1,5 +1,6 @@
 """The buyers: a planned demand of booking requests, sent paced and with bounded concurrency,
-each retried with its Idempotency-Key until it gets a final answer."""
+each retried with its Idempotency-Key until it gets a final answer. In token mode each buyer
+carries a signed token of their own, as after a login."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
 
 from scripts.chaos.observe import json_body
+from scripts.loadgen.tokens import TokenMinter
+from shared.config import Settings
 
 PER_USER_LIMIT = 4
 MAX_QUANTITY = 3
@@ -66,6 +69,14 @@ def plan_demand(
     ]
 
 
+def buyer_tokens(settings: Settings, asks: Iterable[Ask]) -> dict[str, str] | None:
+    """Token mode: one token per buyer, signed with the API's secret; None in open mode."""
+    if settings.buyer_auth == "open":
+        return None
+    minter = TokenMinter(settings.jwt_secret)
+    return {user: minter.mint(user) for user in sorted({a.user_id for a in asks})}
+
+
 @dataclass
 class Attempt:
     start: float  # monotonic
@@ -84,7 +95,8 @@ class Outcome:
 
 class Traffic:
     """Paced buyers with bounded concurrency. Each request keeps its Idempotency-Key across
-    retries (503, 409 "in progress", 5xx, transport errors), bounded in count and time."""
+    retries (503, 409 "in progress", 429, 5xx, transport errors), bounded in count and time.
+    With `tokens` (buyer -> token), each request carries its buyer's."""
 
     def __init__(
         self,
@@ -99,8 +111,10 @@ class Traffic:
         flaky_share: float = 0.0,
         replay_share: float = 0.0,
         replay_window_s: float = 0.0,
+        tokens: Mapping[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.tokens = tokens
         self.outcomes = [Outcome(ask) for ask in asks]
         self.rng = rng
         self.concurrency = concurrency
@@ -159,6 +173,8 @@ class Traffic:
         ask = out.ask
         body = {"event_id": ask.event_id, "user_id": ask.user_id, "quantity": ask.quantity}
         headers = {"Idempotency-Key": ask.key}
+        if self.tokens is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[ask.user_id]}"
         deadline = time.monotonic() + self.deadline_s
         delay = 0.1
         for attempt in range(self.max_attempts):

@@ -14,6 +14,7 @@ from typing import Any
 from scripts.loadgen.api import DEFAULT_URL, ApiError, admin_token_from_env
 from scripts.loadgen.attack import AttackConfig, Result, attack, summary
 from scripts.loadgen.client import UsageError
+from scripts.loadgen.tokens import BUYER_AUTH_MODES, buyer_auth_from_env, jwt_secret_from_env
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -43,7 +44,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m scripts.loadgen",
         description="Fire concurrent bookings at one event on a local API, wait until all "
         "accepted bookings are decided, then audit. URL and admin token come from "
-        "TICKETS_API_URL and TICKETS_ADMIN_TOKEN.",
+        "TICKETS_API_URL and TICKETS_ADMIN_TOKEN; in token mode the buyers' tokens are "
+        "signed with TICKETS_JWT_SECRET.",
     )
     parser.add_argument("--requests", "-n", type=_positive_int, default=500)
     target = parser.add_mutually_exclusive_group()
@@ -58,6 +60,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", default=os.environ.get("TICKETS_API_URL") or DEFAULT_URL)
     parser.add_argument(
         "--json", metavar="FILE", help="also write the result as JSON ('-': stdout)"
+    )
+    parser.add_argument(
+        "--buyer-auth",
+        choices=BUYER_AUTH_MODES,
+        help="how buyers identify themselves, as the API expects (default: "
+        "TICKETS_BUYER_AUTH, else open)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser.parse_args(argv)
@@ -84,16 +92,19 @@ def _run_loop(main: Coroutine[Any, Any, Result]) -> Result:
 def run(argv: Sequence[str] | None = None) -> int:
     """The command line: run the attack, print the summary, return the exit status."""
     args = parse_args(argv)
-    config = AttackConfig(
-        url=args.url,
-        token=admin_token_from_env(),
-        requests=args.requests,
-        event_id=args.event,
-        capacity=args.capacity,
-        concurrency=args.concurrency,
-        timeout_s=args.timeout,
-    )
     try:
+        buyer_auth = args.buyer_auth or buyer_auth_from_env()
+        config = AttackConfig(
+            url=args.url,
+            token=admin_token_from_env(),
+            buyer_auth=buyer_auth,
+            jwt_secret=jwt_secret_from_env() if buyer_auth == "token" else "",
+            requests=args.requests,
+            event_id=args.event,
+            capacity=args.capacity,
+            concurrency=args.concurrency,
+            timeout_s=args.timeout,
+        )
         result = _run_loop(attack(config, None if args.quiet else sys.stderr))
     except UsageError as exc:
         print(f"loadgen: error: {exc}", file=sys.stderr)

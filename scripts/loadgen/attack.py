@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -24,14 +24,17 @@ from scripts.loadgen.api import (
     poll_audit,
     settled_audit,
 )
-from scripts.loadgen.client import TRANSPORT_ERRORS, Client, UsageError, local_target
+from scripts.loadgen.client import TRANSPORT_ERRORS, Client, UsageError, bearer, local_target
 from scripts.loadgen.progress import Progress
+from scripts.loadgen.tokens import BuyerAuth, TokenMinter
 
 
 @dataclass(frozen=True)
 class AttackConfig:
     url: str = DEFAULT_URL
-    token: str = ""
+    token: str = ""  # the admin's
+    buyer_auth: BuyerAuth = "open"  # token: each buyer sends a token signed with jwt_secret
+    jwt_secret: str = ""
     requests: int = 500
     event_id: int | None = None  # None: create a fresh demo event
     capacity: int = 100  # of the demo event
@@ -66,6 +69,7 @@ class Result:
     """Everything the attack measured; `to_json()` is what `--json` writes."""
 
     url: str
+    buyer_auth: str
     event_id: int
     event_name: str
     capacity: int
@@ -96,23 +100,52 @@ class Result:
         return {**asdict(self), "ok": self.ok}
 
 
+def buyer_ids(count: int) -> Iterator[str]:
+    """One distinct user per request, made lazily (N may be large). The run tag keeps users
+    distinct across runs so repeated attacks on one event never hit the per-user limit."""
+    tag = uuid.uuid4().hex[:8]
+    return (f"load-{tag}-{i}" for i in range(count))
+
+
+def _body(event_id: int, user_id: str) -> bytes:
+    return b'{"event_id":%d,"user_id":"%s","quantity":1}' % (event_id, user_id.encode())
+
+
 def booking_bodies(event_id: int, count: int) -> Iterator[bytes]:
-    """One request body per distinct user, made lazily (N may be large). The run tag keeps
-    users distinct across runs so repeated attacks on one event never hit the per-user
-    limit."""
-    tag = uuid.uuid4().hex[:8].encode()
-    for i in range(count):
-        yield b'{"event_id":%d,"user_id":"load-%s-%d","quantity":1}' % (event_id, tag, i)
+    """One request body per distinct user (see `buyer_ids`), made lazily."""
+    return (_body(event_id, user) for user in buyer_ids(count))
 
 
-async def fire(client: Client, event_id: int, count: int, progress: Progress) -> Firing:
-    """Send `count` bookings as fast as the connections allow; keep every 202's id."""
+Request = tuple[bytes, bytes]  # body, extra header lines
+
+
+def booking_requests(
+    event_id: int, count: int, minter: TokenMinter | None, progress: Progress
+) -> Iterable[Request]:
+    """The bookings to fire. Open mode: the body names the buyer, made lazily. Token mode:
+    each buyer also gets a signed token of their own, all minted before the first request so
+    signing costs nothing during the burst."""
+    if minter is None:
+        return ((body, b"") for body in booking_bodies(event_id, count))
+    started = time.perf_counter()
+    requests: list[Request] = []
+    for user in buyer_ids(count):
+        requests.append((_body(event_id, user), bearer(minter.mint(user))))
+        progress.update(f"minting: {len(requests)}/{count} buyer tokens")
+    progress.done(f"minted: {count} buyer tokens in {time.perf_counter() - started:.2f} s")
+    return requests
+
+
+async def fire(
+    client: Client, requests: Iterable[Request], count: int, progress: Progress
+) -> Firing:
+    """Send the `count` bookings as fast as the connections allow; keep every 202's id."""
     out = Firing()
     started = time.perf_counter()
 
-    async def book(body: bytes) -> None:
+    async def book(request: Request) -> None:
         try:
-            status, raw = await client.request("POST", "/api/bookings", body)
+            status, raw = await client.request("POST", "/api/bookings", *request)
         except TRANSPORT_ERRORS as exc:
             out.statuses[_transport_error(exc)] += 1
         else:
@@ -123,7 +156,7 @@ async def fire(client: Client, event_id: int, count: int, progress: Progress) ->
         out.sent += 1
         progress.update(_firing_line(out, count, time.perf_counter() - started))
 
-    await client.map(booking_bodies(event_id, count), book)
+    await client.map(requests, book)
     out.seconds = time.perf_counter() - started
     progress.done(_firing_line(out, count, out.seconds))
     return out
@@ -164,17 +197,19 @@ async def wait_audit_decided(
 
 
 async def fetch_decisions(
-    client: Client, ids: list[str], deadline: float, progress: Progress
+    client: Client, token: str, ids: list[str], deadline: float, progress: Progress
 ) -> Decisions:
-    """GET each accepted booking; re-poll only those still PENDING (or not readable because
-    of a transient error) until the deadline: other traffic on the same event can make the
-    audit counts run ahead of our bookings."""
+    """GET each accepted booking (as the admin, who may read any buyer's in token mode);
+    re-poll only those still PENDING (or not readable because of a transient error) until
+    the deadline: other traffic on the same event can make the audit counts run ahead of our
+    bookings."""
     out = Decisions()
+    admin = bearer(token)
     unresolved: dict[str, str] = dict.fromkeys(ids, "PENDING")  # id -> last state seen
 
     async def read(booking_id: str) -> None:
         try:
-            status, view = await client.get_json(f"/api/bookings/{booking_id}")
+            status, view = await client.get_json(f"/api/bookings/{booking_id}", admin)
         except TRANSPORT_ERRORS as exc:
             unresolved[booking_id] = _transport_error(exc)
             return
@@ -224,7 +259,7 @@ async def wait_decided(
     deadline = started + timeout_s
     target = baseline + len(firing.accepted_ids)
     await wait_audit_decided(client, token, event_id, target, deadline, progress)
-    decisions = await fetch_decisions(client, firing.accepted_ids, deadline, progress)
+    decisions = await fetch_decisions(client, token, firing.accepted_ids, deadline, progress)
     report = await settled_audit(client, token, event_id, deadline)
     decisions.wait_seconds = time.monotonic() - started
     decided = decisions.statuses["CONFIRMED"] + decisions.statuses["REJECTED"]
@@ -262,6 +297,18 @@ def judge(
     return failures
 
 
+def refused_buyers(config: AttackConfig, firing: Firing) -> list[str]:
+    """A 401 or 403 is never part of a sale: the buyers' mode or secret is not the API's."""
+    refused = firing.statuses["401"] + firing.statuses["403"]
+    if not refused:
+        return []
+    if config.buyer_auth == "open":
+        why = "the API wants buyer tokens: run with TICKETS_BUYER_AUTH=token"
+    else:
+        why = "the API did not take the buyers' tokens: is TICKETS_JWT_SECRET the API's?"
+    return [f"{refused} requests refused with 401/403: {why}"]
+
+
 async def prepare_event(
     client: Client, config: AttackConfig
 ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
@@ -282,13 +329,15 @@ async def attack(config: AttackConfig, progress_stream: TextIO | None = sys.stde
             "no admin token: set TICKETS_ADMIN_TOKEN (needed to create the event and read "
             "its audit)"
         )
+    minter = TokenMinter(config.jwt_secret) if config.buyer_auth == "token" else None
     progress = Progress(progress_stream)
     client = Client(local_target(config.url), config.concurrency, config.request_timeout_s)
     try:
         await check_reachable(client)
         event, fresh, baseline = await prepare_event(client, config)
         event_id = int(event["id"])
-        firing = await fire(client, event_id, config.requests, progress)
+        requests = booking_requests(event_id, config.requests, minter, progress)
+        firing = await fire(client, requests, config.requests, progress)
         decisions, report = await wait_decided(
             client, config.token, event_id, firing, _decided(baseline), config.timeout_s, progress
         )
@@ -312,6 +361,7 @@ def _result(
     errors = {k: v for k, v in firing.statuses.items() if k not in ("202", "409")}
     return Result(
         url=config.url,
+        buyer_auth=config.buyer_auth,
         event_id=int(event["id"]),
         event_name=str(event["name"]),
         capacity=capacity,
@@ -332,8 +382,14 @@ def _result(
         decide_wait_seconds=round(decisions.wait_seconds, 3),
         audit=report,
         verdict=str(report["verdict"]),
-        failures=judge(config, fresh, capacity, decisions, report),
+        failures=refused_buyers(config, firing) + judge(config, fresh, capacity, decisions, report),
     )
+
+
+BUYERS = {
+    "open": "open mode: each named by user_id in the body",
+    "token": "token mode: each sends a token of their own, signed with TICKETS_JWT_SECRET",
+}
 
 
 def summary(result: Result) -> str:
@@ -344,6 +400,7 @@ def summary(result: Result) -> str:
     drain = "n/a" if result.drain_seconds is None else f"{result.drain_seconds:.2f} s"
     drain += f" (by decided_at; all checked {result.decide_wait_seconds:.2f} s after firing)"
     rows = [
+        ("buyers", BUYERS[result.buyer_auth]),
         ("sent", f"{result.sent}"),
         ("accepted (202)", f"{result.accepted}"),
         ("sold out (409)", f"{result.sold_out}"),

@@ -1,7 +1,8 @@
 """Chaos scenarios (scripts/chaos/) against the real services of the native stack: each runs
 a sale with demand at least 3x capacity, breaks something while traffic flows, lets it heal and
 proves the invariants through the API and by SQL. They kill and restart PostgreSQL, Redis and
-Kafka of the stack the tests run on, and bring every service back up before returning."""
+Kafka of the stack the tests run on, and bring every service back up before returning.
+Buyers in open mode, or with TICKETS_CHAOS_BUYER_AUTH=token each with a signed token."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from scripts.chaos.report import ScenarioResult
 from scripts.chaos.runner import run_scenario
+from scripts.loadgen.tokens import BuyerAuth
 from shared.config import Settings
 
 pytestmark = pytest.mark.chaos
@@ -47,9 +49,13 @@ INVARIANTS = (
 
 
 @pytest.fixture
-async def chaos(base_settings: Settings, tmp_path: Path) -> AsyncIterator[Runner]:
+async def chaos(
+    base_settings: Settings, chaos_buyer_auth: BuyerAuth, tmp_path: Path
+) -> AsyncIterator[Runner]:
     async def run(name: str) -> ScenarioResult:
-        result = await run_scenario(name, base_settings, log_dir=tmp_path / name)
+        result = await run_scenario(
+            name, base_settings, log_dir=tmp_path / name, buyer_auth=chaos_buyer_auth
+        )
         RESULTS.append(result)
         print(result.report())
         return result
