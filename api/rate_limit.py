@@ -100,16 +100,29 @@ class RateLimiter:
         return answers
 
 
+# Parsing an address costs more than the rest of the limit check; a client keeps its address.
+DIRECT_MAX = 65_536
+
+
 class ClientAddresses:
     """Whom a request's address limit counts, with TICKETS_TRUSTED_PROXIES parsed once."""
 
     def __init__(self, proxies: Sequence[Network]) -> None:
         self._proxies = tuple(proxies)
+        self._direct: dict[str | None, str] = {}  # peer -> address, without X-Forwarded-For
 
     def of(self, request: ASGIConnection[Any, Any, Any, Any]) -> str:
         client = request.scope.get("client")
         peer = client[0] if client else None
-        return client_address(peer, request.headers.get("x-forwarded-for"), self._proxies)
+        forwarded = request.headers.get("x-forwarded-for") if self._proxies else None
+        if forwarded:
+            return client_address(peer, forwarded, self._proxies)
+        address = self._direct.get(peer)
+        if address is None:
+            if len(self._direct) >= DIRECT_MAX:
+                self._direct.clear()
+            address = self._direct[peer] = client_address(peer, None, self._proxies)
+        return address
 
 
 def client_address(peer: str | None, forwarded_for: str | None, proxies: Sequence[Network]) -> str:

@@ -8,6 +8,9 @@ Phases, in order (each prints progress lines on stderr):
  1. HTTP ceiling: a bare Litestar POST handler (bare_app.py), wrk.
  2. intake: POST /api/bookings -> 202 after Kafka's ack, real API process, wrk; then the
     HTTP ceiling again (1a): intake is judged against the mean of 1 and 1a.
+ 2t. the same on a second API process in token mode, a bearer token per request and both
+    rate limits counted; then the ceiling again (1d): judged against 1a and 1d, and as a
+    share of row 2's ratio.
  3. storage ceiling: COPY batches of TICKETS_BATCH_MAX rows into a bookings-like table, one
     transaction each; and (for attribution) the same plus the worker's seat assignment.
  4. naive baseline: one PostgreSQL transaction per booking over the same Kafka backlog.
@@ -19,6 +22,7 @@ Phases, in order (each prints progress lines on stderr):
     and the HTTP ceiling once more (1b): sold-out is judged against the mean of 1c and 1b.
     Each ratio is taken against ceilings measured right before and after it, because the
     speed of a shared VM drifts by tens of percent from one 10-second run to the next.
+ 7t. the sold-out fast path with tokens on the token-mode API, then the ceiling (1e).
  8. memory: VmHWM/VmRSS of the API and workers, RSS sampled through the run.
 
 Isolation: its own databases (bench_<id>, and bench_<id>_base for the baselines), Redis prefix,

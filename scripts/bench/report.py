@@ -50,6 +50,7 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
     fin_naive = drain.decisions_per_s / naive.decisions_per_s
     sold_ratio = sold.rps / mean_rps(around_sold)
     gap = flash.last_202_to_all_decided_s
+    token_rows = _token_rows(r, intake_ratio)
     rows = [
         Row("1 HTTP ceiling (bare Litestar)", f"{ceiling.rps:,.0f} req/s", _lat(ceiling)),
         Row(
@@ -114,10 +115,14 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
             sold_ratio >= 0.85,
         ),
     ]
+    rows[2:2] = token_rows[:1]  # 2t after 2
+    rows += token_rows[1:]  # 7t after 7
     extra_ceilings: list[tuple[str, WrkResult | None]] = [
         ("1a HTTP ceiling again (after 2)", around_intake[1]),
+        ("1d HTTP ceiling again (after 2t)", r.get("http_ceiling_after_intake_tokens")),
         ("1c HTTP ceiling again (before 7)", around_sold[0]),
         ("1b HTTP ceiling again (after 7)", None if ceiling_again is ceiling else ceiling_again),
+        ("1e HTTP ceiling again (after 7t)", r.get("http_ceiling_after_sold_out_tokens")),
     ]
     at = 1
     for name, again in extra_ceilings:
@@ -138,6 +143,40 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
             )
         )
     return rows
+
+
+def _token_rows(r: dict[str, Any], intake_ratio: float) -> list[Row]:
+    """2t and 7t, each against the ceilings measured right before and after it (results
+    saved before these rows existed have none)."""
+    intake: WrkResult | None = r.get("intake_tokens")
+    sold: WrkResult | None = r.get("sold_out_tokens")
+    if intake is None or sold is None:
+        return []
+    around_intake = [r.get("http_ceiling_after_intake"), r.get("http_ceiling_after_intake_tokens")]
+    around_sold = [r.get("http_ceiling_again"), r.get("http_ceiling_after_sold_out_tokens")]
+    ratio = intake.rps / mean_rps(around_intake)
+    of_row_2 = ratio / intake_ratio
+    sold_ratio = sold.rps / mean_rps(around_sold)
+    return [
+        Row(
+            "2t intake with tokens + rate limits",
+            f"{intake.rps:,.0f} req/s",
+            _lat(intake),
+            f"{ratio:.0%} of HTTP ceiling {names(around_intake, '1a', '1d')} "
+            f"({cpu_ratio(intake, around_intake)} per CPU-s) = {of_row_2:.0%} of row 2's",
+            ">= 85% of row 2's ratio",
+            of_row_2 >= 0.85,
+        ),
+        Row(
+            "7t sold-out fast path with tokens",
+            f"{sold.rps:,.0f} req/s",
+            _lat(sold),
+            f"{sold_ratio:.0%} of HTTP ceiling {names(around_sold, '1b', '1e')} "
+            f"({cpu_ratio(sold, around_sold)} per CPU-s)",
+            ">= 80%",
+            sold_ratio >= 0.80,
+        ),
+    ]
 
 
 def finalisation_row(drain: DrainResult, ratio: str = "", passed: bool | None = None) -> Row:

@@ -22,6 +22,11 @@ from scripts.bench.phases.memory import memory_of
 from scripts.bench.phases.naive import phase_naive
 from scripts.bench.phases.sold_out import phase_sold_out
 from scripts.bench.phases.storage import phase_storage_ceiling
+from scripts.bench.phases.tokens import (
+    phase_intake_tokens,
+    phase_sold_out_tokens,
+    start_token_api,
+)
 from scripts.bench.proc import BENCH
 from scripts.bench.progress import STARTED, say
 from scripts.bench.report import build_rows, finalisation_row, markdown, to_jsonable
@@ -37,6 +42,9 @@ async def run_phases(world: World) -> dict[str, Any]:
     r["http_ceiling"] = await phase_http_ceiling(world)
     r["intake"] = await phase_intake(world)
     r["http_ceiling_after_intake"] = await phase_http_ceiling(world)
+    buyers = await start_token_api(world)
+    r["intake_tokens"] = await phase_intake_tokens(world, buyers)
+    r["http_ceiling_after_intake_tokens"] = await phase_http_ceiling(world)
     assert world.pipeline.api is not None
     r["server_flags_match"] = api_flags_match(world.pipeline.api.pid)
     r["storage"] = await phase_storage_ceiling(world)
@@ -48,6 +56,8 @@ async def run_phases(world: World) -> dict[str, Any]:
     r["http_ceiling_before_sold_out"] = await phase_http_ceiling(world)
     r["sold_out"] = await phase_sold_out(world)
     r["http_ceiling_again"] = await phase_http_ceiling(world)
+    r["sold_out_tokens"] = await phase_sold_out_tokens(world, buyers)
+    r["http_ceiling_after_sold_out_tokens"] = await phase_http_ceiling(world)
     world.monitor.sample()
     r["memory"] = [
         m

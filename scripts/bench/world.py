@@ -77,6 +77,8 @@ class World:
     admin_url: str = field(init=False)
     log_dir: Path = field(init=False)
     pipeline: Pipeline = field(init=False)
+    tokens: Settings = field(init=False)  # the API of rows 2t and 7t
+    token_pipeline: Pipeline = field(init=False)
     monitor: Monitor = field(default_factory=Monitor)
     bare: subprocess.Popen[bytes] | None = None
     events: dict[str, int] = field(default_factory=dict)
@@ -94,6 +96,18 @@ class World:
             consumer_group=f"{ns}-finalizer",
             admin_token=secrets.token_hex(16),
             worker_metrics_port=0,  # no port clashes with other workers on the machine
+            buyer_auth="open",  # rows 2 and 7 as before tokens; 2t and 7t use `tokens`
+        )
+        # Token checking and both rate limits on, the address limit far above any rate here
+        # (wrk is one address): what the checks cost, with nothing refused.
+        self.tokens = msgspec.structs.replace(
+            self.settings,
+            buyer_auth="token",
+            jwt_secret=secrets.token_urlsafe(48),
+            rate_limit_buyer_per_s=10.0,
+            rate_limit_buyer_burst=20,
+            rate_limit_address_per_s=1e6,
+            rate_limit_address_burst=1_000_000,
         )
         self.drain = msgspec.structs.replace(
             self.settings,
@@ -106,6 +120,7 @@ class World:
         )
         self.log_dir = self.out_dir / f"logs-{self.run_id}"
         self.pipeline = Pipeline(self.settings, log_dir=self.log_dir)
+        self.token_pipeline = Pipeline(self.tokens, log_dir=self.log_dir)
 
     @property
     def databases(self) -> list[str]:
@@ -126,6 +141,7 @@ class World:
 
     def stop_processes(self) -> None:
         terminate(self.bare)
+        self.token_pipeline.stop()
         self.pipeline.stop()
 
     async def destroy(self) -> None:

@@ -41,9 +41,16 @@ class WrkResult:
 
 
 async def run_wrk(
-    url: str, event_id: int, tag: str, seconds: float, connections: int, good: str
+    url: str,
+    event_id: int,
+    tag: str,
+    seconds: float,
+    connections: int,
+    good: str,
+    buyers: Path | None = None,
 ) -> WrkResult:
-    """wrk, one thread (the machine has two cores to share), distinct users per request."""
+    """wrk, one thread (the machine has two cores to share), distinct users per request (or
+    the signed-in `buyers` of a file, in turn)."""
     args = [
         "wrk",
         "-t1",
@@ -57,6 +64,7 @@ async def run_wrk(
         "--",
         str(event_id),
         tag,
+        *([str(buyers)] if buyers else []),
     ]
     proc = spawn(args)
     ended = await wait_child(proc, timeout_s=seconds + 30)
@@ -94,18 +102,24 @@ def wrk_line(result: WrkResult) -> str:
 
 
 async def measured_wrk(
-    world: World, phase: str, url: str, event_id: int, good: str, seconds: float, server: str
+    world: World,
+    phase: str,
+    url: str,
+    event_id: int,
+    good: str,
+    seconds: float,
+    server: str,
+    buyers: Path | None = None,
 ) -> WrkResult:
     """A short wrk warm-up, then the measured run inside a CPU-accounting window; notes the
     CPU share the `server` process got, for the CPU-normalised rate."""
     s = world.sizes
     say(phase, f"wrk warm-up {s.warmup_s:g} s, {s.connections} connections")
-    await run_wrk(url, event_id, f"{world.run_id}-{phase}-w", s.warmup_s, s.connections, good)
+    tag = f"{world.run_id}-{phase}"
+    await run_wrk(url, event_id, f"{tag}-w", s.warmup_s, s.connections, good, buyers)
     say(phase, f"wrk measuring {seconds:g} s")
     with world.monitor.measure(phase) as usage:
-        result = await run_wrk(
-            url, event_id, f"{world.run_id}-{phase}", seconds, s.connections, good
-        )
+        result = await run_wrk(url, event_id, tag, seconds, s.connections, good, buyers)
         usage.loadgen_cpu_pct = result.loadgen_cpu_pct
     result.server_cpu_pct = usage.cpu_pct.get(server)
     say(phase, wrk_line(result))
