@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from api.context import InjectedServices, Services
 from api.events import audit_or_404, get_event_view, services
 from api.idempotency import fingerprint
 from api.problems import documented, failure_of
+from api.rate_limit import Check, Refusal
 from shared import deadlines
 from shared.audit import AuditReport
 from shared.contracts import BookingRequested, EventId, Quantity, UserId, new_booking_id
@@ -240,7 +242,9 @@ class BookingIntake(Controller):
         try:
             sold_out = await svc.availability.available(wanted.event_id) == 0
             if not sold_out:
-                await self._count_against_limits(svc, request, user_id)
+                limited = self._count_against_limits(svc, request, user_id)
+                if limited is not None:
+                    svc.limiter.judge(await limited)
                 now_ms = deadlines.now_ms()
                 message = BookingRequested(
                     booking_id=booking_uuid,
@@ -271,18 +275,26 @@ class BookingIntake(Controller):
         return "accepted", self._accepted(booking_id)
 
     @staticmethod
-    async def _count_against_limits(
+    def _count_against_limits(
         svc: Services, request: Request[object, object, State], user_id: str
-    ) -> None:
-        """Per buyer (in `token` mode only: a buyer the request names itself is no one to
-        limit) and per client address."""
-        limits, checks = svc.limits, []
-        if limits.buyer.on and svc.settings.buyer_auth == "token":
-            checks.append((limits.buyer, user_id))
-        if limits.address.on:
-            checks.append((limits.address, svc.addresses.of(request)))
-        if checks:
-            await svc.limiter.admit(*checks)
+    ) -> asyncio.Future[Refusal | None] | None:
+        """The rate limits' answer to await: per buyer (in `token` mode only: a buyer the
+        request names itself is no one to limit) and per client address; None when no
+        limit is on."""
+        limits = svc.limits
+        buyer = limits.buyer.on and svc.settings.buyer_auth == "token"
+        if buyer and limits.address.on:
+            checks: tuple[Check, ...] = (
+                (limits.buyer, user_id),
+                (limits.address, svc.addresses.of(request)),
+            )
+        elif buyer:
+            checks = ((limits.buyer, user_id),)
+        elif limits.address.on:
+            checks = ((limits.address, svc.addresses.of(request)),)
+        else:
+            return None
+        return svc.limiter.ask(checks)
 
     @staticmethod
     async def _abandon(svc: Services, booking_id: str) -> None:

@@ -4,6 +4,7 @@ address a request counts against."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 from collections.abc import Sequence
@@ -75,9 +76,16 @@ class RateLimiter:
         """Count this request against every limit that is on; RateLimited (429) when one
         of them has no room (and then none of them is used up)."""
         wanted = tuple(check for check in checks if check[0].on)
-        if not wanted:
-            return
-        refusal = await self._batches.submit(wanted)
+        if wanted:
+            self.judge(await self.ask(wanted))
+
+    def ask(self, checks: tuple[Check, ...]) -> asyncio.Future[Refusal | None]:
+        """`admit` in two steps for the booking path (one coroutine layer less): await
+        this with limits that are on, then `judge` the answer."""
+        return self._batches.submit(checks)
+
+    @staticmethod
+    def judge(refusal: Refusal | None) -> None:
         if refusal is not None:
             raise RateLimited(
                 retry_after_s=max(1, math.ceil(refusal.retry_after_ms / 1000)),
