@@ -5,6 +5,10 @@ the rate limit answers 429 with its headers."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import statistics
 import time
 import uuid
@@ -18,6 +22,8 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -74,10 +80,22 @@ async def event(api: AsyncTestClient[Litestar], app_settings: Settings) -> int:
     return int(created.json()["id"])
 
 
-def signed(claims: dict[str, Any], key: str = SECRET, algorithm: str = "HS256") -> str:
+def signed(claims: dict[str, Any], key: Any = SECRET, algorithm: str = "HS256") -> str:
     now = datetime.now(UTC)
     base = {"sub": "buyer-1", "exp": now + timedelta(minutes=5), "iat": now, "jti": "j1"}
     return jwt.encode({**base, **claims}, key, algorithm=algorithm)
+
+
+def hs256_by_hand(claims: dict[str, Any], key: bytes) -> str:
+    """An HS256 JWT built without PyJWT (which refuses an asymmetric key as an HMAC secret)."""
+
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    head = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = part(json.dumps(claims).encode())
+    mac = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{part(mac)}"
 
 
 def unsigned() -> str:
@@ -243,3 +261,58 @@ async def test_login_takes_as_long_for_an_unknown_email_as_for_a_wrong_password(
         await asyncio.sleep(0)
     ratio = statistics.median(unknown) / statistics.median(wrong)
     assert 0.5 < ratio < 2.0, (wrong, unknown)
+
+
+@pytest.fixture
+async def provider_api(
+    app_settings: Settings,
+) -> AsyncIterator[tuple[AsyncTestClient[Litestar], Any]]:
+    """The API verifying an outside identity provider's ES256 tokens (no secret of its own)."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    settings = msgspec.structs.replace(
+        app_settings,
+        jwt_secret="",
+        jwt_public_key=public_pem.decode(),
+        jwt_algorithm="ES256",
+        jwt_issuer="https://id.example.com",
+        jwt_audience="tickets",
+    )
+    async with AsyncTestClient(create_app(settings)) as client:
+        yield client, private
+
+
+async def test_an_identity_providers_tokens_are_verified_with_its_public_key(
+    provider_api: tuple[AsyncTestClient[Litestar], Any],
+    app_settings: Settings,
+    published: Callable[[], Awaitable[int]],
+) -> None:
+    api, private = provider_api
+    admin = {"Authorization": f"Bearer {app_settings.admin_token}"}
+    created = await api.post("/api/events", json={"name": "IdP", "capacity": 5}, headers=admin)
+    event = created.json()["id"]
+    claims = {"iss": "https://id.example.com", "aud": "tickets", "sub": "idp-user-1"}
+    good = signed(claims, key=private, algorithm="ES256")
+    wrong_issuer = signed({**claims, "iss": "https://evil.example.com"}, private, "ES256")
+    wrong_audience = signed({**claims, "aud": "someone-else"}, private, "ES256")
+    # Algorithm confusion: an HS256 token whose HMAC key is the public key's PEM text.
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    confused = hs256_by_hand({**claims, "exp": int(time.time()) + 300}, public_pem)
+    for token in (wrong_issuer, wrong_audience, signed(claims), confused):
+        refused = await api.post(
+            "/api/bookings", json={"event_id": event}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert refused.status_code == 401, refused.text
+    assert await published() == 0
+    booked = await api.post(
+        "/api/bookings", json={"event_id": event}, headers={"Authorization": f"Bearer {good}"}
+    )
+    assert booked.status_code == 202, booked.text
+    assert await published() == 1
+    # The service signs nothing itself here: no register, no login.
+    login = await api.post("/api/auth/login", json={"email": "a@example.com", "password": PASSWORD})
+    assert login.status_code in (404, 405)
