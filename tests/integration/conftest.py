@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -50,17 +51,24 @@ def sale(api: AsyncTestClient[Litestar], api_settings: Settings) -> SaleClient:
     return SaleClient(api, api_settings.admin_token)
 
 
-@pytest.fixture(scope="module")
-async def published(api_settings: Settings) -> AsyncIterator[Callable[[], Awaitable[int]]]:
-    """How many messages the module's booking topic holds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=api_settings.bootstrap_servers)
+@contextlib.asynccontextmanager
+async def topic_size(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """How many messages the settings' booking topic holds, asked as often as needed."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
     await consumer.start()
-    partitions = [
-        TopicPartition(api_settings.topic, p) for p in range(api_settings.topic_partitions)
-    ]
+    partitions = [TopicPartition(settings.topic, p) for p in range(settings.topic_partitions)]
 
     async def count() -> int:
         return sum((await consumer.end_offsets(partitions)).values())
 
-    yield count
-    await consumer.stop()
+    try:
+        yield count
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture(scope="module")
+async def published(api_settings: Settings) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+    """How many messages the module's booking topic holds."""
+    async with topic_size(api_settings) as count:
+        yield count

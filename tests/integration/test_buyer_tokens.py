@@ -21,7 +21,6 @@ import msgspec
 import psycopg
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from litestar import Litestar
@@ -29,6 +28,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from shared.config import Settings
+from tests.integration.conftest import topic_size
 
 pytestmark = pytest.mark.integration
 
@@ -56,17 +56,8 @@ async def api(app_settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]
 
 @pytest.fixture
 async def published(app_settings: Settings) -> AsyncIterator[Callable[[], Awaitable[int]]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=app_settings.bootstrap_servers)
-    await consumer.start()
-    partitions = [
-        TopicPartition(app_settings.topic, p) for p in range(app_settings.topic_partitions)
-    ]
-
-    async def count() -> int:
-        return sum((await consumer.end_offsets(partitions)).values())
-
-    yield count
-    await consumer.stop()
+    async with topic_size(app_settings) as count:
+        yield count
 
 
 @pytest.fixture
