@@ -46,7 +46,8 @@ async def _log_unexpected(exc: BaseException, scope: Scope) -> None:
 def create_app(settings: Settings | None = None) -> Litestar:
     if settings is None:
         settings = load_or_exit(api=True)
-    settings.check_api()
+    else:
+        settings.check_api()
     logs.configure(settings)
     log.info(
         "buyers: %s",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ from redis.asyncio import Redis
 from shared.config import Settings
 from shared.errors import Forbidden, InvalidRequest, Unauthenticated
 from shared.keys import RedisKeys
-
-log = logging.getLogger(__name__)
 
 ROLES = ("buyer", "admin")
 MAX_TOKEN_CHARS = 4096  # a JWT of this service is ~300; an identity provider's stays well below
@@ -104,10 +101,6 @@ class Authenticator:
         self._signs = settings.signs_tokens
         self.revocations = revocations
         self._verified: dict[str, Caller] = {}
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._key)
 
     def caller(self, authorization: str | None) -> Caller | None:
         """The caller an Authorization header names: None when there is none;

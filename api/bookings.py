@@ -280,21 +280,14 @@ class BookingIntake(Controller):
     ) -> asyncio.Future[Refusal | None] | None:
         """The rate limits' answer to await: per buyer (in `token` mode only: a buyer the
         request names itself is no one to limit) and per client address; None when no
-        limit is on."""
+        limit is on (RateLimiter.ask)."""
         limits = svc.limits
-        buyer = limits.buyer.on and svc.settings.buyer_auth == "token"
-        if buyer and limits.address.on:
-            checks: tuple[Check, ...] = (
-                (limits.buyer, user_id),
-                (limits.address, svc.addresses.of(request)),
-            )
-        elif buyer:
-            checks = ((limits.buyer, user_id),)
-        elif limits.address.on:
-            checks = ((limits.address, svc.addresses.of(request)),)
-        else:
-            return None
-        return svc.limiter.ask(checks)
+        checks: list[Check] = []
+        if svc.settings.buyer_auth == "token":
+            checks.append((limits.buyer, user_id))
+        if limits.address.on:  # the address is worked out only when it counts
+            checks.append((limits.address, svc.addresses.of(request)))
+        return svc.limiter.ask(*checks)
 
     @staticmethod
     async def _abandon(svc: Services, booking_id: str) -> None:

@@ -75,14 +75,15 @@ class RateLimiter:
     async def admit(self, *checks: Check) -> None:
         """Count this request against every limit that is on; RateLimited (429) when one
         of them has no room (and then none of them is used up)."""
-        wanted = tuple(check for check in checks if check[0].on)
-        if wanted:
-            self.judge(await self.ask(wanted))
+        asked = self.ask(*checks)
+        if asked is not None:
+            self.judge(await asked)
 
-    def ask(self, checks: tuple[Check, ...]) -> asyncio.Future[Refusal | None]:
-        """`admit` in two steps for the booking path (one coroutine layer less): await
-        this with limits that are on, then `judge` the answer."""
-        return self._batches.submit(checks)
+    def ask(self, *checks: Check) -> asyncio.Future[Refusal | None] | None:
+        """`admit` in two steps for the booking path (one coroutine layer less): the answer
+        to await and `judge`, or None when none of the limits is on."""
+        wanted = tuple(check for check in checks if check[0].on)
+        return self._batches.submit(wanted) if wanted else None
 
     @staticmethod
     def judge(refusal: Refusal | None) -> None:
