@@ -3,7 +3,6 @@ reachability, events, the audit, and where the admin token comes from."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.loadgen.client import TRANSPORT_ERRORS, Client, bearer, json_body
+from scripts.waiting import poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,21 +93,26 @@ async def settled_audit(
 ) -> dict[str, Any]:
     """The audit once no hold is in flight (or the latest one when the deadline passed)."""
     latest = None
-    while True:
+
+    async def settled() -> bool:
+        nonlocal latest
         latest = await poll_audit(client, token, event_id) or latest
-        if latest is not None and latest["verdict"] != "IN_FLIGHT":
-            return latest
-        if time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.1)
+        return latest is not None and latest["verdict"] != "IN_FLIGHT"
+
+    await poll_until(settled, deadline - time.monotonic())
     if latest is None:
         raise ApiError(f"the audit of event {event_id} could not be read before the deadline")
     return latest
 
 
+def stack_secret(variable: str, generated: Path) -> str:
+    """The environment's `variable`, else the native stack's generated file, else ''."""
+    secret = os.environ.get(variable, "")
+    if not secret and generated.is_file():
+        secret = generated.read_text().strip()
+    return secret
+
+
 def admin_token_from_env() -> str:
     """TICKETS_ADMIN_TOKEN, else the native stack's generated token file, else ''."""
-    token = os.environ.get("TICKETS_ADMIN_TOKEN", "")
-    if not token and TOKEN_FILE.is_file():
-        token = TOKEN_FILE.read_text().strip()
-    return token
+    return stack_secret("TICKETS_ADMIN_TOKEN", TOKEN_FILE)

@@ -3,7 +3,6 @@ decided, audit, and judge the result."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ from scripts.loadgen.api import (
 from scripts.loadgen.client import TRANSPORT_ERRORS, Client, UsageError, bearer, local_target
 from scripts.loadgen.progress import Progress
 from scripts.loadgen.tokens import BuyerAuth, TokenMinter
+from scripts.waiting import poll_until
 
 
 @dataclass(frozen=True)
@@ -187,13 +187,15 @@ async def wait_audit_decided(
 ) -> None:
     """Cheap wait: poll the audit's decided counts (one query) until they reach `target`
     instead of polling every booking."""
-    while time.monotonic() < deadline:
+
+    async def reached() -> bool:
         report = await poll_audit(client, token, event_id)
-        if report is not None:
-            progress.update(f"deciding: {_decided(report)}/{target} decisions in the ledger")
-            if _decided(report) >= target:
-                return
-        await asyncio.sleep(0.1)
+        if report is None:
+            return False
+        progress.update(f"deciding: {_decided(report)}/{target} decisions in the ledger")
+        return _decided(report) >= target
+
+    await poll_until(reached, deadline - time.monotonic())
 
 
 async def fetch_decisions(
@@ -224,12 +226,12 @@ async def fetch_decisions(
         else:
             unresolved[booking_id] = f"HTTP {status}"
 
-    while True:
+    async def all_read() -> bool:
         await client.map(list(unresolved), read)
         progress.update(f"checking: {len(ids) - len(unresolved)}/{len(ids)} bookings decided")
-        if not unresolved or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.2)
+        return not unresolved
+
+    await poll_until(all_read, deadline - time.monotonic(), interval_s=0.2)
     for state in unresolved.values():
         out.statuses["PENDING" if state == "PENDING" else "UNREADABLE"] += 1
     return out

@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Literal
 
-from scripts.loadgen.api import ROOT
+from scripts.loadgen.api import ROOT, stack_secret
 from scripts.loadgen.client import UsageError
 
 BuyerAuth = Literal["token", "open"]
@@ -30,10 +30,7 @@ def buyer_auth_from_env() -> BuyerAuth:
 
 def jwt_secret_from_env() -> str:
     """TICKETS_JWT_SECRET, else the native stack's generated secret file, else ''."""
-    secret = os.environ.get("TICKETS_JWT_SECRET", "")
-    if not secret and SECRET_FILE.is_file():
-        secret = SECRET_FILE.read_text().strip()
-    return secret
+    return stack_secret("TICKETS_JWT_SECRET", SECRET_FILE)
 
 
 class TokenMinter:

@@ -203,7 +203,10 @@ async def test_the_stack_secret_logs_nowhere(buyers: tuple[Pipeline, httpx.Async
     def logged() -> str:
         return "".join(p.read_text(errors="replace") for p in pipeline.log_dir.glob("*.log"))
 
-    await eventually(lambda: asyncio.sleep(0, "buyers" in logged()), "the API logged its mode")
+    async def mode_logged() -> bool:
+        return "buyers" in logged()
+
+    await eventually(mode_logged, "the API logged its mode")
     assert SECRET not in logged() and pipeline.settings.admin_token not in logged()
 
 
