@@ -21,10 +21,12 @@ from api.coalesce import AvailabilityView, Coalescer
 from api.context import Services
 from api.events import EventController
 from api.health import health, ready
+from api.holds import HoldController
 from api.idempotency import IdempotencyStore
 from api.problems import failure_of
 from api.publisher import Publisher
 from api.rate_limit import ClientAddresses, Limits, RateLimiter
+from api.webhooks import StripeWebhook
 from shared import heap, logs
 from shared.config import Settings, load_or_exit
 from shared.contracts import BookingRequested
@@ -109,8 +111,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             EventController,
             BookingController,
+            HoldController,
             MeController,
             *([AccountController] if settings.signs_tokens else []),
+            *([StripeWebhook] if settings.stripe_webhook_secret else []),
             health,
             ready,
             PrometheusController,

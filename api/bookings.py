@@ -105,7 +105,7 @@ class Remaining(msgspec.Struct):
 _decode_create = msgspec.json.Decoder(BookingCreate)
 
 
-def _idempotency_key(headers: Headers) -> str | None:
+def idempotency_key(headers: Headers) -> str | None:
     key = headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX:
         raise InvalidRequest(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters")
@@ -202,7 +202,7 @@ class BookingIntake(Controller):
         svc: Services = request.app.state.services  # no DI on the hot path
         outcome = "error"
         try:
-            key = _idempotency_key(request.headers)
+            key = idempotency_key(request.headers)
             wanted = _wanted(await request.body(), request)
             user_id = buyer_of(
                 svc.settings, svc.auth, request.headers.get("authorization"), wanted.user_id
@@ -332,7 +332,7 @@ class BookingController(Controller):
 
     @get(
         "/{booking_id:str}",
-        summary="A booking's status: PENDING, CONFIRMED or REJECTED",
+        summary="A booking's status: PENDING, HELD, CONFIRMED, REJECTED, EXPIRED or CANCELLED",
         description="In token mode, only to its buyer or an admin; anyone else gets 404.",
         responses=documented(
             HTTPStatus.UNAUTHORIZED, HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE
@@ -344,28 +344,36 @@ class BookingController(Controller):
         svc: InjectedServices,
         request: Request[object, object, State],
     ) -> BookingView:
-        caller = None
-        if svc.settings.buyer_auth == "token":
-            caller = identify(svc.settings, svc.auth, request.headers.get("authorization"))
-            if caller is None:
-                raise Unauthenticated()
-        view = await self._find(svc, booking_id)
-        if not may_read(svc.settings, caller, view.user_id):
-            raise NotFound(f"booking {booking_id} does not exist")
-        return view
+        return await booking_for(svc, request, booking_id)
 
-    @staticmethod
-    async def _find(svc: Services, booking_id: str) -> BookingView:
-        try:
-            parsed = uuid.UUID(booking_id)
-        except ValueError:
-            raise NotFound(f"booking {booking_id!r} does not exist") from None
-        # The worker caches a decision only after PostgreSQL committed it, so a cached
-        # PENDING is the truth too; PostgreSQL is asked only when the cache has nothing.
-        view = await svc.decisions.get(parsed)
-        if view is not None:
-            return view
-        row = await fetch_one(svc.pool, queries.get_booking, {"booking_id": parsed})
-        if row is not None:
-            return BookingView.from_row(row)
+
+async def booking_for(
+    svc: Services, request: Request[object, object, State], booking_id: str
+) -> BookingView:
+    """The booking, if the caller may see it: in `token` mode its buyer or an admin; anyone
+    else gets 404, which does not tell that it exists."""
+    caller = None
+    if svc.settings.buyer_auth == "token":
+        caller = identify(svc.settings, svc.auth, request.headers.get("authorization"))
+        if caller is None:
+            raise Unauthenticated()
+    view = await find_booking(svc, booking_id)
+    if not may_read(svc.settings, caller, view.user_id):
         raise NotFound(f"booking {booking_id} does not exist")
+    return view
+
+
+async def find_booking(svc: Services, booking_id: str) -> BookingView:
+    try:
+        parsed = uuid.UUID(booking_id)
+    except ValueError:
+        raise NotFound(f"booking {booking_id!r} does not exist") from None
+    # The worker caches a decision only after PostgreSQL committed it, so a cached
+    # PENDING is the truth too; PostgreSQL is asked only when the cache has nothing.
+    view = await svc.decisions.get(parsed)
+    if view is not None:
+        return view
+    row = await fetch_one(svc.pool, queries.get_booking, {"booking_id": parsed})
+    if row is not None:
+        return BookingView.from_row(row)
+    raise NotFound(f"booking {booking_id} does not exist")

@@ -27,6 +27,8 @@ class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     capacity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
     per_user_limit: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10
+    # 0: bookings are CONFIRMED when decided; above 0: HELD until paid, for this long.
+    hold_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 0
 
 
 class EventView(msgspec.Struct):
@@ -34,8 +36,10 @@ class EventView(msgspec.Struct):
     name: str
     capacity: int
     per_user_limit: int
+    hold_seconds: int
     available: int
     sold: int
+    held: int
 
 
 def services(state: State) -> Services:
@@ -50,7 +54,7 @@ async def get_event_view(svc: Services, event_id: int) -> EventView:
         row = await cur.fetchone()
     if row is None:
         raise NotFound(f"event {event_id} does not exist")
-    available = row["capacity"] - row["sold"]
+    available = row["capacity"] - row["sold"] - row["held"]
     try:
         counted = await svc.inventory.available(event_id)
     except redis.exceptions.RedisError:
@@ -58,7 +62,14 @@ async def get_event_view(svc: Services, event_id: int) -> EventView:
     if counted is not None:
         available = max(counted, 0)  # what the gate will still admit
     return EventView(
-        row["id"], row["name"], row["capacity"], row["per_user_limit"], available, row["sold"]
+        row["id"],
+        row["name"],
+        row["capacity"],
+        row["per_user_limit"],
+        row["hold_seconds"],
+        available,
+        row["sold"],
+        row["held"],
     )
 
 
@@ -89,7 +100,14 @@ class EventController(Controller):
             # The worker rebuilds a missing counter from PostgreSQL before admitting anyone.
             log.warning("event %s created but its counter was not opened: %r", row["id"], exc)
         return EventView(
-            row["id"], row["name"], row["capacity"], row["per_user_limit"], data.capacity, 0
+            row["id"],
+            row["name"],
+            row["capacity"],
+            row["per_user_limit"],
+            row["hold_seconds"],
+            data.capacity,
+            0,
+            0,
         )
 
     @get("/{event_id:int}", summary="An event with its live availability")

@@ -18,12 +18,11 @@ from collections import deque
 import msgspec
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from shared import deadlines
 from shared.config import Settings
-from shared.contracts import BookingRequested, encode_request, event_key
+from shared.contracts import Command, encode_command, event_key, partition_of
 from shared.errors import BrokerUnavailable
 from shared.metrics import PRODUCE_SECONDS
 
@@ -43,7 +42,7 @@ class _Batch:
         self.waiters: list[tuple[asyncio.Future[None], float]] = []
         self.expires_at_ms = expires_at_ms
 
-    def append(self, key: bytes, message: BookingRequested, waiter: asyncio.Future[None]) -> bool:
+    def append(self, key: bytes, message: Command, waiter: asyncio.Future[None]) -> bool:
         """Add the request with the batch's deadline; False if it does not fit (full, or its
         deadline does not go with the batch's: `deadlines.batch_takes`)."""
         own = message.expires_at_ms or 0
@@ -51,7 +50,7 @@ class _Batch:
             return False
         if own != self.expires_at_ms:
             message = msgspec.structs.replace(message, expires_at_ms=self.expires_at_ms)
-        if self.builder.append(timestamp=None, key=key, value=encode_request(message)) is None:
+        if self.builder.append(timestamp=None, key=key, value=encode_command(message)) is None:
             return False  # full: the record goes into the next batch
         self.waiters.append((waiter, time.perf_counter()))
         return True
@@ -82,7 +81,6 @@ class Publisher:
         self._connecting: asyncio.Task[AIOKafkaProducer] | None = None
         self._retry_at = 0.0
         self._last_error = ""
-        self._partitioner = DefaultPartitioner()
         self._partition_of: dict[int, int] = {}  # event id -> partition, until metadata changes
         self._batches: dict[int, deque[_Batch]] = {}  # per partition: not yet sent, oldest first
         self._senders: dict[int, asyncio.Task[None]] = {}  # per partition, while it has batches
@@ -140,7 +138,7 @@ class Publisher:
         self._producer = producer
         return producer
 
-    async def publish(self, message: BookingRequested) -> None:
+    async def publish(self, message: Command) -> None:
         """Return only once Kafka acknowledged the message; else raise BrokerUnavailable.
 
         The whole wait, connecting included, ends just before `message.expires_at_ms`, or
@@ -167,7 +165,7 @@ class Publisher:
             partitions = producer.client.cluster.partitions_for_topic(self._settings.topic)
             if not partitions:
                 raise BrokerUnavailable(f"Kafka has no partitions for {self._settings.topic}")
-            partition = self._partitioner(key, sorted(partitions), [])
+            partition = partition_of(event_id, partitions)
             self._partition_of[event_id] = partition
         return partition
 
@@ -176,7 +174,7 @@ class Publisher:
         producer: AIOKafkaProducer,
         partition: int,
         key: bytes,
-        message: BookingRequested,
+        message: Command,
         acked: asyncio.Future[None],
     ) -> None:
         batches = self._batches.setdefault(partition, deque())

@@ -1,24 +1,31 @@
-"""One batch of booking requests -> decisions: one Redis round trip and one PostgreSQL
-transaction per event in the batch.
+"""One batch of commands (booking requests, payments, cancellations) -> decisions: one Redis
+round trip and one PostgreSQL transaction per event in the batch.
 
 Order of effects for one event, and why it is safe to crash between any two of them:
 1. One PostgreSQL transaction locks the event row FOR UPDATE and skips bookings it already
-   decided (every decider of the event holds that lock, so the answer cannot go stale).
-2. Still under the lock, reserve.lua takes stock for the bookings it admits and records a
-   hold per booking id. A replay finds the hold and takes nothing more.
-3. PostgreSQL re-checks capacity and per-user limits itself (the final word), assigns the
-   lowest free seats, writes every booking with its seats and commits. A crash before COMMIT
-   leaves only holds, which the replay reuses.
-4. settle.lua drops the holds; a hold whose booking PostgreSQL refused gives its stock back,
-   exactly once. A replay after a crash here finds the bookings decided and settles again,
-   which is a no-op for holds already gone. The worker lets this run while it fetches and
-   decodes the next batch (`Settling`), and waits for it before that batch's gate.
+   decided (every decider of the event holds that lock, so the answer cannot go stale). It
+   plans the lifecycle changes too: holds past their deadline expire, payments and
+   cancellations apply in offset order (consumer/lifecycle.py has their own argument).
+2. Still under the lock, reserve.lua gives back the stock of expired and cancelled bookings
+   (marked per booking id), then takes stock for the bookings it admits and records a gate
+   hold per booking id. A replay finds the marks and the holds and changes nothing more.
+3. PostgreSQL re-checks capacity and per-user limits itself (the final word), frees the
+   seats of released bookings, assigns the lowest free seats, writes every booking with its
+   seats and status (HELD with a deadline when the event has holds, else CONFIRMED) and
+   commits. A crash before COMMIT leaves only gate holds and release marks, which the
+   replay reuses.
+4. settle.lua drops the gate holds and the release marks; a gate hold whose booking
+   PostgreSQL refused gives its stock back, exactly once. A replay after a crash here finds
+   the bookings decided and settles again, which is a no-op for holds already gone. The
+   worker lets this run while it fetches and decodes the next batch (`Settling`), and waits
+   for it before that batch's gate.
 5. The decisions are recorded in Redis for polling clients. The worker commits the Kafka
    offsets only after all of this (consumer/tail.py).
 
 Words: a batch is *decided* when PostgreSQL committed its decisions (1-3), *settled* when
-its holds are gone from the gate (4), *recorded* when polling clients can see it (5), and
-*committed* only ever means its Kafka offsets.
+its gate holds are gone (4), *recorded* when polling clients can see it (5), and
+*committed* only ever means its Kafka offsets. A *gate hold* is reserve.lua's in-flight
+claim on stock; a *hold* is a HELD booking waiting for its payment.
 """
 
 from __future__ import annotations
@@ -36,13 +43,13 @@ from typing import Any
 
 from psycopg import AsyncCursor
 
-from consumer import faults
+from consumer import faults, lifecycle
 from shared.config import Settings
-from shared.contracts import BookingRequested, Decision, Reason, Status
+from shared.contracts import LIVE, BookingRequested, Command, Decision, Reason, Status
 from shared.db import Pool, TextArrayBinaryDumper, queries, text_array, uuid_array
 from shared.decisions import DecisionCache
 from shared.errors import CounterMissing
-from shared.inventory import HELD, Ask, Gate, Inventory
+from shared.inventory import HELD, Ask, Gate, Inventory, Release
 from shared.rules import RulesCache
 
 log = logging.getLogger(__name__)
@@ -53,11 +60,16 @@ SLOW_BATCH_S = 2.0  # a batch slower than this is logged with where its time wen
 # this runs under the event's row lock.
 COPY_BOOKINGS = (
     "COPY bookings (booking_id, event_id, user_id, quantity, status, reason,"
-    " requested_at, decided_at, seats) FROM STDIN (FORMAT BINARY)"
+    " requested_at, decided_at, seats, hold_expires_at) FROM STDIN (FORMAT BINARY)"
 )
 COPY_BOOKING_TYPES = [
     "uuid", "int8", "text", "int4", "text", "text", "timestamptz", "timestamptz", "text[]",
+    "timestamptz",
 ]  # fmt: skip
+
+Decided = list[tuple[BookingRequested, Decision]]
+# One event's settling: its gate holds' outcomes (True: kept), and its committed releases.
+Settle = tuple[int, list[tuple[uuid.UUID, bool]], list[uuid.UUID]]
 
 
 def _nothing() -> None:
@@ -70,6 +82,23 @@ class _Plan:
 
     decisions: dict[uuid.UUID, Decision] = field(default_factory=dict)
     settle: list[tuple[uuid.UUID, bool]] = field(default_factory=list)
+    released: list[uuid.UUID] = field(default_factory=list)  # release marks to drop
+    changed: Decided = field(default_factory=list)  # bookings paid, expired or cancelled
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A decided batch: its requests' decisions, the bookings its lifecycle changes touched,
+    and its gate being settled."""
+
+    decided: Decided
+    changed: Decided
+    settling: Settling
+
+    @property
+    def recorded(self) -> Decided:
+        """Everything polling clients must see, in one list."""
+        return self.decided + self.changed
 
 
 class Settling:
@@ -78,11 +107,9 @@ class Settling:
     by the next `wait()`, which raises the failure to its caller to retry: settle.lua is
     idempotent, so settling twice is harmless."""
 
-    def __init__(
-        self, inventory: Inventory, settles: list[tuple[int, list[tuple[uuid.UUID, bool]]]]
-    ) -> None:
+    def __init__(self, inventory: Inventory, settles: list[Settle]) -> None:
         self._inventory = inventory
-        self._left = [(event_id, outcomes) for event_id, outcomes in settles if outcomes]
+        self._left = [(event, kept, gone) for event, kept, gone in settles if kept or gone]
         self._task = self._start()
 
     def _start(self) -> asyncio.Task[None]:
@@ -94,8 +121,8 @@ class Settling:
 
     async def _run(self) -> None:
         while self._left:
-            event_id, outcomes = self._left[0]
-            await self._inventory.settle(event_id, outcomes)
+            event_id, outcomes, released = self._left[0]
+            await self._inventory.settle(event_id, outcomes, released)
             del self._left[0]
 
     async def wait(self) -> None:
@@ -132,55 +159,72 @@ class Finalizer:
         self._cache = cache
         self._rules = RulesCache(pool)
 
-    async def finalize(self, requests: Sequence[BookingRequested]) -> list[Decision]:
-        """Every step at once: decide every request (duplicates by booking id collapse to
-        one decision), settle the gate and record the decisions for polling clients."""
-        decided, settling = await self.decide(requests)
-        await settling.wait()
-        await self._cache.remember_decisions(decided)
-        return [decision for _, decision in decided]
+    async def finalize(self, requests: Sequence[Command]) -> list[Decision]:
+        """Every step at once (`apply`); the requests' decisions."""
+        return [decision for _, decision in (await self.apply(requests)).decided]
+
+    async def apply(self, commands: Sequence[Command], expire: Sequence[int] = ()) -> Outcome:
+        """Every step at once: decide every command (duplicate requests by booking id
+        collapse to one decision), settle the gate and record the decisions for polling
+        clients."""
+        outcome = await self.decide(commands, expire=expire)
+        await outcome.settling.wait()
+        await self._cache.remember_decisions(outcome.recorded)
+        return outcome
 
     async def decide(
-        self, requests: Sequence[BookingRequested], after_gate: Callable[[], None] = _nothing
-    ) -> tuple[list[tuple[BookingRequested, Decision]], Settling]:
+        self,
+        commands: Sequence[Command],
+        after_gate: Callable[[], None] = _nothing,
+        expire: Sequence[int] = (),
+    ) -> Outcome:
         """Steps 1-3, and step 4 started: decisions committed in PostgreSQL, and the gate's
         holds being settled (wait for `Settling` before this event's next gate). The caller
         records the decisions (the worker does it while the next batch is decided).
         `after_gate` is called once the gate has answered, when the rest of the transaction
-        needs only PostgreSQL: a good moment for other Redis work."""
+        needs only PostgreSQL: a good moment for other Redis work. The events in `expire`
+        get a transaction even without commands, to expire their due holds."""
         unique: dict[uuid.UUID, BookingRequested] = {}
-        for request in requests:
-            unique.setdefault(request.booking_id, request)
-        by_event: dict[int, list[BookingRequested]] = {}
-        for request in unique.values():
-            by_event.setdefault(request.event_id, []).append(request)
+        by_event: dict[int, list[Command]] = {event_id: [] for event_id in expire}
+        for command in commands:
+            if isinstance(command, BookingRequested):
+                if command.booking_id in unique:
+                    continue
+                unique[command.booking_id] = command
+            by_event.setdefault(command.event_id, []).append(command)
 
-        decided: list[tuple[BookingRequested, Decision]] = []
-        settles: list[tuple[int, list[tuple[uuid.UUID, bool]]]] = []
+        decided: Decided = []
+        changed: Decided = []
+        settles: list[Settle] = []
         try:
             for event_id, group in by_event.items():
                 plan = await self._decide_event(event_id, group, after_gate)
-                decided += [(r, plan.decisions[r.booking_id]) for r in group]
-                settles.append((event_id, plan.settle))
+                decided += [
+                    (r, plan.decisions[r.booking_id])
+                    for r in group
+                    if isinstance(r, BookingRequested)
+                ]
+                changed += plan.changed
+                settles.append((event_id, plan.settle, plan.released))
         except BaseException:
             # A later event failed: the events committed so far are settled anyway (the
             # retry settles them again), so their refused stock does not wait for it.
             Settling(self.inventory, settles)
             raise
-        return decided, Settling(self.inventory, settles)
+        return Outcome(decided, changed, Settling(self.inventory, settles))
 
     async def _decide_event(
-        self, event_id: int, requests: list[BookingRequested], after_gate: Callable[[], None]
+        self, event_id: int, commands: list[Command], after_gate: Callable[[], None]
     ) -> _Plan:
         started = time.monotonic()
-        plan = await self._decide_locked(event_id, requests, after_gate)
+        plan = await self._decide_locked(event_id, commands, after_gate)
         faults.point(self._settings, "after_db_commit")
         took = time.monotonic() - started
         if took > SLOW_BATCH_S:
             log.warning(
-                "slow batch for event %s: %d bookings, gate and ledger %.2fs",
+                "slow batch for event %s: %d commands, gate and ledger %.2fs",
                 event_id,
-                len(requests),
+                len(commands),
                 took,
                 extra={"event_id": event_id},
             )
@@ -195,15 +239,20 @@ class Finalizer:
         return await self._rules.get(event_id) is not None
 
     async def _reserve(
-        self, cur: AsyncCursor[Any], event_id: int, limit: int, asks: list[Ask]
+        self,
+        cur: AsyncCursor[Any],
+        event_id: int,
+        limit: int,
+        asks: list[Ask],
+        releases: list[Release],
     ) -> list[Gate]:
-        """The Redis gate, called under the event's row lock (held by `cur`): one answer per
-        ask, in order."""
+        """The Redis gate, called under the event's row lock (held by `cur`): the releases'
+        stock back, then one answer per ask, in order."""
         try:
-            return await self.inventory.reserve(event_id, limit, asks)
+            return await self.inventory.reserve(event_id, limit, asks, releases)
         except CounterMissing:
             await self._rebuild_locked(cur, event_id)
-            return await self.inventory.reserve(event_id, limit, asks)
+            return await self.inventory.reserve(event_id, limit, asks, releases)
 
     async def rebuild_counter(self, event_id: int) -> bool:
         """Recreate the event's Redis counter from PostgreSQL, under the event's row lock so
@@ -219,9 +268,9 @@ class Finalizer:
         await cur.execute(queries.get_event, {"event_id": event_id})
         event = await cur.fetchone()
         assert event is not None, "the caller holds this event's row lock"
-        await cur.execute(queries.confirmed_by_all_users, {"event_id": event_id})
+        await cur.execute(queries.live_by_all_users, {"event_id": event_id})
         users = {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
-        available = event["capacity"] - event["sold"]
+        available = event["capacity"] - event["sold"] - event["held"]
         rebuilt = await self.inventory.rebuild(event_id, available, users)
         if rebuilt:
             log.warning(
@@ -233,29 +282,34 @@ class Finalizer:
         return rebuilt
 
     async def _decide_locked(
-        self, event_id: int, requests: list[BookingRequested], after_gate: Callable[[], None]
+        self, event_id: int, commands: list[Command], after_gate: Callable[[], None]
     ) -> _Plan:
-        """Under the event's row lock: skip what an earlier delivery decided, take stock at
-        the gate for the rest, arbitrate against the locked row, write. Whoever decides this
-        event holds that lock, so "already decided" cannot change between the check and the
-        COMMIT."""
+        """Under the event's row lock: skip what an earlier delivery decided, plan the
+        lifecycle changes, give back and take stock at the gate, arbitrate against the locked
+        row, write. Whoever decides this event holds that lock, so "already decided" cannot
+        change between the check and the COMMIT."""
         plan = _Plan()
+        requests = [c for c in commands if isinstance(c, BookingRequested)]
+        changes = [c for c in commands if not isinstance(c, BookingRequested)]
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(queries.lock_event, {"event_id": event_id})
             event = await cur.fetchone()
             assert event is not None, "the worker dead-letters requests for unknown events"
             limit, capacity = event["per_user_limit"], event["capacity"]
+            decided_at = dt.datetime.now(dt.UTC)
+            decided_ms = int(decided_at.timestamp() * 1000)
             await cur.execute(queries.probes_only)
             earlier = await self._already_decided(cur, [r.booking_id for r in requests])
             todo = [r for r in requests if r.booking_id not in earlier]
+            life = await lifecycle.plan(cur, event_id, event, changes, decided_at)
             asks = [Ask(r.booking_id, r.user_id, r.quantity) for r in todo]
             # Redis and PostgreSQL at once: the gate, and what these users already hold.
             async with conn.cursor() as users_cur:
                 lookup = asyncio.create_task(
-                    self._confirmed_by_users(users_cur, event_id, {r.user_id for r in todo})
+                    self._live_by_users(users_cur, event_id, {r.user_id for r in todo})
                 )
                 try:
-                    gates = await self._reserve(cur, event_id, limit, asks)
+                    gates = await self._reserve(cur, event_id, limit, asks, life.releases)
                 except BaseException:
                     # The gate failed: end the lookup before the transaction is rolled back.
                     lookup.cancel()
@@ -263,33 +317,51 @@ class Finalizer:
                         await lookup
                     raise
                 users = await lookup
+            for release in life.releases:
+                if release.user_id in users:
+                    users[release.user_id] -= release.quantity
             faults.point(self._settings, "after_reserve")
             after_gate()
-            decided_at = dt.datetime.now(dt.UTC)
-            decided_ms = int(decided_at.timestamp() * 1000)
-            sold = event["sold"]
+            admitted_as, hold_until = Status.CONFIRMED, None
+            if event["hold_seconds"]:
+                admitted_as = Status.HELD
+                hold_until = decided_at + dt.timedelta(seconds=event["hold_seconds"])
+            taken = event["sold"] + event["held"] + life.sold + life.held
             verdicts: list[tuple[BookingRequested, Status, Reason | None]] = []
-            confirmed: list[BookingRequested] = []
+            admitted: list[BookingRequested] = []
             for request, gate in zip(todo, gates, strict=True):
-                status, reason = _arbitrate(request, gate, limit, capacity, sold, users)
+                status, reason = _arbitrate(request, gate, limit, capacity, taken, users)
                 if status is Status.CONFIRMED:
-                    sold += request.quantity
+                    status = admitted_as
+                    taken += request.quantity
                     users[request.user_id] = users.get(request.user_id, 0) + request.quantity
-                    confirmed.append(request)
+                    admitted.append(request)
                 if gate in HELD:
-                    plan.settle.append((request.booking_id, status is Status.CONFIRMED))
+                    plan.settle.append((request.booking_id, status in LIVE))
                 verdicts.append((request, status, reason))
+            # Seats given back before new ones are taken, so this batch can have them.
+            await lifecycle.write(cur, event_id, life, decided_at)
             # Seats first, so each booking row is written once, with its seats.
             seats: Iterator[list[str]] = iter(())
             next_seat = event["next_seat"]
-            if confirmed:
-                seat_lists, next_seat = await self._assign_seats(cur, event_id, event, confirmed)
-                seats = iter(seat_lists)  # one list per confirmed booking, in order
+            if admitted:
+                contiguous = not life.freed and event["sold"] + event["held"] == next_seat - 1
+                seat_lists, next_seat = await self._assign_seats(
+                    cur, event_id, next_seat, contiguous, admitted
+                )
+                seats = iter(seat_lists)  # one list per admitted booking, in order
+            hold_until_ms = int(hold_until.timestamp() * 1000) if hold_until else None
             rows: list[tuple[Any, ...]] = []
             for request, status, reason in verdicts:
-                labels = next(seats) if status is Status.CONFIRMED else []
+                live = status in LIVE
+                labels = next(seats) if live else []
                 plan.decisions[request.booking_id] = Decision(
-                    request.booking_id, status, reason, tuple(labels), decided_ms
+                    request.booking_id,
+                    status,
+                    reason,
+                    tuple(labels),
+                    decided_ms,
+                    hold_expires_at_ms=hold_until_ms if live else None,
                 )
                 rows.append(
                     (
@@ -302,6 +374,7 @@ class Finalizer:
                         _from_ms(request.requested_at_ms),
                         decided_at,
                         labels,
+                        hold_until if live else None,
                     )
                 )
             if rows:
@@ -310,20 +383,22 @@ class Finalizer:
                     copy.set_types(COPY_BOOKING_TYPES)
                     for row in rows:
                         await copy.write_row(row)
-            if confirmed:
+            new_quantity = sum(r.quantity for r in admitted)
+            sold = life.sold + (new_quantity if admitted_as is Status.CONFIRMED else 0)
+            held = life.held + (new_quantity if admitted_as is Status.HELD else 0)
+            if sold or held or admitted:
                 await cur.execute(
-                    queries.add_sold,
-                    {
-                        "event_id": event_id,
-                        "quantity": sold - event["sold"],
-                        "next_seat": next_seat,
-                    },
+                    queries.change_stock,
+                    {"event_id": event_id, "sold": sold, "held": held, "next_seat": next_seat},
                 )
-        # Bookings decided by an earlier delivery: report that decision; a hold that delivery
-        # left behind (it crashed before settling) settles as it decided.
+        # Bookings decided by an earlier delivery: report that decision; a gate hold that
+        # delivery left behind (it crashed before settling) settles as it decided. Stock a
+        # booking took and later gave back (expired, cancelled) came back by its release.
         for booking_id, decision in earlier.items():
             plan.decisions[booking_id] = decision
-            plan.settle.append((booking_id, decision.status is Status.CONFIRMED))
+            plan.settle.append((booking_id, decision.status is not Status.REJECTED))
+        plan.released = [release.booking_id for release in life.releases]
+        plan.changed = life.views()
         return plan
 
     async def _already_decided(
@@ -338,6 +413,9 @@ class Finalizer:
                 Reason(row["reason"]) if row["reason"] else None,
                 tuple(row["seats"]),
                 _now_ms(),
+                hold_expires_at_ms=_ms_or_none(row["hold_expires_at"]),
+                paid_at_ms=_ms_or_none(row["paid_at"]),
+                cancelled_at_ms=_ms_or_none(row["cancelled_at"]),
             )
         if earlier:
             log.info(
@@ -347,13 +425,13 @@ class Finalizer:
             )
         return earlier
 
-    async def _confirmed_by_users(
+    async def _live_by_users(
         self, cur: AsyncCursor[Any], event_id: int, user_ids: set[str]
     ) -> dict[str, int]:
         if not user_ids:
             return {}
         await cur.execute(
-            queries.confirmed_by_users, {"event_id": event_id, "user_ids": text_array(user_ids)}
+            queries.live_by_users, {"event_id": event_id, "user_ids": text_array(user_ids)}
         )
         return {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
 
@@ -361,22 +439,24 @@ class Finalizer:
         self,
         cur: AsyncCursor[Any],
         event_id: int,
-        event: dict[str, Any],
-        confirmed: list[BookingRequested],
+        next_seat: int,
+        contiguous: bool,
+        admitted: list[BookingRequested],
     ) -> tuple[list[list[str]], int]:
-        """Give the confirmed bookings the lowest free seats, in request order. Returns each
-        booking's labels (in the order of `confirmed`) and the event's next_seat after this
-        batch."""
-        total = sum(r.quantity for r in confirmed)
-        owners = [r.booking_id for r in confirmed for _ in range(r.quantity)]
+        """Give the admitted bookings the lowest free seats, in request order. Returns each
+        booking's labels (in the order of `admitted`) and the event's next_seat after this
+        batch. `contiguous`: the taken seats are exactly 1 .. next_seat - 1."""
+        total = sum(r.quantity for r in admitted)
+        owners = [r.booking_id for r in admitted for _ in range(r.quantity)]
         params: dict[str, Any] = {"event_id": event_id, "booking_ids": uuid_array(owners)}
         gaps: list[int] | None = None  # the free seats, when they are not one run
-        if event["sold"] == event["next_seat"] - 1:
-            # The sold seats are exactly 1 .. next_seat - 1 (every seat the worker assigned is
-            # below next_seat, and there are `sold` of them), so the free ones start there.
-            first, last = event["next_seat"], event["next_seat"] + total - 1
+        if contiguous:
+            # Every seat the worker assigned is below next_seat, and as many are taken as
+            # there are seats below it, so the free ones start there.
+            first, last = next_seat, next_seat + total - 1
         else:
-            # A seat below next_seat was given back by hand: look for the free ones.
+            # A seat below next_seat was given back (expired, cancelled): look for the free
+            # ones.
             await cur.execute(queries.lowest_free_seats, {"event_id": event_id, "count": total})
             free = [row["seat_no"] for row in await cur.fetchall()]
             if len(free) != total:
@@ -395,13 +475,13 @@ class Finalizer:
         labels: list[str] = row["labels"] if row else []
         if len(labels) != total:
             raise RuntimeError(f"event {event_id}: assigned {len(labels)} of {total} seats")
-        # `labels` is in seat order, and the seats went to `confirmed` in order.
+        # `labels` is in seat order, and the seats went to `admitted` in order.
         seats: list[list[str]] = []
         at = 0
-        for request in confirmed:
+        for request in admitted:
             seats.append(labels[at : at + request.quantity])
             at += request.quantity
-        return seats, max(event["next_seat"], last + 1)
+        return seats, max(next_seat, last + 1)
 
 
 def _arbitrate(
@@ -409,19 +489,24 @@ def _arbitrate(
     gate: Gate,
     limit: int,
     capacity: int,
-    sold: int,
+    taken: int,
     users: dict[str, int],
 ) -> tuple[Status, Reason | None]:
-    """PostgreSQL's own check of what the gate admitted, against the locked event row."""
+    """PostgreSQL's own check of what the gate admitted, against the locked event row
+    (`taken`: the quantity sold and held). CONFIRMED here means admitted."""
     if gate is Gate.SOLD_OUT:
         return Status.REJECTED, Reason.SOLD_OUT
     if gate is Gate.LIMIT:
         return Status.REJECTED, Reason.LIMIT_EXCEEDED
     if users.get(request.user_id, 0) + request.quantity > limit:
         return Status.REJECTED, Reason.LIMIT_EXCEEDED
-    if sold + request.quantity > capacity:
+    if taken + request.quantity > capacity:
         return Status.REJECTED, Reason.SOLD_OUT
     return Status.CONFIRMED, None
+
+
+def _ms_or_none(stamp: dt.datetime | None) -> int | None:
+    return None if stamp is None else int(stamp.timestamp() * 1000)
 
 
 def _now_ms() -> int:

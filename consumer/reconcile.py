@@ -42,6 +42,7 @@ class Fixes:
     counters_rebuilt: int = 0
     holds_settled: int = 0  # holds of bookings PostgreSQL had already decided
     holds_released: int = 0  # holds whose booking never reached PostgreSQL
+    marks_dropped: int = 0  # release marks of releases PostgreSQL committed
     counters_corrected: int = 0
     group_caught_up: bool = False
 
@@ -51,6 +52,7 @@ class Fixes:
             self.counters_rebuilt
             + self.holds_settled
             + self.holds_released
+            + self.marks_dropped
             + self.counters_corrected
         )
 
@@ -75,7 +77,11 @@ class Reconciler:
         for event in event_ids:
             await self._reconcile_event(event, seen_holds[event], fixes)
             fixes.events_checked += 1
-        for kind in ("counters_rebuilt", "holds_settled", "holds_released", "counters_corrected"):
+        kinds = (
+            "counters_rebuilt", "holds_settled", "holds_released", "marks_dropped",
+            "counters_corrected",
+        )  # fmt: skip
+        for kind in kinds:
             RECONCILER_FIXES.labels(kind).inc(getattr(fixes, kind))
         if fixes.total:
             log.warning("reconciler fixed: %s", asdict(fixes))
@@ -90,27 +96,45 @@ class Reconciler:
             async with self._pool.connection() as conn, conn.cursor() as cur:
                 await cur.execute(queries.decided_among, {"booking_ids": uuid_array(holds)})
                 decided = {row["booking_id"]: row["status"] for row in await cur.fetchall()}
-            outcomes = [(bid, status == Status.CONFIRMED) for bid, status in decided.items()]
+            outcomes = [(bid, status != Status.REJECTED) for bid, status in decided.items()]
             await self._inventory.settle(event_id, outcomes)
             fixes.holds_settled += len(outcomes)
             orphans = holds - decided.keys()
             if orphans and fixes.group_caught_up:
                 await self._inventory.settle(event_id, [(bid, False) for bid in orphans])
                 fixes.holds_released += len(orphans)
+        await self._drop_marks(event_id, fixes)
         if fixes.group_caught_up and await self._correct_counter(event_id):
             fixes.counters_corrected += 1
 
+    async def _drop_marks(self, event_id: int, fixes: Fixes) -> None:
+        """A release mark outlives its transaction only when the worker died between the
+        commit and settle.lua. Marks of bookings PostgreSQL no longer has HELD are done with
+        (their stock came back with the mark); the others belong to a transaction that did
+        not commit, whose retry needs them."""
+        marked = await self._inventory.released_ids(event_id)
+        if not marked:
+            return
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute(queries.decided_among, {"booking_ids": uuid_array(marked)})
+            still_held = {r["booking_id"] for r in await cur.fetchall() if r["status"] == "HELD"}
+        done = sorted(marked - still_held)
+        if done:
+            await self._inventory.settle(event_id, [], done)
+            fixes.marks_dropped += len(done)
+
     async def _correct_counter(self, event_id: int) -> bool:
-        """An idle gate must read capacity - sold; fix it if not, unless it moved meanwhile."""
+        """An idle gate must read capacity - sold - held; fix it if not, unless it moved
+        meanwhile."""
         gate = await self._inventory.snapshot(event_id)
-        if gate.available is None or gate.held:
+        if gate.available is None or gate.held or gate.releasing:
             return False
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(queries.lock_event, {"event_id": event_id})
             event = await cur.fetchone()
             if event is None:
                 return False
-            should = event["capacity"] - event["sold"]
+            should = event["capacity"] - event["sold"] - event["held"]
             if gate.available == should:
                 return False
             corrected = await self._inventory.correct(event_id, gate.available, should)

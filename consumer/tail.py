@@ -12,12 +12,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from consumer.backoff import Backoff
-from consumer.finalize import Settling
+from consumer.finalize import Decided, Outcome
 from consumer.positions import report_lag
-from shared.contracts import BookingRequested, Decision
 from shared.decisions import DecisionCache
 from shared.errors import Stopped
-from shared.metrics import BATCH_SECONDS, DECISION_LATENCY, DECISIONS
+from shared.metrics import BATCH_SECONDS, DECISION_LATENCY, DECISIONS, LIFECYCLE
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +25,9 @@ log = logging.getLogger(__name__)
 class DecidedBatch:
     """A batch whose decisions PostgreSQL committed (see consumer/finalize.py's words)."""
 
-    decided: list[tuple[BookingRequested, Decision]]
-    settling: Settling  # its holds, being settled in Redis
-    offsets: dict[TopicPartition, int]  # to commit once it is settled and recorded
+    outcome: Outcome  # its decisions and changes, and its gate holds being settled
+    offsets: dict[TopicPartition, int]  # to commit once it is settled and recorded (an
+    # expiry sweep has none)
     fetched_at: float  # time.monotonic() when it was fetched
 
 
@@ -84,22 +83,25 @@ class BatchTail:
     async def settled(self) -> None:
         """Wait until the latest batch's holds are settled (rule 5)."""
         if self._latest is not None:
-            await self._latest.settling.wait()
+            await self._latest.outcome.settling.wait()
 
     async def _finish(self, batch: DecidedBatch) -> None:
+        decided = batch.outcome.decided
         try:
             await self._backoff.retry(
-                lambda: self._record(batch), f"recording {len(batch.decided)} decisions"
+                lambda: self._record(batch), f"recording {len(decided)} decisions"
             )
         except Stopped:
             log.warning("stopping with an unrecorded batch: it will be redelivered")
             self._unrecorded = True
             return
-        _count(batch.decided)
-        self.decided += len(batch.decided)
+        _count(decided, batch.outcome.changed)
+        self.decided += len(decided)
         if self._unrecorded:
             log.warning("not committing: an earlier batch is unrecorded and must be redelivered")
             return
+        if not batch.offsets:
+            return  # an expiry sweep: nothing was fetched
         try:
             await self._backoff.retry(lambda: self._commit(batch.offsets), "offset commit")
         except Stopped:
@@ -109,8 +111,8 @@ class BatchTail:
         await report_lag(self._consumer)
 
     async def _record(self, batch: DecidedBatch) -> None:
-        await batch.settling.wait()
-        await self._cache.remember_decisions(batch.decided)
+        await batch.outcome.settling.wait()
+        await self._cache.remember_decisions(batch.outcome.recorded)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit a batch's offsets. Refused is fine: the batch is redelivered, and its
@@ -122,11 +124,13 @@ class BatchTail:
             log.warning("offset commit refused, batch will be redelivered: %s", exc)
 
 
-def _count(decided: list[tuple[BookingRequested, Decision]]) -> None:
+def _count(decided: Decided, changed: Decided) -> None:
     """Decision metrics, one counter update per outcome rather than per booking."""
     outcomes = Counter((d.status.value, d.reason or "none") for _, d in decided)
     for (status, reason), n in outcomes.items():
         DECISIONS.labels(status, reason).inc(n)
+    for status, n in Counter(d.status.value for _, d in changed).items():
+        LIFECYCLE.labels(status).inc(n)
     now_ms = time.time() * 1000
     DECISION_LATENCY.observe_many(
         max(now_ms - request.requested_at_ms, 0) / 1000 for request, _ in decided

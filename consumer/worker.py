@@ -24,13 +24,14 @@ from prometheus_client import start_http_server
 from consumer.auditor import Auditor
 from consumer.backoff import Backoff
 from consumer.dead_letters import DeadLetters, Poison
-from consumer.finalize import Finalizer, Settling
+from consumer.expiry import ExpirySweep
+from consumer.finalize import Finalizer, Outcome
 from consumer.positions import caught_up, forget_lag, report_lag
 from consumer.reconcile import Reconciler
 from consumer.tail import BatchTail, DecidedBatch
 from shared import deadlines, heap
 from shared.config import Settings
-from shared.contracts import BookingRequested, Decision, decode_request
+from shared.contracts import BookingRequested, Command, decode_command
 from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.errors import Stopped
@@ -49,7 +50,6 @@ FETCH_BYTES_PER_PARTITION = 16 * 1024 * 1024
 FETCH_MAX_WAIT_MS = 100
 
 Records = list[ConsumerRecord[bytes, bytes]]
-Decided = list[tuple[BookingRequested, Decision]]
 
 
 @contextlib.contextmanager
@@ -157,7 +157,8 @@ class Worker:
             side_task = asyncio.create_task(auditor.run(self.stop), name="auditor")
             heap.settle(s.gc_young_threshold)
             batches = _Batches(self._tail, finalizer, dead_letters, auditor, cache)
-            await self._loop(consumer, batches, side_task)
+            sweep = ExpirySweep(pool, consumer, s.topic, s.expiry_sweep_interval_s)
+            await self._loop(consumer, batches, sweep, side_task)
         finally:
             # Shutdown order: stop fetching (done), leave the group, then close the pools.
             if side_task is not None:
@@ -185,7 +186,11 @@ class Worker:
         )
 
     async def _loop(
-        self, consumer: AIOKafkaConsumer, batches: _Batches, side_task: asyncio.Task[None]
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: _Batches,
+        sweep: ExpirySweep,
+        side_task: asyncio.Task[None],
     ) -> None:
         assert self._tail is not None
         try:
@@ -204,7 +209,7 @@ class Worker:
                     BATCH_SIZE.observe(len(records))
                     async with self.batch_lock:
                         try:
-                            decided, settling = await self._backoff.retry(
+                            outcome = await self._backoff.retry(
                                 functools.partial(batches.decide, records),
                                 f"batch of {len(records)}",
                                 on_failure=self._tail.start,  # record the previous meanwhile
@@ -212,7 +217,7 @@ class Worker:
                         except Stopped:
                             return  # stopped while a dependency was down; nothing committed
                         await self._tail.finish()
-                        self._tail.hand_over(DecidedBatch(decided, settling, offsets, fetched_at))
+                        self._tail.hand_over(DecidedBatch(outcome, offsets, fetched_at))
                     # Without polling once more for nothing.
                     if self._stop_when_idle and await caught_up(consumer, ask_broker=False):
                         log.info("no more messages: stopping (burst mode)")
@@ -223,8 +228,28 @@ class Worker:
                     if self._stop_when_idle and await caught_up(consumer):
                         log.info("no more messages: stopping (burst mode)")
                         return
+                if sweep.due():
+                    await self._expire(batches, sweep)
         finally:
             await self._tail.finish()
+
+    async def _expire(self, batches: _Batches, sweep: ExpirySweep) -> None:
+        """Expire the due holds of events that had no batch to do it (consumer/expiry.py)."""
+        assert self._tail is not None
+        async with self.batch_lock:
+            try:
+                events = await self._backoff.retry(sweep.events, "finding due holds")
+                if not events:
+                    return
+                outcome = await self._backoff.retry(
+                    functools.partial(batches.expire, events),
+                    f"expiry sweep of {len(events)} events",
+                    on_failure=self._tail.start,
+                )
+            except Stopped:
+                return
+            await self._tail.finish()
+            self._tail.hand_over(DecidedBatch(outcome, {}, time.monotonic()))
 
 
 class _Batches:
@@ -245,29 +270,36 @@ class _Batches:
         self._auditor = auditor
         self._cache = cache
 
-    async def decide(self, records: Records) -> tuple[Decided, Settling]:
-        requests: list[BookingRequested] = []
+    async def expire(self, event_ids: list[int]) -> Outcome:
+        await self._tail.settled()  # the gate must see the previous batch's holds settled
+        return await self._finalizer.decide([], expire=event_ids)
+
+    async def decide(self, records: Records) -> Outcome:
+        commands: list[Command] = []
         poison: list[Poison] = []
         expired = 0
         appended: list[tuple[ConsumerRecord[bytes, bytes], BookingRequested]] = []
         known: dict[int, bool] = {}
         for record in records:
             try:
-                request = decode_request(record.value)
+                command = decode_command(record.value)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 poison.append(Poison(record, f"undecodable: {exc}"))
                 continue
-            event_id = request.event_id
+            event_id = command.event_id
             if event_id not in known:
                 known[event_id] = await self._finalizer.knows_event(event_id)
             if not known[event_id]:
                 poison.append(Poison(record, f"unknown event {event_id}"))
                 continue
-            if deadlines.appended_after_expiry(record, request):
-                expired += 1  # answered 503: nobody holds this id; it must not take a seat
-                continue
-            requests.append(request)
-            appended.append((record, request))
+            if isinstance(command, BookingRequested):
+                if deadlines.appended_after_expiry(record, command):
+                    expired += 1  # answered 503: nobody holds this id; it must not take a seat
+                    continue
+                appended.append((record, command))
+            # A payment or cancellation is applied whenever it arrives: applying one the
+            # API answered 503 for is what the client's retry would have done.
+            commands.append(command)
         for bad in poison:
             await self._dead_letters.park(bad)
         late = [r for record, r in appended if deadlines.appended_late(record, r)]
@@ -277,14 +309,18 @@ class _Batches:
             # or 503 and an abandoned mark) before looking at the marks.
             wait_ms = deadlines.abandon_settled_at_ms(late) - deadlines.now_ms()
             await asyncio.sleep(max(wait_ms, 0) / 1000)
-        abandoned = await self._cache.abandoned([r.booking_id for r in requests])
+        abandoned = await self._cache.abandoned([r.booking_id for _, r in appended])
         if abandoned:
             expired += len(abandoned)
-            requests = [r for r in requests if r.booking_id not in abandoned]
+            commands = [
+                c
+                for c in commands
+                if not (isinstance(c, BookingRequested) and c.booking_id in abandoned)
+            ]
         if expired:
             EXPIRED_REQUESTS.inc(expired)
             log.warning("dropped %d requests the API answered 503 for", expired)
         await self._tail.settled()  # the gate must see the previous batch's holds settled
-        decided = await self._finalizer.decide(requests, after_gate=self._tail.start)
+        outcome = await self._finalizer.decide(commands, after_gate=self._tail.start)
         self._auditor.saw(event_id for event_id, exists in known.items() if exists)
-        return decided
+        return outcome

@@ -29,7 +29,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
 from shared.config import Settings, load_or_exit
-from shared.contracts import decode_request
+from shared.contracts import CancelRequested, PaymentReceived, decode_command
 
 EXIT_OK, EXIT_NO_TOPIC, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 CONNECT_TIMEOUT_S = 15.0
@@ -103,15 +103,26 @@ class TailMessage:
     headers: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """The value as a booking request, or its raw bytes when it is poison."""
+        """The value as a command, or its raw bytes when it is poison."""
         try:
-            request = decode_request(self.value)
+            command = decode_command(self.value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return f"POISON ({exc}) {_preview(self.value)}"
+        if isinstance(command, PaymentReceived):
+            return (
+                f"payment  {command.booking_id} event={command.event_id} "
+                f"{command.provider}:{command.payment_ref} "
+                f"received_at={_iso(command.received_at_ms)}"
+            )
+        if isinstance(command, CancelRequested):
+            return (
+                f"cancel   {command.booking_id} event={command.event_id} by={command.by!r} "
+                f"requested_at={_iso(command.requested_at_ms)}"
+            )
         return (
-            f"booking {request.booking_id} event={request.event_id} "
-            f"user={request.user_id!r} quantity={request.quantity} "
-            f"requested_at={_iso(request.requested_at_ms)}"
+            f"booking  {command.booking_id} event={command.event_id} "
+            f"user={command.user_id!r} quantity={command.quantity} "
+            f"requested_at={_iso(command.requested_at_ms)}"
         )
 
 

@@ -20,7 +20,7 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Rate = Annotated[float, msgspec.Meta(ge=0)]  # per second; 0 turns the limit off
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MIN_SECRET_CHARS = 32
-_SECRETS = ("admin_token", "jwt_secret")
+_SECRETS = ("admin_token", "jwt_secret", "stripe_webhook_secret")
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -57,6 +57,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Addresses or networks (comma-separated) of proxies whose X-Forwarded-For is believed.
     trusted_proxies: str = ""
     api_workers: Positive = 1  # uvicorn processes of `python -m api`
+    # Payments: Stripe's signing secret of the webhook endpoint (whsec_...); empty turns
+    # POST /api/webhooks/stripe off.
+    stripe_webhook_secret: str = ""
     # API
     produce_timeout_s: PositiveFloat = 5.0
     max_body_bytes: Positive = 4096
@@ -74,6 +77,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # partitions to the others; heartbeats go every third of it.
     consumer_session_timeout_ms: Annotated[int, msgspec.Meta(ge=3000)] = 10000
     poll_timeout_ms: Positive = 100
+    # How often the worker looks for holds past their deadline in events without traffic.
+    expiry_sweep_interval_s: PositiveFloat = 0.5
     retry_backoff_max_s: PositiveFloat = 5.0
     # The worker's own /metrics on 127.0.0.1; 0 turns it off (one port per worker process).
     worker_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464

@@ -5,14 +5,16 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
+from aiokafka.partitioner import DefaultPartitioner
 from uuid_utils.compat import uuid7
 
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Quantity = Annotated[int, msgspec.Meta(ge=1)]
 EventId = Annotated[int, msgspec.Meta(ge=1)]
+PaymentRef = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 
 
 def new_booking_id() -> uuid.UUID:
@@ -26,14 +28,24 @@ def new_booking_id() -> uuid.UUID:
 
 class Status(enum.StrEnum):
     PENDING = "PENDING"
+    HELD = "HELD"
     CONFIRMED = "CONFIRMED"
     REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+# Bookings that hold stock: their quantity counts against capacity and the buyer's limit.
+LIVE = frozenset({Status.HELD, Status.CONFIRMED})
 
 
 class Reason(enum.StrEnum):
     SOLD_OUT = "SOLD_OUT"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     INVALID = "INVALID"
+    SEAT_TAKEN = "SEAT_TAKEN"
+    NO_ADJACENT_SEATS = "NO_ADJACENT_SEATS"
+    NOT_ADMITTED = "NOT_ADMITTED"
 
 
 class BookingRequested(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="booking.v1"):
@@ -49,26 +61,59 @@ class BookingRequested(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     expires_at_ms: int | None = None
 
 
+class PaymentReceived(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="pay.v1"):
+    """A payment for a held booking (key: the booking's event id). The worker applies each
+    (provider, payment_ref) once: it confirms the hold, or is recorded as refund_due."""
+
+    booking_id: uuid.UUID
+    event_id: EventId
+    provider: Literal["dev", "stripe"]
+    payment_ref: PaymentRef
+    received_at_ms: int
+    amount_cents: int | None = None
+    webhook_event_id: str | None = None  # Stripe's event id: each is applied once
+    expires_at_ms: int | None = None  # the publisher's deadline; the worker applies it anyway
+
+
+class CancelRequested(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="cancel.v1"):
+    """A buyer or an admin cancels a held or confirmed booking (key: its event id)."""
+
+    booking_id: uuid.UUID
+    event_id: EventId
+    by: UserId  # the buyer's id, or "admin"
+    requested_at_ms: int
+    expires_at_ms: int | None = None
+
+
+# Everything that changes an event's inventory, in one stream per event (one partition).
+Command = BookingRequested | PaymentReceived | CancelRequested
+
+
 class Decision(msgspec.Struct, frozen=True):
-    """The terminal outcome of one booking."""
+    """A booking's state after the worker decided it, or changed it (paid, expired,
+    cancelled)."""
 
     booking_id: uuid.UUID
     status: Status
     reason: Reason | None = None
     seats: tuple[str, ...] = ()
     decided_at_ms: int = 0
+    hold_expires_at_ms: int | None = None
+    paid_at_ms: int | None = None
+    cancelled_at_ms: int | None = None
 
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(BookingRequested)
+_decoder = msgspec.json.Decoder(Command)
 
 
-def encode_request(message: BookingRequested) -> bytes:
+def encode_command(message: Command) -> bytes:
     return _encoder.encode(message)
 
 
-def decode_request(raw: bytes | None) -> BookingRequested:
-    """Decode a Kafka value; raises msgspec.DecodeError/ValidationError on poison."""
+def decode_command(raw: bytes | None) -> Command:
+    """Decode a Kafka value; raises msgspec.DecodeError/ValidationError on poison (an
+    unknown `type` tag included)."""
     if raw is None:
         raise msgspec.DecodeError("empty message value")
     return _decoder.decode(raw)
@@ -85,5 +130,14 @@ def uuid_texts(ids: Iterable[uuid.UUID]) -> list[str]:
 
 
 def event_key(event_id: int) -> bytes:
-    """Kafka key: one event's requests stay in one partition, in order."""
+    """Kafka key: one event's commands stay in one partition, in order."""
     return str(event_id).encode()
+
+
+_partitioner = DefaultPartitioner()
+
+
+def partition_of(event_id: int, partitions: Iterable[int]) -> int:
+    """The partition of the event's key among the topic's partitions: aiokafka's default
+    partitioner (murmur2, as in the Java client), which the API's publisher uses."""
+    return int(_partitioner(event_key(event_id), sorted(partitions), []))

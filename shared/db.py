@@ -146,6 +146,12 @@ async def fetch_one(pool: Pool, query: LiteralString, params: dict[str, Any]) ->
         return await cur.fetchone()
 
 
+async def fetch_all(pool: Pool, query: LiteralString, params: dict[str, Any]) -> list[DictRow]:
+    async with pool.connection() as conn, conn.cursor() as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
 def migrations() -> list[tuple[str, str]]:
     """The schema migrations (sql/NNN_*.sql) in order, as (file name, SQL)."""
     found = [entry for entry in files("sql").iterdir() if _MIGRATION.match(entry.name)]

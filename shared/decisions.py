@@ -34,6 +34,10 @@ class BookingView(msgspec.Struct, frozen=True):
     seats: list[str]
     requested_at: str
     decided_at: str | None
+    hold_expires_at: str | None = None  # a HELD booking must be paid before then
+    price_cents: int | None = None
+    paid_at: str | None = None
+    cancelled_at: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> BookingView:
@@ -47,7 +51,11 @@ class BookingView(msgspec.Struct, frozen=True):
             reason=row["reason"],
             seats=list(row["seats"]),
             requested_at=iso_from_ms(int(row["requested_at"].timestamp() * 1000)),
-            decided_at=iso_from_ms(int(row["decided_at"].timestamp() * 1000)),
+            decided_at=_iso(row["decided_at"]),
+            hold_expires_at=_iso(row["hold_expires_at"]),
+            price_cents=row["price_cents"],
+            paid_at=_iso(row["paid_at"]),
+            cancelled_at=_iso(row["cancelled_at"]),
         )
 
 
@@ -62,6 +70,9 @@ class _Record(msgspec.Struct, frozen=True, array_like=True):
     seats: tuple[str, ...]
     requested_at_ms: int
     decided_at_ms: int | None
+    hold_expires_at_ms: int | None = None
+    paid_at_ms: int | None = None
+    cancelled_at_ms: int | None = None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -95,6 +106,7 @@ class DecisionCache:
                 r.event_id, r.user_id, r.quantity, d.status,
                 d.reason.value if d.reason else None, d.seats,
                 r.requested_at_ms, d.decided_at_ms,
+                d.hold_expires_at_ms, d.paid_at_ms, d.cancelled_at_ms,
             ))
             for r, d in decided
         ]  # fmt: skip
@@ -138,8 +150,19 @@ class DecisionCache:
             reason=record.reason,
             seats=list(record.seats),
             requested_at=iso_from_ms(record.requested_at_ms),
-            decided_at=None if record.decided_at_ms is None else iso_from_ms(record.decided_at_ms),
+            decided_at=_iso_ms(record.decided_at_ms),
+            hold_expires_at=_iso_ms(record.hold_expires_at_ms),
+            paid_at=_iso_ms(record.paid_at_ms),
+            cancelled_at=_iso_ms(record.cancelled_at_ms),
         )
+
+
+def _iso(stamp: dt.datetime | None) -> str | None:
+    return None if stamp is None else iso_from_ms(int(stamp.timestamp() * 1000))
+
+
+def _iso_ms(ms: int | None) -> str | None:
+    return None if ms is None else iso_from_ms(ms)
 
 
 def iso_from_ms(ms: int) -> str:

@@ -44,6 +44,14 @@ class RateLimited(TicketsError):
         self.reset_s = reset_s  # until that limit is back to its full burst
 
 
+class WrongStatus(TicketsError):
+    """The booking is not in a status that allows this."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status  # the booking's current status
+
+
 class LimitExceeded(TicketsError):
     """The quantity is above the event's per-user limit."""
 

@@ -39,6 +39,7 @@ _BY_TYPE: dict[type[BaseException], Failure] = {
     errors.Unauthenticated: Failure(HTTPStatus.UNAUTHORIZED, "unauthenticated"),
     errors.Forbidden: Failure(HTTPStatus.FORBIDDEN, "forbidden"),
     errors.EmailTaken: Failure(HTTPStatus.CONFLICT, "conflict"),
+    errors.WrongStatus: Failure(HTTPStatus.CONFLICT, "conflict"),
     errors.RateLimited: Failure(HTTPStatus.TOO_MANY_REQUESTS, "rate_limited"),
     errors.LimitExceeded: Failure(HTTPStatus.UNPROCESSABLE_ENTITY, "over_limit"),
     errors.IdempotencyConflict: Failure(HTTPStatus.UNPROCESSABLE_ENTITY, "conflict"),

@@ -53,6 +53,15 @@ class Gate(enum.StrEnum):
 HELD = frozenset({Gate.HELD_NOW, Gate.HELD_BEFORE})
 
 
+class Release(NamedTuple):
+    """A booking whose stock comes back at the gate (expired or cancelled), as reserve.lua
+    reads it."""
+
+    booking_id: uuid.UUID
+    user_id: str
+    quantity: int
+
+
 class Ask(NamedTuple):
     """One booking's request at the gate. A tuple: the worker makes thousands per batch
     under the event's row lock, a frozen dataclass costs several times more, and msgspec
@@ -70,6 +79,7 @@ class Snapshot:
     available: int | None
     held: int
     holds: int
+    releasing: int = 0  # releases given back whose commit was not yet confirmed
 
 
 class Inventory:
@@ -100,29 +110,51 @@ class Inventory:
             pipe.get(keys.avail)
             pipe.get(keys.held)
             pipe.hlen(keys.holds)
-            raw_avail, raw_held, n_holds = await pipe.execute()
+            pipe.hlen(keys.released)
+            raw_avail, raw_held, n_holds, n_released = await pipe.execute()
         return Snapshot(
             available=None if raw_avail is None else int(raw_avail),
             held=int(raw_held or 0),
             holds=int(n_holds),
+            releasing=int(n_released),
         )
 
-    async def reserve(self, event_id: int, limit: int, asks: Sequence[Ask]) -> list[Gate]:
-        """Decide `asks` in order, atomically. Raises CounterMissing when a rebuild is due."""
-        if not asks:
+    async def reserve(
+        self, event_id: int, limit: int, asks: Sequence[Ask], releases: Sequence[Release] = ()
+    ) -> list[Gate]:
+        """Give back the stock of `releases` (once per booking id, however often this is
+        retried), then decide `asks` in order, atomically. Raises CounterMissing when a
+        rebuild is due."""
+        if not asks and not releases:
             return []
-        encoded = _encode(asks)
-        codes = await self._reserve(keys=self.keys(event_id), args=[limit, encoded])
+        args: list[str | int | bytes] = [limit, _encode(asks)]
+        if releases:
+            args.append(_encode(releases))
+        codes = await self._reserve(keys=self.keys(event_id), args=args)
         if codes == "MISSING":
             raise CounterMissing(f"inventory counter for event {event_id} is missing")
         return [Gate(code) for code in codes]
 
-    async def settle(self, event_id: int, outcomes: Iterable[tuple[uuid.UUID, bool]]) -> int:
-        """Drop holds of bookings PostgreSQL decided; give back stock of refused ones."""
-        pairs = [(booking_id, "C" if confirmed else "R") for booking_id, confirmed in outcomes]
-        if not pairs:
+    async def settle(
+        self,
+        event_id: int,
+        outcomes: Iterable[tuple[uuid.UUID, bool]],
+        released: Sequence[uuid.UUID] = (),
+    ) -> int:
+        """Drop holds of bookings PostgreSQL decided (True: kept, held or confirmed); give
+        back stock of refused ones; forget the marks of releases PostgreSQL committed."""
+        pairs = [(booking_id, "C" if kept else "R") for booking_id, kept in outcomes]
+        if not pairs and not released:
             return 0
-        return int(await self._settle(keys=self.keys(event_id), args=[_encode(pairs)]))
+        args = [_encode(pairs)]
+        if released:
+            args.append(_encode(list(released)))
+        return int(await self._settle(keys=self.keys(event_id), args=args))
+
+    async def released_ids(self, event_id: int) -> set[uuid.UUID]:
+        """Bookings whose stock was given back by a transaction not yet known to have
+        committed."""
+        return {uuid.UUID(str(b)) for b in await self._redis.hkeys(self.keys(event_id).released)}
 
     async def rebuild(self, event_id: int, available: int, users: dict[str, int]) -> bool:
         """Recreate a missing counter from PostgreSQL's numbers; False if it already existed."""
@@ -138,4 +170,6 @@ class Inventory:
     async def correct(self, event_id: int, seen: int, corrected: int) -> bool:
         """Set an idle counter to `corrected` if it still reads `seen` and nothing is held."""
         keys = self.keys(event_id)
-        return bool(await self._correct(keys=[keys.avail, keys.held], args=[seen, corrected]))
+        return bool(
+            await self._correct(keys=[keys.avail, keys.held, keys.released], args=[seen, corrected])
+        )

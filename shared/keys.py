@@ -23,6 +23,9 @@ class EventKeys(NamedTuple):
     users: str  # hash: user id -> quantity held or confirmed
     holds: str  # hash: booking id -> the hold reserve.lua took for it
     held: str  # total quantity held and not yet settled
+    # hash: booking id -> quantity, for bookings whose stock reserve.lua gave back (expired
+    # or cancelled) in a transaction not yet committed: a retry never gives it back twice
+    released: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,9 @@ class RedisKeys:
 
     def event(self, event_id: int) -> EventKeys:
         tag = f"{self.prefix}:{{ev:{event_id}}}"
-        return EventKeys(f"{tag}:avail", f"{tag}:users", f"{tag}:holds", f"{tag}:held")
+        return EventKeys(
+            f"{tag}:avail", f"{tag}:users", f"{tag}:holds", f"{tag}:held", f"{tag}:released"
+        )
 
     def decision(self, booking_id: uuid.UUID | str) -> str:
         """A booking's status record for polling clients."""

@@ -87,6 +87,11 @@ DECISIONS = Counter(
     "Bookings decided by the worker, by status and reason (reason 'none' when confirmed)",
     ["status", "reason"],
 )
+LIFECYCLE = Counter(
+    "tickets_lifecycle_changes",
+    "Bookings the worker moved after their first decision, by the status they moved to",
+    ["status"],
+)
 DECISION_LATENCY = BatchHistogram(
     "tickets_decision_latency_seconds",
     "Time from the API accepting a booking to the worker committing its decision",

@@ -1,9 +1,9 @@
 -- Every query the service runs, by name. Loaded once by shared/db.py; parameters are bound.
 
 -- name: create_event
-INSERT INTO events (name, capacity, per_user_limit)
-VALUES (%(name)s, %(capacity)s, %(per_user_limit)s)
-RETURNING id, name, capacity, per_user_limit, sold;
+INSERT INTO events (name, capacity, per_user_limit, hold_seconds)
+VALUES (%(name)s, %(capacity)s, %(per_user_limit)s, %(hold_seconds)s)
+RETURNING id, name, capacity, per_user_limit, hold_seconds, sold, held;
 
 -- name: create_seats
 -- Rows of 25 seats: R1-1 .. R1-25, R2-1 ...; one statement, however many seats.
@@ -12,13 +12,15 @@ SELECT %(event_id)s, n, 'R' || ((n - 1) / 25 + 1)::text || '-' || ((n - 1) %% 25
 FROM generate_series(1, %(capacity)s) AS n;
 
 -- name: get_event
-SELECT id, name, capacity, per_user_limit, sold FROM events WHERE id = %(event_id)s;
+SELECT id, name, capacity, per_user_limit, hold_seconds, sold, held
+FROM events WHERE id = %(event_id)s;
 
 -- name: event_ids
 SELECT id FROM events ORDER BY id;
 
 -- name: lock_event
-SELECT capacity, per_user_limit, sold, next_seat FROM events WHERE id = %(event_id)s FOR UPDATE;
+SELECT capacity, per_user_limit, hold_seconds, sold, held, next_seat
+FROM events WHERE id = %(event_id)s FOR UPDATE;
 
 -- name: probes_only
 -- For the rest of the deciding transaction: join by index probes only. Its lookups are a few
@@ -31,30 +33,34 @@ SET LOCAL enable_mergejoin = off;
 -- name: decided_among
 -- One primary-key probe per id (LATERAL), so the cost follows the batch, not the table,
 -- whatever the planner believes about a table that grew by a whole sale a minute ago.
-SELECT wanted.booking_id, b.status, b.reason, b.seats
+SELECT wanted.booking_id, b.status, b.reason, b.seats, b.hold_expires_at, b.paid_at,
+       b.cancelled_at
 FROM unnest(%(booking_ids)s::uuid[]) AS wanted (booking_id)
 CROSS JOIN LATERAL (
-    SELECT status, reason, seats FROM bookings WHERE booking_id = wanted.booking_id
+    SELECT status, reason, seats, hold_expires_at, paid_at, cancelled_at
+    FROM bookings WHERE booking_id = wanted.booking_id
 ) AS b;
 
--- name: confirmed_by_users
--- One index probe per user, for the same reason as decided_among.
+-- name: live_by_users
+-- What each user holds or bought: one index probe per user, as in decided_among.
 SELECT wanted.user_id, t.quantity
 FROM unnest(%(user_ids)s::text[]) AS wanted (user_id)
 CROSS JOIN LATERAL (
     SELECT sum(quantity)::int AS quantity FROM bookings
-    WHERE event_id = %(event_id)s AND status = 'CONFIRMED' AND user_id = wanted.user_id
+    WHERE event_id = %(event_id)s AND status IN ('HELD', 'CONFIRMED')
+      AND user_id = wanted.user_id
 ) AS t
 WHERE t.quantity IS NOT NULL;
 
--- name: confirmed_by_all_users
+-- name: live_by_all_users
 SELECT user_id, sum(quantity)::int AS quantity
 FROM bookings
-WHERE event_id = %(event_id)s AND status = 'CONFIRMED'
+WHERE event_id = %(event_id)s AND status IN ('HELD', 'CONFIRMED')
 GROUP BY user_id;
 
 -- name: lowest_free_seats
--- Only when the free seats are not simply next_seat onwards (a seat was given back by hand):
+-- Only when the free seats are not simply next_seat onwards (a seat was given back: expired,
+-- cancelled, or by hand):
 -- walks the event's seats in order, so it costs as many rows as were sold. Runs under the
 -- event's row lock, so no other transaction takes these seats meanwhile.
 SELECT seat_no FROM seats
@@ -63,8 +69,8 @@ ORDER BY seat_no
 LIMIT %(count)s;
 
 -- name: assign_seat_range
--- The usual case: the free seats are one run, first..last (seats are taken lowest first and
--- never given back). One primary-key range scan; the i-th seat goes to the i-th booking id.
+-- The usual case: the free seats are one run, first..last (seats are taken lowest first, and
+-- none was given back). One primary-key range scan; the i-th seat goes to the i-th booking id.
 -- No index covers booking_id, so each seat is updated in place on its page (see sql/005).
 -- Returns the labels in seat order, as one array.
 WITH taken AS (
@@ -87,47 +93,149 @@ WITH taken AS (
 )
 SELECT coalesce(array_agg(label ORDER BY seat_no), '{}') AS labels FROM taken;
 
--- name: add_sold
+-- name: change_stock
 UPDATE events
-SET sold = sold + %(quantity)s, next_seat = greatest(next_seat, %(next_seat)s)
+SET sold = sold + %(sold)s, held = held + %(held)s,
+    next_seat = greatest(next_seat, %(next_seat)s)
 WHERE id = %(event_id)s;
 
 -- name: get_booking
-SELECT booking_id, event_id, user_id, quantity, status, reason, requested_at, decided_at, seats
+SELECT booking_id, event_id, user_id, quantity, status, reason, requested_at, decided_at, seats,
+       hold_expires_at, price_cents, paid_at, cancelled_at
 FROM bookings
 WHERE booking_id = %(booking_id)s;
+
+-- name: bookings_among
+-- The bookings a batch's payments and cancellations name, one primary-key probe each.
+SELECT b.booking_id, b.event_id, b.user_id, b.quantity, b.status, b.reason, b.seats,
+       b.requested_at, b.decided_at, b.hold_expires_at, b.paid_at, b.cancelled_at
+FROM unnest(%(booking_ids)s::uuid[]) AS wanted (booking_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM bookings WHERE booking_id = wanted.booking_id
+) AS b;
+
+-- name: due_holds
+-- Under the event's row lock: its holds whose time ran out by %(now)s.
+SELECT booking_id, event_id, user_id, quantity, status, reason, seats, requested_at, decided_at,
+       hold_expires_at, paid_at, cancelled_at
+FROM bookings
+WHERE status = 'HELD' AND hold_expires_at <= %(now)s AND event_id = %(event_id)s
+ORDER BY hold_expires_at
+LIMIT %(limit)s;
+
+-- name: due_events
+-- The events with a hold past its deadline (the expiry sweep).
+SELECT DISTINCT event_id FROM bookings WHERE status = 'HELD' AND hold_expires_at <= %(now)s;
+
+-- name: expire_holds
+-- The guard repeats the worker's reasoning: only a hold still HELD and past its deadline.
+UPDATE bookings SET status = 'EXPIRED'
+WHERE booking_id = ANY(%(booking_ids)s::uuid[])
+  AND status = 'HELD' AND hold_expires_at <= %(now)s;
+
+-- name: confirm_holds
+UPDATE bookings SET status = 'CONFIRMED', paid_at = %(now)s
+WHERE booking_id = ANY(%(booking_ids)s::uuid[])
+  AND status = 'HELD' AND hold_expires_at > %(now)s;
+
+-- name: cancel_bookings
+UPDATE bookings SET status = 'CANCELLED', cancelled_at = %(now)s
+WHERE booking_id = ANY(%(booking_ids)s::uuid[]) AND status IN ('HELD', 'CONFIRMED');
+
+-- name: free_seats
+-- Through the (event_id, label) index; booking_id is in no index, so each is a HOT update.
+UPDATE seats SET booking_id = NULL
+WHERE event_id = %(event_id)s AND label = ANY(%(labels)s::text[])
+  AND booking_id = ANY(%(booking_ids)s::uuid[]);
+
+-- name: known_payments
+SELECT p.provider, p.payment_ref
+FROM unnest(%(providers)s::text[], %(refs)s::text[]) AS wanted (provider, payment_ref)
+JOIN payments AS p USING (provider, payment_ref);
+
+-- name: known_webhooks
+SELECT event_id FROM webhook_events
+WHERE provider = 'stripe' AND event_id = ANY(%(event_ids)s::text[]);
+
+-- name: record_payments
+INSERT INTO payments (provider, payment_ref, booking_id, event_id, amount_cents, outcome,
+                      received_at)
+SELECT * FROM unnest(%(providers)s::text[], %(refs)s::text[], %(booking_ids)s::uuid[],
+                     %(event_ids)s::bigint[], %(amounts)s::int[], %(outcomes)s::text[],
+                     %(received)s::timestamptz[]);
+
+-- name: record_webhooks
+INSERT INTO webhook_events (provider, event_id, type, booking_id)
+SELECT 'stripe', * FROM unnest(%(event_ids)s::text[], %(types)s::text[],
+                               %(booking_ids)s::uuid[]);
+
+-- name: refund_cancelled
+-- A confirmed booking cancelled: the payment that confirmed it is owed back.
+UPDATE payments SET outcome = 'refund_due'
+WHERE booking_id = ANY(%(booking_ids)s::uuid[]) AND outcome = 'applied';
+
+-- name: webhook_seen
+SELECT 1 FROM webhook_events WHERE provider = 'stripe' AND event_id = %(event_id)s;
+
+-- name: refunds_due
+SELECT booking_id, provider, payment_ref, amount_cents, received_at
+FROM payments WHERE event_id = %(event_id)s AND outcome = 'refund_due'
+ORDER BY received_at;
 
 -- name: audit_event
 SELECT e.capacity,
        e.sold,
+       e.held,
        (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'CONFIRMED')
            AS confirmed_bookings,
        (SELECT coalesce(sum(quantity), 0) FROM bookings
         WHERE event_id = e.id AND status = 'CONFIRMED')::int AS confirmed_quantity,
+       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'HELD')
+           AS held_bookings,
+       (SELECT coalesce(sum(quantity), 0) FROM bookings
+        WHERE event_id = e.id AND status = 'HELD')::int AS held_quantity,
        (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'REJECTED')
            AS rejected_bookings,
+       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'EXPIRED')
+           AS expired_bookings,
+       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'CANCELLED')
+           AS cancelled_bookings,
        (SELECT count(*) FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL)
            AS seats_assigned,
        (SELECT count(*) FROM (
             SELECT label FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL
             GROUP BY label HAVING count(DISTINCT booking_id) > 1) AS d)
            AS double_assigned_seats,
+       -- Seats owned by anything but a live (held or confirmed) booking of the event: an
+       -- expired or cancelled booking's seats must be free or another booking's.
        (SELECT count(*) FROM seats AS s
         LEFT JOIN bookings AS b
             ON b.booking_id = s.booking_id AND b.event_id = s.event_id
-               AND b.status = 'CONFIRMED'
+               AND b.status IN ('HELD', 'CONFIRMED')
         WHERE s.event_id = e.id AND s.booking_id IS NOT NULL AND b.booking_id IS NULL)
            AS misassigned_seats,
-       -- Bookings whose own list of seats (what a poll shows) is not what the seat map says.
+       -- Live bookings whose own list of seats (what a poll shows) is not what the seat map
+       -- says, and rejected bookings that list seats.
        (SELECT count(*) FROM bookings AS b
         LEFT JOIN (SELECT booking_id, array_agg(label ORDER BY seat_no) AS labels
                    FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL
                    GROUP BY booking_id) AS m ON m.booking_id = b.booking_id
-        WHERE b.event_id = e.id AND b.status = 'CONFIRMED'
+        WHERE b.event_id = e.id AND b.status IN ('HELD', 'CONFIRMED')
           AND b.seats IS DISTINCT FROM m.labels)
        + (SELECT count(*) FROM bookings
           WHERE event_id = e.id AND status = 'REJECTED' AND seats <> '{}')
-           AS misrecorded_bookings
+           AS misrecorded_bookings,
+       -- Payments kept without a confirmed booking to show for them, and paid bookings
+       -- without a payment kept: both must be zero (every payment ends applied to a
+       -- CONFIRMED booking, or refund_due).
+       (SELECT count(*) FROM payments AS p
+        LEFT JOIN bookings AS b ON b.booking_id = p.booking_id AND b.status = 'CONFIRMED'
+        WHERE p.event_id = e.id AND p.outcome = 'applied' AND b.booking_id IS NULL)
+       + (SELECT count(*) FROM bookings AS b
+          WHERE b.event_id = e.id AND b.status = 'CONFIRMED' AND b.paid_at IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM payments AS p
+                            WHERE p.booking_id = b.booking_id AND p.outcome = 'applied'))
+           AS unsettled_payments
 FROM events AS e
 WHERE e.id = %(event_id)s;
 
@@ -155,7 +263,8 @@ RETURNING user_id;
 
 -- name: bookings_of_user
 -- Newest first; a page ends before %(before)s (the previous page's last id), if given.
-SELECT booking_id, event_id, user_id, quantity, status, reason, requested_at, decided_at, seats
+SELECT booking_id, event_id, user_id, quantity, status, reason, requested_at, decided_at, seats,
+       hold_expires_at, price_cents, paid_at, cancelled_at
 FROM bookings
 WHERE user_id = %(user_id)s
   AND (%(before)s::uuid IS NULL OR booking_id < %(before)s::uuid)

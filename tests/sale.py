@@ -16,11 +16,16 @@ class SaleClient:
         self.admin = {"Authorization": f"Bearer {admin_token}"}
 
     async def create_event(
-        self, capacity: int, per_user_limit: int = 10, name: str = "Test"
+        self, capacity: int, per_user_limit: int = 10, name: str = "Test", hold_seconds: int = 0
     ) -> int:
         response = await self.http.post(
             "/api/events",
-            json={"name": name, "capacity": capacity, "per_user_limit": per_user_limit},
+            json={
+                "name": name,
+                "capacity": capacity,
+                "per_user_limit": per_user_limit,
+                "hold_seconds": hold_seconds,
+            },
             headers=self.admin,
         )
         assert response.status_code == 201, response.text

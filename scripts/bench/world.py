@@ -216,7 +216,8 @@ async def create_bare_event(conn: Conn, name: str, capacity: int, limit: int) ->
     """An event with its seats, straight in PostgreSQL (the baselines have no Redis gate)."""
     async with conn.transaction():
         cur = await conn.execute(
-            queries.create_event, {"name": name, "capacity": capacity, "per_user_limit": limit}
+            queries.create_event,
+            {"name": name, "capacity": capacity, "per_user_limit": limit, "hold_seconds": 0},
         )
         row = await cur.fetchone()
         assert row is not None

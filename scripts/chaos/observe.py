@@ -15,7 +15,7 @@ from psycopg.rows import dict_row
 
 from scripts.waiting import poll_until
 from shared.config import Settings
-from shared.contracts import decode_request
+from shared.contracts import BookingRequested, decode_command
 from shared.deadlines import appended_after_expiry
 
 
@@ -177,8 +177,12 @@ async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -
 
 
 def _booking_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The booking a request record asks for (None: poison, a request answered 503, or
+    another command)."""
     try:
-        request = decode_request(record.value)
+        request = decode_command(record.value)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    return None if appended_after_expiry(record, request) else str(request.booking_id)
+    if not isinstance(request, BookingRequested) or appended_after_expiry(record, request):
+        return None
+    return str(request.booking_id)

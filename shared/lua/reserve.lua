@@ -1,7 +1,11 @@
 -- Decide a batch of booking requests for ONE event, atomically.
 -- KEYS: 1 avail (int), 2 users (hash user -> quantity held or sold), 3 holds (hash booking
---       id -> "quantity|user"), 4 held (int: quantity in holds)
--- ARGV: 1 per-user limit, 2 the asks as a JSON array of [booking_id, user_id, quantity].
+--       id -> "quantity|user"), 4 held (int: quantity in holds), 5 released (hash booking
+--       id -> quantity given back by a transaction not yet known to have committed)
+-- ARGV: 1 per-user limit, 2 the asks as a JSON array of [booking_id, user_id, quantity],
+--       3 (optional) the releases, bookings expired or cancelled in this batch, as a JSON
+--       array of [booking_id, user_id, quantity]: their stock comes back first, so the
+--       asks can take it, and once per booking id however often the batch is retried.
 -- Returns one letter per ask, in order: "N" held now (stock taken by this call), "H" already
 -- held by an earlier call (nothing taken), "S" sold out, "L" over the user's limit; or
 -- "MISSING" when the counter is gone and must be rebuilt (nothing written).
@@ -28,6 +32,36 @@ end
 local function hset(key, flat)
   for first = 1, #flat, 2 * CHUNK do
     redis.call('HSET', key, unpack(flat, first, math.min(first + 2 * CHUNK - 1, #flat)))
+  end
+end
+
+local releases = ARGV[3] and cjson.decode(ARGV[3]) or {}
+if #releases > 0 then
+  local release_ids = {}
+  for i, release in ipairs(releases) do
+    release_ids[i] = release[1]
+  end
+  local done = hmget(KEYS[5], release_ids)
+  local back, given, users_back = 0, {}, {}
+  for i, release in ipairs(releases) do
+    local booking, user, qty = release[1], release[2], release[3]
+    if not done[i] and not given[booking] then
+      given[booking] = qty
+      back = back + qty
+      users_back[user] = (users_back[user] or 0) + qty
+    end
+  end
+  if back > 0 then
+    local marks = {}
+    for booking, qty in pairs(given) do
+      marks[#marks + 1] = booking
+      marks[#marks + 1] = qty
+    end
+    hset(KEYS[5], marks)
+    for user, qty in pairs(users_back) do
+      redis.call('HINCRBY', KEYS[2], user, -qty)
+    end
+    redis.call('INCRBY', KEYS[1], back)
   end
 end
 

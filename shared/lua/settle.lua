@@ -1,8 +1,9 @@
 -- After PostgreSQL committed a batch, drop its holds. A hold whose booking PostgreSQL refused
 -- gives its stock back. Each hold is settled at most once: a missing hold is a no-op.
 -- KEYS: 1 avail, 2 users, 3 holds, 4 held (as in reserve.lua)
--- ARGV: 1 the outcomes as a JSON array of [booking_id, outcome]; outcome "C" = confirmed in
---       PostgreSQL, "R" = not.
+-- ARGV: 1 the outcomes as a JSON array of [booking_id, outcome]; outcome "C" = kept in
+--       PostgreSQL (held or confirmed), "R" = refused; 2 (optional) a JSON array of booking
+--       ids whose release PostgreSQL committed: their marks in KEYS[5] are dropped.
 -- Returns the quantity given back to the counter.
 local CHUNK = 1000 -- stay well inside Lua's limit on unpack()
 local outcomes = cjson.decode(ARGV[1])
@@ -39,5 +40,11 @@ if settled > 0 then
 end
 if released > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('INCRBY', KEYS[1], released)
+end
+if ARGV[2] then
+  local committed = cjson.decode(ARGV[2])
+  for first = 1, #committed, CHUNK do
+    redis.call('HDEL', KEYS[5], unpack(committed, first, math.min(first + CHUNK - 1, #committed)))
+  end
 end
 return released

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from scripts.pipeline import Pipeline
-from shared.contracts import BookingRequested, encode_request, event_key
+from shared.contracts import BookingRequested, encode_command, event_key
 from tests.sale import SaleClient
 
 pytestmark = pytest.mark.e2e
@@ -171,7 +171,7 @@ async def test_a_request_kafka_appends_after_the_api_gave_up_takes_no_seat(
     try:
         for message in (late, on_time):
             await producer.send_and_wait(
-                settings.topic, encode_request(message), key=event_key(event)
+                settings.topic, encode_command(message), key=event_key(event)
             )
     finally:
         await producer.stop()

@@ -25,9 +25,14 @@ class Ledger:
         self.cache = DecisionCache(redis, settings.redis_prefix, 60)
         self.finalizer = Finalizer(settings, self.pool, self.inventory, self.cache)
 
-    async def event(self, capacity: int, limit: int = 10) -> int:
+    async def event(self, capacity: int, limit: int = 10, hold_seconds: int = 0) -> int:
         with psycopg.connect(self.settings.database_url) as conn:
-            params = {"name": "e", "capacity": capacity, "per_user_limit": limit}
+            params = {
+                "name": "e",
+                "capacity": capacity,
+                "per_user_limit": limit,
+                "hold_seconds": hold_seconds,
+            }
             row = conn.execute(queries.create_event, params).fetchone()
             assert row is not None
             conn.execute(queries.create_seats, {"event_id": row[0], "capacity": capacity})

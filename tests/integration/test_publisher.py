@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from api.publisher import Publisher
 from shared.config import Settings
-from shared.contracts import BookingRequested, decode_request, event_key, new_booking_id
+from shared.contracts import BookingRequested, decode_command, event_key, new_booking_id
 from shared.errors import BrokerUnavailable
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ async def _read_all(settings: Settings, expect: int) -> dict[int, list[BookingRe
             batch = await consumer.getmany(timeout_ms=10_000)
             assert batch, f"only {sum(map(len, got.values()))} of {expect} messages arrived"
             for tp, records in batch.items():
-                got[tp.partition] += [decode_request(r.value) for r in records]
+                got[tp.partition] += [decode_command(r.value) for r in records]
     finally:
         await consumer.stop()
     return got

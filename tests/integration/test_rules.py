@@ -26,7 +26,7 @@ async def pool(settings: Settings) -> AsyncIterator[Pool]:
 
 
 def _create_event(settings: Settings, per_user_limit: int) -> int:
-    params = {"name": "rules", "capacity": 10, "per_user_limit": per_user_limit}
+    params = {"name": "rules", "capacity": 10, "per_user_limit": per_user_limit, "hold_seconds": 0}
     with psycopg.connect(settings.database_url) as conn:
         row = conn.execute(queries.create_event, params).fetchone()
     assert row is not None

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.backoff import Backoff
-from consumer.finalize import Settling
+from consumer.finalize import Outcome, Settling
 from consumer.tail import BatchTail, DecidedBatch
 from scripts.pipeline import free_port
 from shared.config import Settings
@@ -69,12 +69,13 @@ def decided_batch(settling: Settling, offsets: dict[TopicPartition, int]) -> Dec
     now_ms = int(time.time() * 1000)
     request = BookingRequested(uuid.uuid4(), 1, "u", 1, now_ms)
     decision = Decision(request.booking_id, Status.CONFIRMED, None, ("R1-1",), now_ms)
-    return DecidedBatch([(request, decision)], settling, offsets, time.monotonic())
+    outcome = Outcome([(request, decision)], [], settling)
+    return DecidedBatch(outcome, offsets, time.monotonic())
 
 
 def unsettled(dead_redis: aioredis.Redis, settings: Settings) -> Settling:
     """Holds that cannot be settled: their Redis is unreachable."""
-    return Settling(Inventory(dead_redis, settings.redis_prefix), [(1, [(uuid.uuid4(), True)])])
+    return Settling(Inventory(dead_redis, settings.redis_prefix), [(1, [(uuid.uuid4(), True)], [])])
 
 
 async def committed(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
@@ -94,7 +95,7 @@ async def test_recorded_batches_commit_in_order(
     await tail.finish()
     assert await committed(consumer, tp) == 20
     assert tail.decided == 2
-    view = await live.get(first.decided[0][0].booking_id)
+    view = await live.get(first.outcome.decided[0][0].booking_id)
     assert view is not None and view.status == "CONFIRMED"
 
 
@@ -119,7 +120,7 @@ async def test_an_unrecorded_batch_blocks_later_commits(
     tail.hand_over(second)
     await tail.finish()
     assert await committed(consumer, tp) is None
-    view = await live.get(second.decided[0][0].booking_id)
+    view = await live.get(second.outcome.decided[0][0].booking_id)
     assert view is not None and view.status == "CONFIRMED"
 
 

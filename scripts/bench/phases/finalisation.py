@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from scripts.bench.progress import say
 from scripts.bench.world import World, bench_queries, connect
 from scripts.pipeline import wait_child
-from shared.contracts import BookingRequested, encode_request, event_key, new_booking_id
+from shared.contracts import BookingRequested, encode_command, event_key, new_booking_id
 
 
 async def prefill_backlog(world: World) -> float:
@@ -42,7 +42,7 @@ async def prefill_backlog(world: World) -> float:
                     quantity=1,
                     requested_at_ms=int(time.time() * 1000),
                 )
-                futures.append(await producer.send(s.topic, encode_request(message), key=key))
+                futures.append(await producer.send(s.topic, encode_command(message), key=key))
             await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -19,7 +19,7 @@ from scripts.bench.world import (
     create_bare_event,
     partitions_of,
 )
-from shared.contracts import BookingRequested, decode_request, new_booking_id
+from shared.contracts import BookingRequested, decode_command, new_booking_id
 from shared.db import queries
 
 
@@ -61,8 +61,8 @@ async def naive_decide(conn: Conn, event_id: int, request: BookingRequested) -> 
             seats = {**booking, "first": first, "last": last}
             taken = await (await conn.execute(bench_queries.naive_take_seats, seats)).fetchall()
             booking["seats"] = [row["label"] for row in taken]
-            sold = {"event_id": event_id, "quantity": request.quantity, "next_seat": last + 1}
-            await conn.execute(queries.add_sold, sold)
+            sold = {"sold": request.quantity, "held": 0, "next_seat": last + 1}
+            await conn.execute(queries.change_stock, {"event_id": event_id, **sold})
         await conn.execute(bench_queries.naive_insert, booking)
     return bool(ok)
 
@@ -89,9 +89,9 @@ async def phase_naive(world: World) -> NaiveResult:
                 while decided < n and time.perf_counter() - started < 300:
                     got = await consumer.getmany(timeout_ms=1000, max_records=min(500, n - decided))
                     for record in (r for records in got.values() for r in records):
-                        confirmed += await naive_decide(
-                            conn, event_id, decode_request(record.value)
-                        )
+                        request = decode_command(record.value)
+                        assert isinstance(request, BookingRequested)
+                        confirmed += await naive_decide(conn, event_id, request)
                         decided += 1
                 seconds = time.perf_counter() - started
     finally:

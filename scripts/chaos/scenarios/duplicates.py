@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from scripts.chaos.observe import read_records
 from scripts.chaos.scenario import Run, Spec
-from shared.contracts import decode_request
+from shared.contracts import decode_command
 
 
 async def inject(run: Run) -> None:
@@ -46,7 +46,7 @@ async def inject(run: Run) -> None:
         await producer.stop()
     # Raw ids: a copy appended after its request's deadline is still a copy on the topic
     # (the worker drops it as expired; read_topic would hide it).
-    records = [str(decode_request(r.value).booking_id) for r in await read_records(s, s.topic)]
+    records = [str(decode_command(r.value).booking_id) for r in await read_records(s, s.topic)]
     unique = set(records)
     run.expect(
         "duplicates reached the topic",
