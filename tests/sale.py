@@ -41,6 +41,34 @@ class SaleClient:
             headers=headers,
         )
 
+    async def pay(self, booking_id: str, ref: str, key: str | None = None) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        return await self.http.post(
+            f"/api/bookings/{booking_id}/payment", json={"payment_ref": ref}, headers=headers
+        )
+
+    async def cancel(self, booking_id: str) -> httpx.Response:
+        return await self.http.post(f"/api/bookings/{booking_id}/cancel")
+
+    async def booking(self, booking_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/api/bookings/{booking_id}", headers=self.admin)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def wait_status(
+        self, booking_ids: list[str], statuses: set[str], timeout_s: float = 60.0
+    ) -> dict[str, dict[str, Any]]:
+        """Poll until every booking's status is one of `statuses`; return them by id."""
+
+        async def arrived() -> dict[str, dict[str, Any]] | None:
+            views = await asyncio.gather(*(self.booking(b) for b in booking_ids))
+            if all(v["status"] in statuses for v in views):
+                return {v["booking_id"]: v for v in views}
+            return None
+
+        what = f"{len(booking_ids)} bookings {'/'.join(sorted(statuses))}"
+        return await eventually(arrived, what, timeout_s, interval_s=0.2)
+
     async def audit(self, event_id: int) -> dict[str, Any]:
         response = await self.http.get(f"/api/events/{event_id}/audit", headers=self.admin)
         assert response.status_code == 200, response.text

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
 
 from consumer.finalize import Finalizer
-from shared.audit import Verdict, audit_event
+from shared.audit import AuditReport, Verdict, audit_event
 from shared.config import Settings
-from shared.contracts import BookingRequested
+from shared.contracts import BookingRequested, CancelRequested, PaymentReceived
 from shared.db import open_pool, queries
 from shared.decisions import DecisionCache
 from shared.inventory import Inventory
@@ -40,10 +41,47 @@ class Ledger:
         return int(row[0])
 
     async def audit(self, event_id: int) -> Verdict:
+        return (await self.report(event_id)).verdict
+
+    async def report(self, event_id: int) -> AuditReport:
         report = await audit_event(self.pool, self.inventory, event_id)
         assert report is not None
-        return report.verdict
+        return report
+
+    def run_out(self, booking_ids: list[uuid.UUID]) -> None:
+        """Move these holds' deadline into the past, as if their time had run out."""
+        with psycopg.connect(self.settings.database_url) as conn:
+            conn.execute(
+                "UPDATE bookings SET hold_expires_at = now() - interval '1 second'"
+                " WHERE booking_id = ANY(%s) AND status = 'HELD'",
+                [booking_ids],
+            )
+
+    def rows(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.settings.database_url) as conn:
+            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
 
 def request(event_id: int, user: str, quantity: int = 1) -> BookingRequested:
     return BookingRequested(uuid.uuid4(), event_id, user, quantity, int(time.time() * 1000))
+
+
+def payment(
+    event_id: int,
+    booking_id: uuid.UUID,
+    ref: str,
+    provider: str = "dev",
+    webhook_event_id: str | None = None,
+) -> PaymentReceived:
+    return PaymentReceived(
+        booking_id,
+        event_id,
+        "stripe" if provider == "stripe" else "dev",
+        ref,
+        int(time.time() * 1000),
+        webhook_event_id=webhook_event_id,
+    )
+
+
+def cancel(event_id: int, booking_id: uuid.UUID, by: str = "admin") -> CancelRequested:
+    return CancelRequested(booking_id, event_id, by, int(time.time() * 1000))
