@@ -110,17 +110,17 @@ class TailMessage:
             return f"POISON ({exc}) {_preview(self.value)}"
         if isinstance(command, PaymentReceived):
             return (
-                f"payment  {command.booking_id} event={command.event_id} "
+                f"payment {command.booking_id} event={command.event_id} "
                 f"{command.provider}:{command.payment_ref} "
                 f"received_at={_iso(command.received_at_ms)}"
             )
         if isinstance(command, CancelRequested):
             return (
-                f"cancel   {command.booking_id} event={command.event_id} by={command.by!r} "
+                f"cancel {command.booking_id} event={command.event_id} by={command.by!r} "
                 f"requested_at={_iso(command.requested_at_ms)}"
             )
         return (
-            f"booking  {command.booking_id} event={command.event_id} "
+            f"booking {command.booking_id} event={command.event_id} "
             f"user={command.user_id!r} quantity={command.quantity} "
             f"requested_at={_iso(command.requested_at_ms)}"
         )
