@@ -1,4 +1,5 @@
-"""`python -m scripts.bench [--quick] [--only finalisation] [--out DIR] [--keep]`: the benchmark.
+"""`python -m scripts.bench [--quick] [--only finalisation|holds] [--out DIR] [--keep]`: the
+benchmark.
 
 Measures, in one run on one machine, the system next to its physical ceilings (how and why:
 docs/performance.md), and prints a markdown table of ratios against the
@@ -24,6 +25,11 @@ Phases, in order (each prints progress lines on stderr):
     speed of a shared VM drifts by tens of percent from one 10-second run to the next.
  7t. the sold-out fast path with tokens on the token-mode API, then the ceiling (1e).
  8. memory: VmHWM/VmRSS of the API and workers, RSS sampled through the run.
+ 9. payments: one payment per hold of an event, produced beforehand; the real worker
+    confirms them in burst mode, timed like phase 5 and judged against its rate.
+10. expiry: every hold of an event given one deadline; the time from it until all are
+    EXPIRED in the ledger and their stock is back at the gate, the worker otherwise idle.
+    (9 and 10 run right after 5, on a topic and group of their own.)
 
 Isolation: its own databases (bench_<id>, and bench_<id>_base for the baselines), Redis prefix,
 topics and consumer groups, all removed at the end unless --keep. Services come from TICKETS_*

@@ -31,8 +31,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["finalisation"],
-        help="run one phase alone: the worker draining the backlog (phase 5), unjudged",
+        choices=["finalisation", "holds"],
+        help="the worker's phases alone: finalisation (phase 5, unjudged), or holds (phase 5, "
+        "then payments and expiry, 9 and 10, judged against it)",
     )
     return parser.parse_args(argv)
 

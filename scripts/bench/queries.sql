@@ -59,3 +59,21 @@ SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
 FROM (SELECT status, requested_at, decided_at,
              extract(epoch FROM decided_at - requested_at)::float8 * 1000 AS ms
       FROM bookings WHERE event_id = %(event_id)s) AS b;
+
+-- name: status_count
+SELECT count(*) AS n FROM bookings WHERE event_id = %(event_id)s AND status = %(status)s;
+
+-- name: payment_times
+-- Every batch confirms its payments at one paid_at: the ledger tells when each was decided.
+SELECT paid_at, count(*) AS n FROM bookings
+WHERE event_id = %(event_id)s AND status = 'CONFIRMED'
+GROUP BY paid_at ORDER BY paid_at;
+
+-- name: align_deadlines
+-- Every hold of the event runs out at one moment, a little ahead (phase 10).
+WITH moment AS (SELECT clock_timestamp() + interval '1.5 seconds' AS deadline),
+     moved AS (
+         UPDATE bookings SET hold_expires_at = (SELECT deadline FROM moment)
+         WHERE event_id = %(event_id)s AND status = 'HELD'
+         RETURNING 1)
+SELECT (SELECT deadline FROM moment) AS deadline, (SELECT count(*) FROM moved) AS moved;

@@ -9,6 +9,7 @@ from typing import Any
 
 from scripts.bench.phases.finalisation import DrainResult
 from scripts.bench.phases.flash_sale import FlashResult
+from scripts.bench.phases.holds import ExpiryResult, PaymentsResult
 from scripts.bench.phases.naive import NaiveResult
 from scripts.bench.proc import PhaseUsage
 from scripts.bench.wrk import WrkResult
@@ -117,6 +118,7 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
     ]
     rows[2:2] = token_rows[:1]  # 2t after 2
     rows += token_rows[1:]  # 7t after 7
+    rows += lifecycle_rows(r)
     extra_ceilings: list[tuple[str, WrkResult | None]] = [
         ("1a HTTP ceiling again (after 2)", around_intake[1]),
         ("1d HTTP ceiling again (after 2t)", r.get("http_ceiling_after_intake_tokens")),
@@ -179,9 +181,50 @@ def _token_rows(r: dict[str, Any], intake_ratio: float) -> list[Row]:
     ]
 
 
+def lifecycle_rows(r: dict[str, Any]) -> list[Row]:
+    """9 and 10: payments against phase 5's decisions, and a mass expiry against its bound
+    (results saved before these rows existed have neither)."""
+    drain: DrainResult = r["finalisation"]
+    paid: PaymentsResult | None = r.get("payments")
+    expiry: ExpiryResult | None = r.get("expiry")
+    if paid is None or expiry is None:
+        return []
+    share = paid.payments_per_s / drain.decisions_per_s
+    back = expiry.all_back_s
+    return [
+        Row(
+            "9 payments confirmed (real worker)",
+            f"{paid.payments_per_s:,.0f} payments/s",
+            f"{paid.paid} of {paid.holds} holds paid in {paid.wall_s:.2f} s"
+            f"{'' if paid.exit_code == 0 else f' (exit {paid.exit_code})'} incl. startup; "
+            f"{paid.batches} batches; {paid.steady_payments_per_s:,.0f}/s excl. startup; "
+            f"worker CPU {paid.worker_cpu_pct:.0f}%",
+            f"{share:.0%} of row 5's decisions/s",
+            ">= 50% of row 5",
+            share >= 0.5 and paid.paid == paid.holds,
+        ),
+        Row(
+            f"10 expiry: {expiry.holds:,} holds at one deadline",
+            "timeout" if back is None else f"{back:.2f} s",
+            f"deadline -> all EXPIRED in the ledger {_or_timeout(expiry.ledger_s)}, -> stock "
+            f"back at the gate {_or_timeout(expiry.gate_s)}; {expiry.expired} expired, "
+            f"counter {expiry.counter_end}",
+            "",
+            "<= 2 s, every hold",
+            back is not None
+            and back <= 2.0
+            and expiry.expired == expiry.holds == expiry.counter_end,
+        ),
+    ]
+
+
+def _or_timeout(seconds: float | None) -> str:
+    return "timeout" if seconds is None else f"{seconds:.2f} s"
+
+
 def finalisation_row(drain: DrainResult, ratio: str = "", passed: bool | None = None) -> Row:
     return Row(
-        "5 finalisation (real worker)",
+        "5 finalisation (real worker, hold_seconds 0)",
         f"{drain.decisions_per_s:,.0f} decisions/s",
         f"{drain.decided} of {drain.backlog} in {drain.wall_s:.2f} s"
         f"{'' if drain.exit_code == 0 else f' (KILLED at timeout, exit {drain.exit_code})'}"

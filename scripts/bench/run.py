@@ -16,6 +16,7 @@ from typing import Any
 from scripts.bench.meta import git_commit, machine, package_versions, services
 from scripts.bench.phases.finalisation import phase_finalisation, prefill_backlog
 from scripts.bench.phases.flash_sale import flash_line, phase_flash
+from scripts.bench.phases.holds import phase_expiry, phase_payments
 from scripts.bench.phases.http_ceiling import api_flags_match, phase_http_ceiling
 from scripts.bench.phases.intake import phase_intake
 from scripts.bench.phases.memory import memory_of
@@ -29,7 +30,13 @@ from scripts.bench.phases.tokens import (
 )
 from scripts.bench.proc import BENCH
 from scripts.bench.progress import STARTED, say
-from scripts.bench.report import build_rows, finalisation_row, markdown, to_jsonable
+from scripts.bench.report import (
+    build_rows,
+    finalisation_row,
+    lifecycle_rows,
+    markdown,
+    to_jsonable,
+)
 from scripts.bench.world import FULL, QUICK, World, analyze, connect, create_bare_event
 from shared.config import Settings
 
@@ -51,6 +58,8 @@ async def run_phases(world: World) -> dict[str, Any]:
     prefill_rate = await prefill_backlog(world)
     r["naive"] = await phase_naive(world)
     r["finalisation"] = await phase_finalisation(world, prefill_rate)
+    r["payments"] = await phase_payments(world)
+    r["expiry"] = await phase_expiry(world)
     r["flash"] = await phase_flash(world, r["intake"].rps)
     say("flash-sale", flash_line(r["flash"]))
     r["http_ceiling_before_sold_out"] = await phase_http_ceiling(world)
@@ -71,16 +80,21 @@ async def run_phases(world: World) -> dict[str, Any]:
     return r
 
 
-async def run_finalisation_only(world: World) -> dict[str, Any]:
-    """`--only finalisation`: phase 5 alone (under a minute), for work on the worker. Its
-    event is created straight in PostgreSQL; the worker builds the gate's counter."""
+async def run_worker_only(world: World, lifecycle: bool) -> dict[str, Any]:
+    """`--only finalisation`: phase 5 alone (under a minute), for work on the worker; `--only
+    holds`: phase 5, then 9 and 10, which are judged against it. Events are created straight
+    in PostgreSQL; the worker builds the gate's counters."""
     async with await connect(world.settings.database_url) as conn:
         world.events["drain"] = await create_bare_event(
             conn, "bench hot event", world.sizes.backlog, 1
         )
     await analyze(world.settings.database_url)
     prefill_rate = await prefill_backlog(world)
-    return {"finalisation": await phase_finalisation(world, prefill_rate)}
+    r: dict[str, Any] = {"finalisation": await phase_finalisation(world, prefill_rate)}
+    if lifecycle:
+        r["payments"] = await phase_payments(world)
+        r["expiry"] = await phase_expiry(world)
+    return r
 
 
 async def bench(args: argparse.Namespace) -> int:
@@ -111,7 +125,9 @@ async def bench(args: argparse.Namespace) -> int:
     sampler = asyncio.create_task(world.monitor.run())
     try:
         await world.create()
-        results = await (run_finalisation_only(world) if args.only else run_phases(world))
+        results = await (
+            run_worker_only(world, args.only == "holds") if args.only else run_phases(world)
+        )
     finally:
         sampler.cancel()
         world.stop_processes()
@@ -126,7 +142,10 @@ async def bench(args: argparse.Namespace) -> int:
     meta["seconds"] = time.monotonic() - STARTED
     meta["server_flags_match"] = results.pop("server_flags_match", "n/a")
     # Alone, phase 5 has no naive baseline or storage ceiling to be judged against.
-    rows = [finalisation_row(results["finalisation"])] if args.only else build_rows(results)
+    if args.only:
+        rows = [finalisation_row(results["finalisation"]), *lifecycle_rows(results)]
+    else:
+        rows = build_rows(results)
     table = markdown(meta, rows, world.monitor.usage)
     stem = out_dir / f"bench-{started_at.replace(':', '')}-{run_id}"
     document = {

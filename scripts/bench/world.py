@@ -8,6 +8,7 @@ import contextlib
 import json
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 import msgspec
 import psycopg
 import redis.exceptions
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import DeleteGroupsRequest
@@ -27,6 +28,7 @@ from scripts.bench.proc import Monitor
 from scripts.loadgen.client import Client, bearer, local_target
 from scripts.pipeline import Pipeline, terminate
 from shared.config import Settings
+from shared.contracts import Command, encode_command, event_key
 from shared.db import NamedQueries, migrate, queries, with_database
 from shared.inventory import open_redis
 from shared.topics import ensure_topics
@@ -53,12 +55,14 @@ class Sizes:
     paced_connections: int  # the flash-sale client's connection cap
     drain_timeout_s: float  # worker drain bound
     decide_timeout_s: float  # flash sale: bound on waiting for the last decision
+    payments: int  # holds paid for in one backlog (phase 9)
+    expiring: int  # holds expiring at one moment (phase 10)
 
 
-FULL = Sizes(2, 10, 64, 200_000, 100_000, 5_000, 100_000, 10_000, 128, 420, 120)
+FULL = Sizes(2, 10, 64, 200_000, 100_000, 5_000, 100_000, 10_000, 128, 420, 120, 50_000, 10_000)
 
 
-QUICK = Sizes(1, 3, 64, 20_000, 10_000, 500, 10_000, 1_000, 128, 60, 60)
+QUICK = Sizes(1, 3, 64, 20_000, 10_000, 500, 10_000, 1_000, 128, 60, 60, 5_000, 1_000)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class World:
     out_dir: Path
     settings: Settings = field(init=False)
     drain: Settings = field(init=False)  # the finalisation phase's topic and group
+    holds: Settings = field(init=False)  # the payment and expiry phases' topic and group
     base_db_url: str = field(init=False)  # baselines live in their own database
     base_settings: Settings = field(init=False)  # ... with their own Redis prefix
     admin_url: str = field(init=False)
@@ -118,6 +123,12 @@ class World:
             dlq_topic=f"{ns}.backlog.dlq",
             consumer_group=f"{ns}-drain",
         )
+        self.holds = msgspec.structs.replace(
+            self.settings,
+            topic=f"{ns}.holds",
+            dlq_topic=f"{ns}.holds.dlq",
+            consumer_group=f"{ns}-holds",
+        )
         self.base_settings = msgspec.structs.replace(
             self.settings, database_url=self.base_db_url, redis_prefix=f"{ns}base"
         )
@@ -142,6 +153,7 @@ class World:
             await asyncio.to_thread(migrate, url)
         await ensure_topics(self.settings)
         await ensure_topics(self.drain)
+        await ensure_topics(self.holds)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def stop_processes(self) -> None:
@@ -160,7 +172,7 @@ class World:
             await delete_redis_prefix(self.settings)
             await delete_redis_prefix(self.base_settings)
         with contextlib.suppress(KafkaError, OSError):
-            await delete_kafka(self.settings, self.drain)
+            await delete_kafka(self.settings, self.drain, self.holds)
 
 
 async def delete_redis_prefix(settings: Settings) -> int:
@@ -212,12 +224,20 @@ async def analyze(url: str) -> None:
         await conn.execute("ANALYZE")
 
 
-async def create_bare_event(conn: Conn, name: str, capacity: int, limit: int) -> int:
-    """An event with its seats, straight in PostgreSQL (the baselines have no Redis gate)."""
+async def create_bare_event(
+    conn: Conn, name: str, capacity: int, limit: int, hold_seconds: int = 0
+) -> int:
+    """An event with its seats, straight in PostgreSQL (the worker builds its gate counter
+    on first use; the baselines have none)."""
     async with conn.transaction():
         cur = await conn.execute(
             queries.create_event,
-            {"name": name, "capacity": capacity, "per_user_limit": limit, "hold_seconds": 0},
+            {
+                "name": name,
+                "capacity": capacity,
+                "per_user_limit": limit,
+                "hold_seconds": hold_seconds,
+            },
         )
         row = await cur.fetchone()
         assert row is not None
@@ -231,6 +251,30 @@ async def create_event(client: Client, token: str, name: str, capacity: int, lim
     if status != 201:
         raise RuntimeError(f"creating event {name!r} failed: {status} {raw[:300]!r}")
     return int(json.loads(raw)["id"])
+
+
+async def produce(settings: Settings, commands: Sequence[Command]) -> float:
+    """Produce commands straight into the settings' topic, keyed by event (acks=all,
+    idempotent, batched), as a backlog for a worker to drain. Returns messages/s."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for chunk in batches(commands, 5000):
+            futures = [
+                await producer.send(settings.topic, encode_command(c), key=event_key(c.event_id))
+                for c in chunk
+            ]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(commands) / (time.perf_counter() - started)
 
 
 async def api_client(url: str, connections: int = 4) -> Client:

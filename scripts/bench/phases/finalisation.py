@@ -3,50 +3,26 @@ straight into Kafka; the ledger's decided_at tells when each batch was decided."
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
-
 from scripts.bench.progress import say
-from scripts.bench.world import World, bench_queries, connect
+from scripts.bench.world import World, bench_queries, connect, produce
 from scripts.pipeline import wait_child
-from shared.contracts import BookingRequested, encode_command, event_key, new_booking_id
+from shared.contracts import BookingRequested, new_booking_id
 
 
 async def prefill_backlog(world: World) -> float:
-    """Produce the backlog straight into the drain topic (acks=all, idempotent, batched):
-    one hot event, distinct users, one seat each. Returns messages/s."""
+    """Produce the backlog straight into the drain topic: one hot event, distinct users, one
+    seat each. Returns messages/s."""
     say("finalisation", f"producing {world.sizes.backlog} requests into {world.drain.topic}")
-    s, event_id = world.drain, world.events["drain"]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=s.bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_batch_size=512 * 1024,
-    )
-    await producer.start()
-    key = event_key(event_id)
-    started = time.perf_counter()
-    try:
-        for lo in range(0, world.sizes.backlog, 5000):
-            futures = []
-            for i in range(lo, min(lo + 5000, world.sizes.backlog)):
-                message = BookingRequested(
-                    booking_id=new_booking_id(),
-                    event_id=event_id,
-                    user_id=f"backlog-{world.run_id}-{i}",
-                    quantity=1,
-                    requested_at_ms=int(time.time() * 1000),
-                )
-                futures.append(await producer.send(s.topic, encode_command(message), key=key))
-            await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    rate = world.sizes.backlog / (time.perf_counter() - started)
+    event_id, now_ms = world.events["drain"], int(time.time() * 1000)
+    backlog = [
+        BookingRequested(new_booking_id(), event_id, f"backlog-{world.run_id}-{i}", 1, now_ms)
+        for i in range(world.sizes.backlog)
+    ]
+    rate = await produce(world.drain, backlog)
     say("finalisation", f"backlog produced at {rate:,.0f} msgs/s")
     return rate
 
