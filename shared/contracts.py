@@ -48,7 +48,9 @@ class Reason(enum.StrEnum):
     NOT_ADMITTED = "NOT_ADMITTED"
 
 
-class BookingRequested(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="booking.v1"):
+class BookingRequested(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True, tag="booking.v1"
+):
     """One accepted booking request, as published to Kafka (key: the event id)."""
 
     booking_id: uuid.UUID
@@ -59,6 +61,12 @@ class BookingRequested(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     # The API answers 503 if Kafka has not acknowledged by then, and the worker drops the
     # message if the broker appended it later (shared/deadlines.py). None: never expires.
     expires_at_ms: int | None = None
+    # Seat choice (shared/seating.py numbers the seats): these seats, all or none; or
+    # `quantity` seats in `section`, side by side in one row when `together`; or, with
+    # neither, the lowest free seats of the event.
+    seats: tuple[int, ...] | None = None
+    section: str | None = None
+    together: bool = False
 
 
 class PaymentReceived(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="pay.v1"):
@@ -101,6 +109,7 @@ class Decision(msgspec.Struct, frozen=True):
     hold_expires_at_ms: int | None = None
     paid_at_ms: int | None = None
     cancelled_at_ms: int | None = None
+    price_cents: int | None = None
 
 
 _encoder = msgspec.json.Encoder()

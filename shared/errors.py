@@ -56,6 +56,10 @@ class LimitExceeded(TicketsError):
     """The quantity is above the event's per-user limit."""
 
 
+class Unsatisfiable(TicketsError):
+    """The request can never be met for this event (more seats side by side than a row has)."""
+
+
 class IdempotencyConflict(TicketsError):
     """This Idempotency-Key was already used with a different request body."""
 

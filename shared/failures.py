@@ -42,6 +42,7 @@ _BY_TYPE: dict[type[BaseException], Failure] = {
     errors.WrongStatus: Failure(HTTPStatus.CONFLICT, "conflict"),
     errors.RateLimited: Failure(HTTPStatus.TOO_MANY_REQUESTS, "rate_limited"),
     errors.LimitExceeded: Failure(HTTPStatus.UNPROCESSABLE_ENTITY, "over_limit"),
+    errors.Unsatisfiable: Failure(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid"),
     errors.IdempotencyConflict: Failure(HTTPStatus.UNPROCESSABLE_ENTITY, "conflict"),
     errors.IdempotencyInProgress: Failure(HTTPStatus.CONFLICT, "conflict"),
     errors.BrokerUnavailable: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "kafka"),

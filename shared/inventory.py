@@ -46,6 +46,7 @@ class Gate(enum.StrEnum):
     HELD_BEFORE = "H"
     SOLD_OUT = "S"
     LIMIT = "L"
+    SEAT_TAKEN = "T"  # a seat the ask named is taken
 
 
 # The answers that leave a hold to settle. A set, not a property: the worker asks once per
@@ -54,12 +55,13 @@ HELD = frozenset({Gate.HELD_NOW, Gate.HELD_BEFORE})
 
 
 class Release(NamedTuple):
-    """A booking whose stock comes back at the gate (expired or cancelled), as reserve.lua
-    reads it."""
+    """A booking whose stock and seats come back at the gate (expired or cancelled), as
+    reserve.lua reads it."""
 
     booking_id: uuid.UUID
     user_id: str
     quantity: int
+    seats: list[int]
 
 
 class Ask(NamedTuple):
@@ -72,6 +74,15 @@ class Ask(NamedTuple):
     quantity: int
 
 
+class SeatAsk(NamedTuple):
+    """An ask that names its seats: the gate refuses it when one of them is taken."""
+
+    booking_id: uuid.UUID
+    user_id: str
+    quantity: int
+    seats: list[int]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """The gate's view of one event; `available` is None when the counter is missing."""
@@ -82,10 +93,21 @@ class Snapshot:
     releasing: int = 0  # releases given back whose commit was not yet confirmed
 
 
+def seat_bitmap(taken: Iterable[int]) -> bytes:
+    """The gate's seat bitmap: bit n (the high bit first, as Redis counts) set for each
+    seat n, and bit 0."""
+    seats = [0, *taken]
+    out = bytearray(max(seats) // 8 + 1)
+    for n in seats:
+        out[n >> 3] |= 0x80 >> (n & 7)
+    return bytes(out)
+
+
 class Inventory:
     """Stock counters in Redis. Redis is a fast gate; PostgreSQL has the final word."""
 
     def __init__(self, redis: Redis, prefix: str) -> None:
+        self.redis = redis
         self._redis = redis
         self._keys = RedisKeys(prefix)
         self._reserve = register(redis, "reserve")
@@ -97,8 +119,13 @@ class Inventory:
         return self._keys.event(event_id)
 
     async def open(self, event_id: int, capacity: int) -> None:
-        """Start a new event's counter at its capacity (no-op if it exists)."""
-        await self._redis.set(self.keys(event_id).avail, capacity, nx=True)
+        """Start a new event's counter at its capacity and its seat bitmap empty (no-op for
+        what exists)."""
+        keys = self.keys(event_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.setbit(keys.seats, 0, 1)
+            pipe.set(keys.avail, capacity, nx=True)
+            await pipe.execute()
 
     async def available(self, event_id: int) -> int | None:
         raw = await self._redis.get(self.keys(event_id).avail)
@@ -120,7 +147,11 @@ class Inventory:
         )
 
     async def reserve(
-        self, event_id: int, limit: int, asks: Sequence[Ask], releases: Sequence[Release] = ()
+        self,
+        event_id: int,
+        limit: int,
+        asks: Sequence[Ask | SeatAsk],
+        releases: Sequence[Release] = (),
     ) -> list[Gate]:
         """Give back the stock of `releases` (once per booking id, however often this is
         retried), then decide `asks` in order, atomically. Raises CounterMissing when a
@@ -140,15 +171,17 @@ class Inventory:
         event_id: int,
         outcomes: Iterable[tuple[uuid.UUID, bool]],
         released: Sequence[uuid.UUID] = (),
+        taken: Sequence[tuple[int, int]] = (),
     ) -> int:
         """Drop holds of bookings PostgreSQL decided (True: kept, held or confirmed); give
-        back stock of refused ones; forget the marks of releases PostgreSQL committed."""
+        back stock and named seats of refused ones; forget the marks of releases PostgreSQL
+        committed; mark `taken` (runs of seat numbers PostgreSQL gave) in the seat bitmap."""
         pairs = [(booking_id, "C" if kept else "R") for booking_id, kept in outcomes]
-        if not pairs and not released:
+        if not pairs and not released and not taken:
             return 0
-        args = [_encode(pairs)]
-        if released:
-            args.append(_encode(list(released)))
+        args = [_encode(pairs), _encode(list(released))]
+        if taken:
+            args.append(_encode(list(taken)))
         return int(await self._settle(keys=self.keys(event_id), args=args))
 
     async def released_ids(self, event_id: int) -> set[uuid.UUID]:
@@ -156,9 +189,12 @@ class Inventory:
         committed."""
         return {uuid.UUID(str(b)) for b in await self._redis.hkeys(self.keys(event_id).released)}
 
-    async def rebuild(self, event_id: int, available: int, users: dict[str, int]) -> bool:
-        """Recreate a missing counter from PostgreSQL's numbers; False if it already existed."""
-        args: list[str | int] = [available]
+    async def rebuild(
+        self, event_id: int, available: int, users: dict[str, int], taken: Iterable[int]
+    ) -> bool:
+        """Recreate a missing counter, or a missing seat bitmap, from PostgreSQL's numbers
+        (`taken`: the seat numbers held or sold); False if both existed."""
+        args: list[str | int | bytes] = [available, seat_bitmap(taken)]
         for user, quantity in users.items():
             args += [user, quantity]
         return bool(await self._rebuild(keys=self.keys(event_id), args=args))

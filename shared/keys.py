@@ -26,6 +26,12 @@ class EventKeys(NamedTuple):
     # hash: booking id -> quantity, for bookings whose stock reserve.lua gave back (expired
     # or cancelled) in a transaction not yet committed: a retry never gives it back twice
     released: str
+    # bitmap: bit n set while seat n is taken (held, sold, or claimed by a gate hold); bit 0
+    # is always set, so a missing bitmap is told apart from an empty one
+    seats: str
+    # hash: booking id -> the seat numbers its gate hold claimed ("5,6"), for asks that
+    # named their seats
+    seat_holds: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +41,18 @@ class RedisKeys:
     def event(self, event_id: int) -> EventKeys:
         tag = f"{self.prefix}:{{ev:{event_id}}}"
         return EventKeys(
-            f"{tag}:avail", f"{tag}:users", f"{tag}:holds", f"{tag}:held", f"{tag}:released"
+            f"{tag}:avail",
+            f"{tag}:users",
+            f"{tag}:holds",
+            f"{tag}:held",
+            f"{tag}:released",
+            f"{tag}:seats",
+            f"{tag}:seat-holds",
         )
+
+    def seat_map(self, event_id: int) -> str:
+        """Hash: the event's seat map as the worker last published it (`version`, `body`)."""
+        return f"{self.prefix}:{{ev:{event_id}}}:seat-map"
 
     def decision(self, booking_id: uuid.UUID | str) -> str:
         """A booking's status record for polling clients."""

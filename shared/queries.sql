@@ -5,21 +5,15 @@ INSERT INTO events (name, capacity, per_user_limit, hold_seconds)
 VALUES (%(name)s, %(capacity)s, %(per_user_limit)s, %(hold_seconds)s)
 RETURNING id, name, capacity, per_user_limit, hold_seconds, sold, held;
 
--- name: create_seats
--- Rows of 25 seats: R1-1 .. R1-25, R2-1 ...; one statement, however many seats.
-INSERT INTO seats (event_id, seat_no, label)
-SELECT %(event_id)s, n, 'R' || ((n - 1) / 25 + 1)::text || '-' || ((n - 1) %% 25 + 1)::text
-FROM generate_series(1, %(capacity)s) AS n;
-
 -- name: get_event
-SELECT id, name, capacity, per_user_limit, hold_seconds, sold, held
+SELECT id, name, capacity, per_user_limit, hold_seconds, sold, held, seat_version
 FROM events WHERE id = %(event_id)s;
 
 -- name: event_ids
 SELECT id FROM events ORDER BY id;
 
 -- name: lock_event
-SELECT capacity, per_user_limit, hold_seconds, sold, held, next_seat
+SELECT capacity, per_user_limit, hold_seconds, sold, held, next_seat, seat_version
 FROM events WHERE id = %(event_id)s FOR UPDATE;
 
 -- name: probes_only
@@ -34,10 +28,10 @@ SET LOCAL enable_mergejoin = off;
 -- One primary-key probe per id (LATERAL), so the cost follows the batch, not the table,
 -- whatever the planner believes about a table that grew by a whole sale a minute ago.
 SELECT wanted.booking_id, b.status, b.reason, b.seats, b.hold_expires_at, b.paid_at,
-       b.cancelled_at
+       b.cancelled_at, b.price_cents
 FROM unnest(%(booking_ids)s::uuid[]) AS wanted (booking_id)
 CROSS JOIN LATERAL (
-    SELECT status, reason, seats, hold_expires_at, paid_at, cancelled_at
+    SELECT status, reason, seats, hold_expires_at, paid_at, cancelled_at, price_cents
     FROM bookings WHERE booking_id = wanted.booking_id
 ) AS b;
 
@@ -58,45 +52,28 @@ FROM bookings
 WHERE event_id = %(event_id)s AND status IN ('HELD', 'CONFIRMED')
 GROUP BY user_id;
 
--- name: lowest_free_seats
--- Only when the free seats are not simply next_seat onwards (a seat was given back: expired,
--- cancelled, or by hand):
--- walks the event's seats in order, so it costs as many rows as were sold. Runs under the
--- event's row lock, so no other transaction takes these seats meanwhile.
-SELECT seat_no FROM seats
-WHERE event_id = %(event_id)s AND booking_id IS NULL
-ORDER BY seat_no
-LIMIT %(count)s;
-
 -- name: assign_seat_range
--- The usual case: the free seats are one run, first..last (seats are taken lowest first, and
--- none was given back). One primary-key range scan; the i-th seat goes to the i-th booking id.
+-- The usual case: the batch's seats are one run, first..last, given in order (general
+-- admission takes the lowest free seats). One primary-key range scan; the i-th seat goes to
+-- the i-th booking id.
 -- No index covers booking_id, so each seat is updated in place on its page (see sql/005).
--- Returns the labels in seat order, as one array.
-WITH taken AS (
-    UPDATE seats
-    SET booking_id = (%(booking_ids)s::uuid[])[seat_no - %(first)s + 1]
-    WHERE event_id = %(event_id)s AND seat_no BETWEEN %(first)s AND %(last)s
-      AND booking_id IS NULL
-    RETURNING seat_no, label
-)
-SELECT coalesce(array_agg(label ORDER BY seat_no), '{}') AS labels FROM taken;
+-- The caller checks the row count: a seat already taken is not updated.
+UPDATE seats
+SET booking_id = (%(booking_ids)s::uuid[])[seat_no - %(first)s + 1]
+WHERE event_id = %(event_id)s AND seat_no BETWEEN %(first)s AND %(last)s
+  AND booking_id IS NULL;
 
 -- name: assign_seats
--- Free seats with gaps between them: an equality join on the primary key. Same result.
-WITH taken AS (
-    UPDATE seats AS s
-    SET booking_id = a.booking_id
-    FROM unnest(%(seat_nos)s::int[], %(booking_ids)s::uuid[]) AS a (seat_no, booking_id)
-    WHERE s.event_id = %(event_id)s AND s.seat_no = a.seat_no AND s.booking_id IS NULL
-    RETURNING s.seat_no, s.label
-)
-SELECT coalesce(array_agg(label ORDER BY seat_no), '{}') AS labels FROM taken;
+-- Seats that are not one run: an equality join on the primary key. Same guard.
+UPDATE seats AS s
+SET booking_id = a.booking_id
+FROM unnest(%(seat_nos)s::int[], %(booking_ids)s::uuid[]) AS a (seat_no, booking_id)
+WHERE s.event_id = %(event_id)s AND s.seat_no = a.seat_no AND s.booking_id IS NULL;
 
 -- name: change_stock
 UPDATE events
 SET sold = sold + %(sold)s, held = held + %(held)s,
-    next_seat = greatest(next_seat, %(next_seat)s)
+    next_seat = greatest(next_seat, %(next_seat)s), seat_version = seat_version + 1
 WHERE id = %(event_id)s;
 
 -- name: get_booking
@@ -108,7 +85,8 @@ WHERE booking_id = %(booking_id)s;
 -- name: bookings_among
 -- The bookings a batch's payments and cancellations name, one primary-key probe each.
 SELECT b.booking_id, b.event_id, b.user_id, b.quantity, b.status, b.reason, b.seats,
-       b.requested_at, b.decided_at, b.hold_expires_at, b.paid_at, b.cancelled_at
+       b.requested_at, b.decided_at, b.hold_expires_at, b.paid_at, b.cancelled_at,
+       b.price_cents
 FROM unnest(%(booking_ids)s::uuid[]) AS wanted (booking_id)
 CROSS JOIN LATERAL (
     SELECT * FROM bookings WHERE booking_id = wanted.booking_id
@@ -117,7 +95,7 @@ CROSS JOIN LATERAL (
 -- name: due_holds
 -- Under the event's row lock: its holds whose time ran out by %(now)s.
 SELECT booking_id, event_id, user_id, quantity, status, reason, seats, requested_at, decided_at,
-       hold_expires_at, paid_at, cancelled_at
+       hold_expires_at, paid_at, cancelled_at, price_cents
 FROM bookings
 WHERE status = 'HELD' AND hold_expires_at <= %(now)s AND event_id = %(event_id)s
 ORDER BY hold_expires_at
@@ -270,3 +248,20 @@ WHERE user_id = %(user_id)s
   AND (%(before)s::uuid IS NULL OR booking_id < %(before)s::uuid)
 ORDER BY booking_id DESC
 LIMIT %(limit)s;
+
+-- name: create_section
+INSERT INTO sections (event_id, position, name, rows, seats_per_row, seats, first_seat,
+                      price_cents)
+VALUES (%(event_id)s, %(position)s, %(name)s, %(rows)s, %(seats_per_row)s, %(seats)s,
+        %(first_seat)s, %(price_cents)s);
+
+-- name: event_sections
+SELECT name, rows, seats_per_row, seats, first_seat, price_cents
+FROM sections WHERE event_id = %(event_id)s ORDER BY position;
+
+-- name: taken_seats
+-- Every taken seat of the event and whether its booking is paid: the worker's seat map when
+-- it starts deciding an event, and the gate's seat bitmap when Redis lost it.
+SELECT s.seat_no, b.status = 'CONFIRMED' AS sold
+FROM seats AS s JOIN bookings AS b ON b.booking_id = s.booking_id
+WHERE s.event_id = %(event_id)s AND s.booking_id IS NOT NULL;

@@ -1,18 +1,22 @@
-"""An event's booking rules (capacity, per-user limit) and each process's cache of them.
+"""An event's booking rules (capacity, per-user limit, seat layout) and each process's cache
+of them.
 
 The API checks every booking against these rules before publishing it, and the worker asks
 whether an event exists for every batch; both would otherwise query PostgreSQL each time.
 A cached entry is at most `max_age_s` old. Rules do not change after an event is created
-today, so staleness is harmless now; the bound keeps it so if they ever can. The worker
+today, so staleness is harmless now; the bound keeps it so if they ever can. A layout never
+changes once its event exists. The worker
 decides against the row it locks, never against this cache.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from shared.db import Pool, fetch_one, queries
+from shared.db import Pool, queries
+from shared.seating import Layout
+from shared.venue import load_layout
 
 MAX_AGE_S = 60.0
 
@@ -23,6 +27,7 @@ class EventRules:
     name: str
     capacity: int
     per_user_limit: int
+    layout: Layout = field(compare=False)
 
 
 class RulesCache:
@@ -37,10 +42,15 @@ class RulesCache:
         now = time.monotonic()
         if seen is not None and now - seen[0] < self._max_age_s:
             return seen[1]
-        row = await fetch_one(self._pool, queries.get_event, {"event_id": event_id})
-        if row is None:
+        async with self._pool.connection() as conn, conn.cursor() as cur:
+            await cur.execute(queries.get_event, {"event_id": event_id})
+            row = await cur.fetchone()
+            layout = None
+            if row is not None:
+                layout = seen[1].layout if seen else await load_layout(cur, event_id)
+        if row is None or layout is None:
             self._seen.pop(event_id, None)
             return None
-        rules = EventRules(row["id"], row["name"], row["capacity"], row["per_user_limit"])
+        rules = EventRules(row["id"], row["name"], row["capacity"], row["per_user_limit"], layout)
         self._seen[event_id] = (now, rules)
         return rules
