@@ -37,20 +37,31 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncCursor
 
 from consumer import faults, lifecycle
+from consumer.seat_map import (
+    INVALID,
+    Rendered,
+    SeatChoice,
+    SeatMap,
+    SeatMaps,
+    place,
+    seat_choice,
+)
 from shared.config import Settings
 from shared.contracts import LIVE, BookingRequested, Command, Decision, Reason, Status
 from shared.db import Pool, TextArrayBinaryDumper, queries, text_array, uuid_array
 from shared.decisions import DecisionCache
 from shared.errors import CounterMissing
-from shared.inventory import HELD, Ask, Gate, Inventory, Release
+from shared.inventory import HELD, Ask, Gate, Inventory, Release, SeatAsk
 from shared.rules import RulesCache
+from shared.seating import FREE, SOLD, Layout, runs
+from shared.seating import HELD as HELD_SEAT
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +71,17 @@ SLOW_BATCH_S = 2.0  # a batch slower than this is logged with where its time wen
 # this runs under the event's row lock.
 COPY_BOOKINGS = (
     "COPY bookings (booking_id, event_id, user_id, quantity, status, reason,"
-    " requested_at, decided_at, seats, hold_expires_at) FROM STDIN (FORMAT BINARY)"
+    " requested_at, decided_at, seats, hold_expires_at, price_cents) FROM STDIN (FORMAT BINARY)"
 )
 COPY_BOOKING_TYPES = [
     "uuid", "int8", "text", "int4", "text", "text", "timestamptz", "timestamptz", "text[]",
-    "timestamptz",
+    "timestamptz", "int4",
 ]  # fmt: skip
 
 Decided = list[tuple[BookingRequested, Decision]]
-# One event's settling: its gate holds' outcomes (True: kept), and its committed releases.
-Settle = tuple[int, list[tuple[uuid.UUID, bool]], list[uuid.UUID]]
+# One event's settling: its gate holds' outcomes (True: kept), its committed releases, and
+# the runs of seats PostgreSQL gave.
+Settle = tuple[int, list[tuple[uuid.UUID, bool]], list[uuid.UUID], list[tuple[int, int]]]
 
 
 def _nothing() -> None:
@@ -83,7 +95,10 @@ class _Plan:
     decisions: dict[uuid.UUID, Decision] = field(default_factory=dict)
     settle: list[tuple[uuid.UUID, bool]] = field(default_factory=list)
     released: list[uuid.UUID] = field(default_factory=list)  # release marks to drop
+    taken: list[tuple[int, int]] = field(default_factory=list)  # seats given, as runs
     changed: Decided = field(default_factory=list)  # bookings paid, expired or cancelled
+    restated: Decided = field(default_factory=list)  # bookings commands named, unchanged
+    rendered: list[Rendered] = field(default_factory=list)  # seat maps to publish
 
 
 @dataclass(slots=True)
@@ -94,11 +109,13 @@ class Outcome:
     decided: Decided
     changed: Decided
     settling: Settling
+    rendered: list[Rendered] = field(default_factory=list)  # seat maps to publish
+    restated: Decided = field(default_factory=list)  # bookings commands named, unchanged
 
     @property
     def recorded(self) -> Decided:
         """Everything polling clients must see, in one list."""
-        return self.decided + self.changed
+        return self.decided + self.changed + self.restated
 
 
 class Settling:
@@ -109,7 +126,7 @@ class Settling:
 
     def __init__(self, inventory: Inventory, settles: list[Settle]) -> None:
         self._inventory = inventory
-        self._left = [(event, kept, gone) for event, kept, gone in settles if kept or gone]
+        self._left = [s for s in settles if s[1] or s[2] or s[3]]
         self._task = self._start()
 
     def _start(self) -> asyncio.Task[None]:
@@ -121,8 +138,8 @@ class Settling:
 
     async def _run(self) -> None:
         while self._left:
-            event_id, outcomes, released = self._left[0]
-            await self._inventory.settle(event_id, outcomes, released)
+            event_id, outcomes, released, taken = self._left[0]
+            await self._inventory.settle(event_id, outcomes, released, taken)
             del self._left[0]
 
     async def wait(self) -> None:
@@ -158,6 +175,7 @@ class Finalizer:
         self.inventory = inventory
         self._cache = cache
         self._rules = RulesCache(pool)
+        self.seat_maps = SeatMaps(inventory.redis, settings.redis_prefix)
 
     async def finalize(self, requests: Sequence[Command]) -> list[Decision]:
         """Every step at once (`apply`); the requests' decisions."""
@@ -170,6 +188,7 @@ class Finalizer:
         outcome = await self.decide(commands, expire=expire)
         await outcome.settling.wait()
         await self._cache.remember_decisions(outcome.recorded)
+        await self.seat_maps.publish(outcome.rendered)
         return outcome
 
     async def decide(
@@ -195,7 +214,9 @@ class Finalizer:
 
         decided: Decided = []
         changed: Decided = []
+        restated: Decided = []
         settles: list[Settle] = []
+        rendered: list[Rendered] = []
         try:
             for event_id, group in by_event.items():
                 plan = await self._decide_event(event_id, group, after_gate)
@@ -205,13 +226,15 @@ class Finalizer:
                     if isinstance(r, BookingRequested)
                 ]
                 changed += plan.changed
-                settles.append((event_id, plan.settle, plan.released))
+                restated += plan.restated
+                rendered += plan.rendered
+                settles.append((event_id, plan.settle, plan.released, plan.taken))
         except BaseException:
             # A later event failed: the events committed so far are settled anyway (the
             # retry settles them again), so their refused stock does not wait for it.
             Settling(self.inventory, settles)
             raise
-        return Outcome(decided, changed, Settling(self.inventory, settles))
+        return Outcome(decided, changed, Settling(self.inventory, settles), rendered, restated)
 
     async def _decide_event(
         self, event_id: int, commands: list[Command], after_gate: Callable[[], None]
@@ -243,7 +266,7 @@ class Finalizer:
         cur: AsyncCursor[Any],
         event_id: int,
         limit: int,
-        asks: list[Ask],
+        asks: list[Ask | SeatAsk],
         releases: list[Release],
     ) -> list[Gate]:
         """The Redis gate, called under the event's row lock (held by `cur`): the releases'
@@ -270,8 +293,10 @@ class Finalizer:
         assert event is not None, "the caller holds this event's row lock"
         await cur.execute(queries.live_by_all_users, {"event_id": event_id})
         users = {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
+        await cur.execute(queries.taken_seats, {"event_id": event_id})
+        taken = [row["seat_no"] for row in await cur.fetchall()]
         available = event["capacity"] - event["sold"] - event["held"]
-        rebuilt = await self.inventory.rebuild(event_id, available, users)
+        rebuilt = await self.inventory.rebuild(event_id, available, users, taken)
         if rebuilt:
             log.warning(
                 "rebuilt inventory counter of event %s: available=%s",
@@ -286,8 +311,30 @@ class Finalizer:
     ) -> _Plan:
         """Under the event's row lock: skip what an earlier delivery decided, plan the
         lifecycle changes, give back and take stock at the gate, arbitrate against the locked
-        row, write. Whoever decides this event holds that lock, so "already decided" cannot
-        change between the check and the COMMIT."""
+        row, choose seats, write. Whoever decides this event holds that lock, so "already
+        decided" cannot change between the check and the COMMIT."""
+        rules = await self._rules.get(event_id)
+        assert rules is not None, "the worker dead-letters requests for unknown events"
+        try:
+            plan, seat_map, version = await self._decide_in_txn(
+                event_id, rules.layout, commands, after_gate
+            )
+        except BaseException:
+            self.seat_maps.forget(event_id)  # it may hold choices that were not committed
+            raise
+        seat_map.version = version
+        plan.rendered = self.seat_maps.render([event_id])
+        return plan
+
+    async def _decide_in_txn(
+        self,
+        event_id: int,
+        layout: Layout,
+        commands: list[Command],
+        after_gate: Callable[[], None],
+    ) -> tuple[_Plan, SeatMap, int]:
+        """_decide_locked's transaction; returns the plan, the event's seat map as committed
+        and the seat version the commit left."""
         plan = _Plan()
         requests = [c for c in commands if isinstance(c, BookingRequested)]
         changes = [c for c in commands if not isinstance(c, BookingRequested)]
@@ -295,21 +342,32 @@ class Finalizer:
             await cur.execute(queries.lock_event, {"event_id": event_id})
             event = await cur.fetchone()
             assert event is not None, "the worker dead-letters requests for unknown events"
+            version = event["seat_version"]
             limit, capacity = event["per_user_limit"], event["capacity"]
             decided_at = dt.datetime.now(dt.UTC)
             decided_ms = int(decided_at.timestamp() * 1000)
             await cur.execute(queries.probes_only)
             earlier = await self._already_decided(cur, [r.booking_id for r in requests])
             todo = [r for r in requests if r.booking_id not in earlier]
-            life = await lifecycle.plan(cur, event_id, event, changes, decided_at)
-            asks = [Ask(r.booking_id, r.user_id, r.quantity) for r in todo]
+            seat_map = await self.seat_maps.get(cur, event_id, layout, version)
+            life = await lifecycle.plan(cur, event_id, event, changes, decided_at, layout)
+            seat_map.mark(life.paid_seats, SOLD)
+            seat_map.mark(life.freed_seats, FREE)  # after: a hold paid then cancelled is free
+            choices = [seat_choice(r, layout) for r in todo]
+            asks = [
+                Ask(r.booking_id, r.user_id, r.quantity)
+                if c.seats is None
+                else SeatAsk(r.booking_id, r.user_id, r.quantity, list(c.seats))
+                for r, c in zip(todo, choices, strict=True)
+                if c is not INVALID
+            ]
             # Redis and PostgreSQL at once: the gate, and what these users already hold.
             async with conn.cursor() as users_cur:
                 lookup = asyncio.create_task(
                     self._live_by_users(users_cur, event_id, {r.user_id for r in todo})
                 )
                 try:
-                    gates = await self._reserve(cur, event_id, limit, asks, life.releases)
+                    answers = await self._reserve(cur, event_id, limit, asks, life.releases)
                 except BaseException:
                     # The gate failed: end the lookup before the transaction is rolled back.
                     lookup.cancel()
@@ -326,35 +384,60 @@ class Finalizer:
             if event["hold_seconds"]:
                 admitted_as = Status.HELD
                 hold_until = decided_at + dt.timedelta(seconds=event["hold_seconds"])
+            state = HELD_SEAT if admitted_as is Status.HELD else SOLD
             taken = event["sold"] + event["held"] + life.sold + life.held
-            verdicts: list[tuple[BookingRequested, Status, Reason | None]] = []
-            admitted: list[BookingRequested] = []
-            for request, gate in zip(todo, gates, strict=True):
+            verdicts: dict[uuid.UUID, tuple[Status, Reason | None]] = {}
+            seats: dict[uuid.UUID, list[int]] = {}
+            gated: list[uuid.UUID] = []  # holding stock at the gate: settled as decided
+            placed_later: list[tuple[BookingRequested, SeatChoice]] = []
+            gates = iter(answers)
+            # In offset order: the gate's answer, PostgreSQL's own count, named seats.
+            for request, choice in zip(todo, choices, strict=True):
+                if choice is INVALID:
+                    verdicts[request.booking_id] = (Status.REJECTED, Reason.INVALID)
+                    continue
+                gate = next(gates)
                 status, reason = _arbitrate(request, gate, limit, capacity, taken, users)
+                if status is Status.CONFIRMED and choice.seats is not None:
+                    if seat_map.take(choice.seats, state):
+                        seats[request.booking_id] = list(choice.seats)
+                    else:
+                        status, reason = Status.REJECTED, Reason.SEAT_TAKEN
                 if status is Status.CONFIRMED:
                     status = admitted_as
                     taken += request.quantity
                     users[request.user_id] = users.get(request.user_id, 0) + request.quantity
-                    admitted.append(request)
+                    if choice.seats is None:
+                        placed_later.append((request, choice))
                 if gate in HELD:
-                    plan.settle.append((request.booking_id, status in LIVE))
-                verdicts.append((request, status, reason))
+                    gated.append(request.booking_id)
+                verdicts[request.booking_id] = (status, reason)
+            # Then the rest, in offset order, around the seats named in this batch.
+            for request, choice in placed_later:
+                found = place(seat_map, choice, request.quantity)
+                if found is None:
+                    reason = Reason.NO_ADJACENT_SEATS if choice.together else Reason.SOLD_OUT
+                    verdicts[request.booking_id] = (Status.REJECTED, reason)
+                    taken -= request.quantity
+                    users[request.user_id] -= request.quantity
+                else:
+                    seat_map.mark(found, state)
+                    seats[request.booking_id] = found
             # Seats given back before new ones are taken, so this batch can have them.
             await lifecycle.write(cur, event_id, life, decided_at)
             # Seats first, so each booking row is written once, with its seats.
-            seats: Iterator[list[str]] = iter(())
+            admitted = [r for r in todo if r.booking_id in seats]
             next_seat = event["next_seat"]
             if admitted:
-                contiguous = not life.freed and event["sold"] + event["held"] == next_seat - 1
-                seat_lists, next_seat = await self._assign_seats(
-                    cur, event_id, next_seat, contiguous, admitted
-                )
-                seats = iter(seat_lists)  # one list per admitted booking, in order
+                next_seat = max(next_seat, await self._write_seats(cur, event_id, admitted, seats))
             hold_until_ms = int(hold_until.timestamp() * 1000) if hold_until else None
             rows: list[tuple[Any, ...]] = []
-            for request, status, reason in verdicts:
+            for request in todo:
+                status, reason = verdicts[request.booking_id]
+                nos = seats.get(request.booking_id, ())
+                labels = layout.labels(nos)
+                price = layout.price_of(nos) if nos else None
                 live = status in LIVE
-                labels = next(seats) if live else []
                 plan.decisions[request.booking_id] = Decision(
                     request.booking_id,
                     status,
@@ -362,6 +445,7 @@ class Finalizer:
                     tuple(labels),
                     decided_ms,
                     hold_expires_at_ms=hold_until_ms if live else None,
+                    price_cents=price,
                 )
                 rows.append(
                     (
@@ -375,6 +459,7 @@ class Finalizer:
                         decided_at,
                         labels,
                         hold_until if live else None,
+                        price,
                     )
                 )
             if rows:
@@ -386,20 +471,29 @@ class Finalizer:
             new_quantity = sum(r.quantity for r in admitted)
             sold = life.sold + (new_quantity if admitted_as is Status.CONFIRMED else 0)
             held = life.held + (new_quantity if admitted_as is Status.HELD else 0)
-            if sold or held or admitted:
+            if admitted or not life.empty:
                 await cur.execute(
                     queries.change_stock,
                     {"event_id": event_id, "sold": sold, "held": held, "next_seat": next_seat},
                 )
+                version += 1
         # Bookings decided by an earlier delivery: report that decision; a gate hold that
         # delivery left behind (it crashed before settling) settles as it decided. Stock a
         # booking took and later gave back (expired, cancelled) came back by its release.
+        taken_seats = [n for nos in seats.values() for n in nos]
+        for booking_id in gated:
+            plan.settle.append((booking_id, booking_id in seats))
         for booking_id, decision in earlier.items():
             plan.decisions[booking_id] = decision
-            plan.settle.append((booking_id, decision.status is not Status.REJECTED))
+            kept = decision.status is not Status.REJECTED
+            plan.settle.append((booking_id, kept))
+            if decision.status in LIVE:
+                taken_seats += layout.seat_nos(decision.seats)
+        plan.taken = runs(taken_seats)
         plan.released = [release.booking_id for release in life.releases]
         plan.changed = life.views()
-        return plan
+        plan.restated = life.restated_views()
+        return plan, seat_map, version
 
     async def _already_decided(
         self, cur: AsyncCursor[Any], booking_ids: list[uuid.UUID]
@@ -435,53 +529,28 @@ class Finalizer:
         )
         return {row["user_id"]: row["quantity"] for row in await cur.fetchall()}
 
-    async def _assign_seats(
+    async def _write_seats(
         self,
         cur: AsyncCursor[Any],
         event_id: int,
-        next_seat: int,
-        contiguous: bool,
         admitted: list[BookingRequested],
-    ) -> tuple[list[list[str]], int]:
-        """Give the admitted bookings the lowest free seats, in request order. Returns each
-        booking's labels (in the order of `admitted`) and the event's next_seat after this
-        batch. `contiguous`: the taken seats are exactly 1 .. next_seat - 1."""
-        total = sum(r.quantity for r in admitted)
-        owners = [r.booking_id for r in admitted for _ in range(r.quantity)]
+        seats: dict[uuid.UUID, list[int]],
+    ) -> int:
+        """Give the admitted bookings the seats chosen for them, each only if still free
+        (PostgreSQL's guard: a seat row holds one booking). Returns one past the highest
+        seat number given."""
+        owners = [r.booking_id for r in admitted for _ in seats[r.booking_id]]
+        nos = [n for r in admitted for n in seats[r.booking_id]]
         params: dict[str, Any] = {"event_id": event_id, "booking_ids": uuid_array(owners)}
-        gaps: list[int] | None = None  # the free seats, when they are not one run
-        if contiguous:
-            # Every seat the worker assigned is below next_seat, and as many are taken as
-            # there are seats below it, so the free ones start there.
-            first, last = next_seat, next_seat + total - 1
-        else:
-            # A seat below next_seat was given back (expired, cancelled): look for the free
-            # ones.
-            await cur.execute(queries.lowest_free_seats, {"event_id": event_id, "count": total})
-            free = [row["seat_no"] for row in await cur.fetchall()]
-            if len(free) != total:
-                # Sold never exceeds the seat count, so this means the ledger is corrupt: abort.
-                raise RuntimeError(
-                    f"event {event_id}: wanted {total} free seats, found {len(free)}"
-                )
-            first, last = free[0], free[-1]
-            if last - first + 1 != total:
-                gaps = free
-        if gaps is None:
+        first, last = nos[0], nos[-1]
+        if last - first + 1 == len(nos) and nos == list(range(first, last + 1)):
             await cur.execute(queries.assign_seat_range, {**params, "first": first, "last": last})
         else:
-            await cur.execute(queries.assign_seats, {**params, "seat_nos": gaps})
-        row = await cur.fetchone()
-        labels: list[str] = row["labels"] if row else []
-        if len(labels) != total:
-            raise RuntimeError(f"event {event_id}: assigned {len(labels)} of {total} seats")
-        # `labels` is in seat order, and the seats went to `admitted` in order.
-        seats: list[list[str]] = []
-        at = 0
-        for request in admitted:
-            seats.append(labels[at : at + request.quantity])
-            at += request.quantity
-        return seats, max(next_seat, last + 1)
+            await cur.execute(queries.assign_seats, {**params, "seat_nos": nos})
+        if cur.rowcount != len(nos):
+            # The map said free and the ledger disagrees: abort, reload the map, retry.
+            raise RuntimeError(f"event {event_id}: assigned {cur.rowcount} of {len(nos)} seats")
+        return max(nos) + 1
 
 
 def _arbitrate(
@@ -498,6 +567,8 @@ def _arbitrate(
         return Status.REJECTED, Reason.SOLD_OUT
     if gate is Gate.LIMIT:
         return Status.REJECTED, Reason.LIMIT_EXCEEDED
+    if gate is Gate.SEAT_TAKEN:
+        return Status.REJECTED, Reason.SEAT_TAKEN
     if users.get(request.user_id, 0) + request.quantity > limit:
         return Status.REJECTED, Reason.LIMIT_EXCEEDED
     if taken + request.quantity > capacity:

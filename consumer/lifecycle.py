@@ -42,6 +42,7 @@ from shared.contracts import (
 )
 from shared.db import queries, text_array, uuid_array
 from shared.inventory import Release
+from shared.seating import Layout
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,12 @@ class Plan:
     payments: list[tuple[PaymentReceived, str]] = field(default_factory=list)  # and outcome
     webhooks: list[PaymentReceived] = field(default_factory=list)
     freed: list[tuple[uuid.UUID, list[str]]] = field(default_factory=list)  # seats given back
+    freed_seats: list[int] = field(default_factory=list)  # their seat numbers
+    paid_seats: list[int] = field(default_factory=list)  # seats of the holds paid
     sold: int = 0  # change of events.sold
     held: int = 0  # change of events.held
     changed: dict[uuid.UUID, _Booking] = field(default_factory=dict)
+    restated: dict[uuid.UUID, _Booking] = field(default_factory=dict)  # named, unchanged
 
     @property
     def empty(self) -> bool:
@@ -84,6 +88,10 @@ class Plan:
         """The changed bookings as the decision cache records them."""
         return [_view(booking) for booking in self.changed.values()]
 
+    def restated_views(self) -> list[tuple[BookingRequested, Decision]]:
+        """The bookings the commands named and left as they were, recorded again."""
+        return [_view(booking) for booking in self.restated.values()]
+
 
 async def plan(
     cur: AsyncCursor[Any],
@@ -91,6 +99,7 @@ async def plan(
     event: dict[str, Any],
     changes: Sequence[Change],
     now: dt.datetime,
+    layout: Layout,
 ) -> Plan:
     """Read what the changes touch and decide them, in order, after the due expiries."""
     out = Plan()
@@ -112,12 +121,12 @@ async def plan(
     known, hooks = await _known_payments(cur, payments)
 
     for booking_id in due:
-        _release(out, bookings[booking_id], Status.EXPIRED, now)
+        _release(out, bookings[booking_id], Status.EXPIRED, now, layout)
     for change in changes:
         booking = bookings.get(change.booking_id)
         if isinstance(change, CancelRequested):
             if booking is not None and booking.status in (Status.HELD, Status.CONFIRMED):
-                _release(out, booking, Status.CANCELLED, now)
+                _release(out, booking, Status.CANCELLED, now, layout)
             continue
         if change.webhook_event_id is not None:
             if change.webhook_event_id in hooks:
@@ -137,6 +146,7 @@ async def plan(
             booking.status, booking.paid_at = Status.CONFIRMED, now
             out.changed[change.booking_id] = booking
             out.paid.append(change.booking_id)
+            out.paid_seats += layout.seat_nos(booking.row["seats"])
             out.sold += booking.row["quantity"]
             out.held -= booking.row["quantity"]
             out.payments.append((change, "applied"))
@@ -149,12 +159,19 @@ async def plan(
                 booking.status if booking is not None else "unknown",
                 extra={"booking_id": str(change.booking_id), "event_id": event_id},
             )
+    # A booking a command names and leaves as it is gets recorded again as the ledger has
+    # it: a redelivery after a crash between the commit and the cache write repairs the cache.
+    for change in changes:
+        booking = bookings.get(change.booking_id)
+        if booking is not None and change.booking_id not in out.changed:
+            out.restated[change.booking_id] = booking
     return out
 
 
-def _release(out: Plan, booking: _Booking, to: Status, now: dt.datetime) -> None:
+def _release(out: Plan, booking: _Booking, to: Status, now: dt.datetime, layout: Layout) -> None:
     row = booking.row
     booking_id, quantity = row["booking_id"], row["quantity"]
+    seat_nos = layout.seat_nos(row["seats"])
     if booking.status is Status.HELD:
         out.held -= quantity
     else:
@@ -172,8 +189,9 @@ def _release(out: Plan, booking: _Booking, to: Status, now: dt.datetime) -> None
     else:
         out.expired.append(booking_id)
     out.changed[booking_id] = booking
-    out.releases.append(Release(booking_id, row["user_id"], quantity))
+    out.releases.append(Release(booking_id, row["user_id"], quantity, seat_nos))
     out.freed.append((booking_id, list(row["seats"])))
+    out.freed_seats += seat_nos
 
 
 async def _known_payments(
@@ -274,6 +292,7 @@ def _view(booking: _Booking) -> tuple[BookingRequested, Decision]:
         hold_expires_at_ms=_ms(row["hold_expires_at"]),
         paid_at_ms=_ms(paid_at) if paid_at else None,
         cancelled_at_ms=_ms(cancelled_at) if cancelled_at else None,
+        price_cents=row["price_cents"],
     )
     return request, decision
 

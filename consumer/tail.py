@@ -14,6 +14,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from consumer.backoff import Backoff
 from consumer.finalize import Decided, Outcome
 from consumer.positions import report_lag
+from consumer.seat_map import SeatMaps
 from shared.decisions import DecisionCache
 from shared.errors import Stopped
 from shared.metrics import BATCH_SECONDS, DECISION_LATENCY, DECISIONS, LIFECYCLE
@@ -51,9 +52,16 @@ class BatchTail:
     5. The next batch's gate must see this batch's holds settled: `settled()`.
     """
 
-    def __init__(self, consumer: AIOKafkaConsumer, cache: DecisionCache, backoff: Backoff) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        cache: DecisionCache,
+        seat_maps: SeatMaps,
+        backoff: Backoff,
+    ) -> None:
         self._consumer = consumer
         self._cache = cache
+        self._seat_maps = seat_maps
         self._backoff = backoff
         self._waiting: DecidedBatch | None = None  # handed over, not started (rule 1)
         self._running: asyncio.Task[None] | None = None
@@ -101,7 +109,7 @@ class BatchTail:
             log.warning("not committing: an earlier batch is unrecorded and must be redelivered")
             return
         if not batch.offsets:
-            return  # an expiry sweep: nothing was fetched
+            return  # an expiry sweep or seat maps alone: nothing was fetched
         try:
             await self._backoff.retry(lambda: self._commit(batch.offsets), "offset commit")
         except Stopped:
@@ -113,6 +121,7 @@ class BatchTail:
     async def _record(self, batch: DecidedBatch) -> None:
         await batch.outcome.settling.wait()
         await self._cache.remember_decisions(batch.outcome.recorded)
+        await self._seat_maps.publish(batch.outcome.rendered)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit a batch's offsets. Refused is fine: the batch is redelivered, and its

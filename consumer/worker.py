@@ -25,7 +25,7 @@ from consumer.auditor import Auditor
 from consumer.backoff import Backoff
 from consumer.dead_letters import DeadLetters, Poison
 from consumer.expiry import ExpirySweep
-from consumer.finalize import Finalizer, Outcome
+from consumer.finalize import Finalizer, Outcome, Settling
 from consumer.positions import caught_up, forget_lag, report_lag
 from consumer.reconcile import Reconciler
 from consumer.tail import BatchTail, DecidedBatch
@@ -144,7 +144,7 @@ class Worker:
         await pool.open(wait=False)
         cache = DecisionCache(redis_client, s.redis_prefix, s.status_cache_ttl_s)
         finalizer = Finalizer(s, pool, Inventory(redis_client, s.redis_prefix), cache)
-        self._tail = BatchTail(consumer, cache, self._backoff)
+        self._tail = BatchTail(consumer, cache, finalizer.seat_maps, self._backoff)
         dead_letters = DeadLetters(producer, s.dlq_topic, cache, finalizer)
         auditor = Auditor(pool, finalizer.inventory, s.audit_interval_s)
         side_task: asyncio.Task[None] | None = None
@@ -224,6 +224,7 @@ class Worker:
                         return
                 else:
                     await self._tail.finish()
+                    self._publish_seat_maps(batches)
                     await report_lag(consumer)
                     if self._stop_when_idle and await caught_up(consumer):
                         log.info("no more messages: stopping (burst mode)")
@@ -232,6 +233,16 @@ class Worker:
                     await self._expire(batches, sweep)
         finally:
             await self._tail.finish()
+            self._publish_seat_maps(batches)  # what the last batches changed
+            await self._tail.finish()
+
+    def _publish_seat_maps(self, batches: _Batches) -> None:
+        """Quiet now: the seat maps changed since their last publication go out (a busy
+        event's are published with its batches, at most every 250 ms)."""
+        assert self._tail is not None
+        outcome = batches.seat_maps_only()
+        if outcome is not None:
+            self._tail.hand_over(DecidedBatch(outcome, {}, time.monotonic()))
 
     async def _expire(self, batches: _Batches, sweep: ExpirySweep) -> None:
         """Expire the due holds of events that had no batch to do it (consumer/expiry.py)."""
@@ -269,6 +280,13 @@ class _Batches:
         self._dead_letters = dead_letters
         self._auditor = auditor
         self._cache = cache
+
+    def seat_maps_only(self) -> Outcome | None:
+        """The seat maps still to publish, as an outcome with nothing else in it."""
+        rendered = self._finalizer.seat_maps.render(force=True)
+        if not rendered:
+            return None
+        return Outcome([], [], Settling(self._finalizer.inventory, []), rendered)
 
     async def expire(self, event_ids: list[int]) -> Outcome:
         await self._tail.settled()  # the gate must see the previous batch's holds settled
