@@ -26,6 +26,7 @@ from api.idempotency import IdempotencyStore
 from api.problems import failure_of
 from api.publisher import Publisher
 from api.rate_limit import ClientAddresses, Limits, RateLimiter
+from api.seats import SeatMapController
 from api.webhooks import StripeWebhook
 from shared import heap, logs
 from shared.config import Settings, load_or_exit
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/",
         route_handlers=[
             EventController,
+            SeatMapController,
             BookingController,
             HoldController,
             MeController,

@@ -26,6 +26,7 @@ from api.events import audit_or_404, get_event_view, services
 from api.idempotency import fingerprint
 from api.problems import documented, failure_of
 from api.rate_limit import Check, Refusal
+from api.seats import choose
 from shared import deadlines
 from shared.audit import AuditReport
 from shared.contracts import BookingRequested, EventId, Quantity, UserId, new_booking_id
@@ -34,7 +35,6 @@ from shared.decisions import BookingView
 from shared.errors import (
     BrokerUnavailable,
     InvalidRequest,
-    LimitExceeded,
     NotFound,
     Unauthenticated,
 )
@@ -83,12 +83,20 @@ class _CreateOperation(Operation):
 EventIdQuery = Annotated[int, QueryParameter(name="eventId", ge=1, le=2**62)]
 
 
+SeatLabel = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+
+
 class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
     event_id: Annotated[EventId, msgspec.Meta(le=2**62)]
     # Required in `open` mode; in `token` mode the token names the buyer, and a user_id
     # here must be the same one.
     user_id: UserId | None = None
-    quantity: Quantity = 1
+    quantity: Quantity | None = None  # 1 unless seats are named (then their number)
+    # Seat choice: these seats (all or none); or seats in a section, side by side in one
+    # row when `together` (api/seats.py checks them against the event's layout).
+    seats: Annotated[list[SeatLabel], msgspec.Meta(min_length=1, max_length=100)] | None = None
+    section: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | None = None
+    together: bool = False
 
 
 class Accepted(msgspec.Struct):
@@ -168,9 +176,11 @@ class BookingIntake(Controller):
         "/",
         status_code=202,
         summary="Request a booking (decided asynchronously)",
-        description="Body `{event_id, user_id, quantity}`; or, seed-compatible, no body and "
-        "`?eventId=&userId=` (quantity 1). In token mode: `Authorization: Bearer <token>`, "
-        "and `user_id` may be left out (the token names the buyer).",
+        description="Body `{event_id, user_id, quantity}`, optionally with a seat choice: "
+        '`"seats": ["A-1-5", "A-1-6"]` (all or none), or `"section": "A"` with '
+        '`"together": true` for seats side by side in one row; or, seed-compatible, no body '
+        "and `?eventId=&userId=` (quantity 1). In token mode: `Authorization: Bearer "
+        "<token>`, and `user_id` may be left out (the token names the buyer).",
         operation_class=_CreateOperation,
         responses={
             202: ResponseSpec(
@@ -227,15 +237,12 @@ class BookingIntake(Controller):
         limits are counted after the sold-out fast path (a 409 costs no Redis round trip)
         and before anything is published."""
         rules = await svc.event_rules(wanted.event_id)
-        if wanted.quantity > rules.per_user_limit:
-            raise LimitExceeded(
-                f"quantity {wanted.quantity} is above the per-user limit of {rules.per_user_limit}"
-            )
+        choice = choose(rules, wanted.quantity, wanted.seats, wanted.section, wanted.together)
         booking_uuid = new_booking_id()
         booking_id = str(booking_uuid)
         claim = None
         if idempotency_key is not None:
-            print_ = fingerprint(wanted.event_id, user_id, wanted.quantity)
+            print_ = fingerprint(wanted.event_id, user_id, choice.quantity, *choice.fingerprint())
             claim = await svc.idempotency.claim(user_id, idempotency_key, print_, booking_id)
             if not claim.first:
                 return "replayed", self._accepted(claim.booking_id)
@@ -250,9 +257,12 @@ class BookingIntake(Controller):
                     booking_id=booking_uuid,
                     event_id=wanted.event_id,
                     user_id=user_id,
-                    quantity=wanted.quantity,
+                    quantity=choice.quantity,
                     requested_at_ms=now_ms,
                     expires_at_ms=deadlines.deadline_for(now_ms, svc.settings.produce_timeout_s),
+                    seats=choice.seats,
+                    section=choice.section,
+                    together=choice.together,
                 )
                 await svc.publisher.publish(message)
         except BaseException as exc:
@@ -369,7 +379,8 @@ async def find_booking(svc: Services, booking_id: str) -> BookingView:
     except ValueError:
         raise NotFound(f"booking {booking_id!r} does not exist") from None
     # The worker caches a decision only after PostgreSQL committed it, so a cached
-    # PENDING is the truth too; PostgreSQL is asked only when the cache has nothing.
+    # PENDING is the truth too; PostgreSQL is asked when the cache has nothing, or only a
+    # hold past its deadline.
     view = await svc.decisions.get(parsed)
     if view is not None:
         return view

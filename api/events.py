@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated
 
 import msgspec
@@ -16,7 +17,9 @@ from api.auth import admin_only
 from api.context import InjectedServices, Services
 from shared.audit import AuditReport, audit_event
 from shared.db import queries
-from shared.errors import NotFound
+from shared.errors import InvalidRequest, NotFound
+from shared.seating import GA, MAX_SEATS, Layout, SectionSpec
+from shared.venue import create_event
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +28,37 @@ EventIdParam = Annotated[int, PathParameter(ge=1, le=2**62, description="event i
 
 class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    capacity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
-    per_user_limit: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10
+    # General admission: this many seats, no seat map. Or `sections` (capacity: their sum).
+    capacity: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEATS)] | None = None
+    sections: Annotated[list[SectionSpec], msgspec.Meta(min_length=1, max_length=100)] | None = None
+    per_user_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEATS)] = 10
     # 0: bookings are CONFIRMED when decided; above 0: HELD until paid, for this long.
     hold_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 0
+
+    def layout(self) -> Layout:
+        """The seats this event is made of, or InvalidRequest saying what is wrong."""
+        if (self.capacity is None) == (self.sections is None):
+            raise InvalidRequest("give either a capacity or sections, not both")
+        if self.capacity is not None:
+            return Layout.general_admission(self.capacity)
+        assert self.sections is not None
+        names = [s.name for s in self.sections]
+        if len(set(names)) != len(names):
+            raise InvalidRequest("each section needs a name of its own")
+        if GA in names:
+            raise InvalidRequest(f"{GA} is general admission's name; name the section otherwise")
+        seats = sum(s.rows * s.seats_per_row for s in self.sections)
+        if seats > MAX_SEATS:
+            raise InvalidRequest(f"{seats:,} seats is more than {MAX_SEATS:,}")
+        return Layout.from_specs(self.sections)
+
+
+class SectionSummary(msgspec.Struct):
+    name: str
+    rows: int
+    seats_per_row: int
+    seats: int
+    price_cents: int | None
 
 
 class EventView(msgspec.Struct):
@@ -40,6 +70,14 @@ class EventView(msgspec.Struct):
     available: int
     sold: int
     held: int
+    sections: list[SectionSummary]
+
+
+def summaries(layout: Layout) -> list[SectionSummary]:
+    return [
+        SectionSummary(s.name, s.rows, s.seats_per_row, s.seats, s.price_cents)
+        for s in layout.sections
+    ]
 
 
 def services(state: State) -> Services:
@@ -61,6 +99,7 @@ async def get_event_view(svc: Services, event_id: int) -> EventView:
         counted = None
     if counted is not None:
         available = max(counted, 0)  # what the gate will still admit
+    rules = await svc.event_rules(event_id)
     return EventView(
         row["id"],
         row["name"],
@@ -70,6 +109,7 @@ async def get_event_view(svc: Services, event_id: int) -> EventView:
         available,
         row["sold"],
         row["held"],
+        summaries(rules.layout),
     )
 
 
@@ -85,17 +125,29 @@ class EventController(Controller):
     tags = ["events"]
     dependencies = {"svc": Provide(services, sync_to_thread=False)}
 
-    @post("/", guards=[admin_only], status_code=201, summary="Create an event and its seats")
+    @post(
+        "/",
+        guards=[admin_only],
+        status_code=201,
+        summary="Create an event and its seats",
+        description="Either `capacity` (general admission: seats R1-1, R1-2, ... in rows of "
+        "25) or `sections`, each `{name, rows, seats_per_row, price_cents}`, seats labelled "
+        "`{section}-{row}-{number}`; up to 1,000,000 seats, all created before the answer.",
+    )
     async def create(self, data: JSONBody[EventCreate], svc: InjectedServices) -> EventView:
+        layout = data.layout()
+        started = time.monotonic()
         async with svc.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.execute(queries.create_event, msgspec.structs.asdict(data))
-            row = await cur.fetchone()
-            assert row is not None
-            await cur.execute(
-                queries.create_seats, {"event_id": row["id"], "capacity": data.capacity}
-            )
+            row = await create_event(cur, data.name, data.per_user_limit, data.hold_seconds, layout)
+        log.info(
+            "event %s created with %d seats in %.2f s",
+            row["id"],
+            layout.capacity,
+            time.monotonic() - started,
+            extra={"event_id": row["id"]},
+        )
         try:
-            await svc.inventory.open(row["id"], data.capacity)
+            await svc.inventory.open(row["id"], layout.capacity)
         except redis.exceptions.RedisError as exc:
             # The worker rebuilds a missing counter from PostgreSQL before admitting anyone.
             log.warning("event %s created but its counter was not opened: %r", row["id"], exc)
@@ -105,9 +157,10 @@ class EventController(Controller):
             row["capacity"],
             row["per_user_limit"],
             row["hold_seconds"],
-            data.capacity,
+            layout.capacity,
             0,
             0,
+            summaries(layout),
         )
 
     @get("/{event_id:int}", summary="An event with its live availability")

@@ -66,5 +66,8 @@ class IdempotencyStore:
         await self._release_if(keys=[claim.key], args=[claim.value])
 
 
-def fingerprint(event_id: int, user_id: str, quantity: int) -> str:
-    return hashlib.sha256(f"{event_id}\x00{user_id}\x00{quantity}".encode()).hexdigest()[:32]
+def fingerprint(event_id: int, user_id: str, quantity: int, *choice: object) -> str:
+    """What a request asked for, so a key reused for another request is told apart. A
+    request without a seat choice prints as it did before seat choices existed."""
+    parts = [event_id, user_id, quantity, *choice]
+    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:32]

@@ -10,6 +10,7 @@ and parsing would cost the worker far more than the script does.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -73,6 +74,7 @@ class _Record(msgspec.Struct, frozen=True, array_like=True):
     hold_expires_at_ms: int | None = None
     paid_at_ms: int | None = None
     cancelled_at_ms: int | None = None
+    price_cents: int | None = None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -106,7 +108,7 @@ class DecisionCache:
                 r.event_id, r.user_id, r.quantity, d.status,
                 d.reason.value if d.reason else None, d.seats,
                 r.requested_at_ms, d.decided_at_ms,
-                d.hold_expires_at_ms, d.paid_at_ms, d.cancelled_at_ms,
+                d.hold_expires_at_ms, d.paid_at_ms, d.cancelled_at_ms, d.price_cents,
             ))
             for r, d in decided
         ]  # fmt: skip
@@ -141,6 +143,11 @@ class DecisionCache:
         if raw is None:
             return None
         record = _decode(raw)
+        if record.status is Status.HELD and record.hold_expires_at_ms is not None:
+            # A hold past its deadline is the ledger's to tell: the worker may have expired
+            # (or a payment confirmed) it and crashed before updating this record.
+            if record.hold_expires_at_ms <= time.time() * 1000:
+                return None
         return BookingView(
             booking_id=str(booking_id),
             event_id=record.event_id,
@@ -152,6 +159,7 @@ class DecisionCache:
             requested_at=iso_from_ms(record.requested_at_ms),
             decided_at=_iso_ms(record.decided_at_ms),
             hold_expires_at=_iso_ms(record.hold_expires_at_ms),
+            price_cents=record.price_cents,
             paid_at=_iso_ms(record.paid_at_ms),
             cancelled_at=_iso_ms(record.cancelled_at_ms),
         )
