@@ -13,9 +13,11 @@ from consumer.finalize import Finalizer
 from shared.audit import AuditReport, Verdict, audit_event
 from shared.config import Settings
 from shared.contracts import BookingRequested, CancelRequested, PaymentReceived
-from shared.db import open_pool, queries
+from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.inventory import Inventory
+from shared.seating import Layout, SectionSpec
+from shared.venue import create_event
 
 
 class Ledger:
@@ -26,19 +28,23 @@ class Ledger:
         self.cache = DecisionCache(redis, settings.redis_prefix, 60)
         self.finalizer = Finalizer(settings, self.pool, self.inventory, self.cache)
 
-    async def event(self, capacity: int, limit: int = 10, hold_seconds: int = 0) -> int:
-        with psycopg.connect(self.settings.database_url) as conn:
-            params = {
-                "name": "e",
-                "capacity": capacity,
-                "per_user_limit": limit,
-                "hold_seconds": hold_seconds,
-            }
-            row = conn.execute(queries.create_event, params).fetchone()
-            assert row is not None
-            conn.execute(queries.create_seats, {"event_id": row[0], "capacity": capacity})
-        await self.inventory.open(row[0], capacity)
-        return int(row[0])
+    async def event(
+        self,
+        capacity: int | None = None,
+        limit: int = 10,
+        hold_seconds: int = 0,
+        sections: list[SectionSpec] | None = None,
+    ) -> int:
+        """An event as the API creates it: general admission, or these sections."""
+        if sections is not None:
+            layout = Layout.from_specs(sections)
+        else:
+            assert capacity is not None
+            layout = Layout.general_admission(capacity)
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            row = await create_event(cur, "e", limit, hold_seconds, layout)
+        await self.inventory.open(row["id"], layout.capacity)
+        return int(row["id"])
 
     async def audit(self, event_id: int) -> Verdict:
         return (await self.report(event_id)).verdict

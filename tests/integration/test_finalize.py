@@ -43,12 +43,16 @@ async def test_free_seats_with_a_gap_still_go_lowest_first(ledger: Ledger) -> No
     first = await ledger.finalizer.finalize([request(event, f"u{i}") for i in range(3)])
     assert [d.seats for d in first] == [("R1-1",), ("R1-2",), ("R1-3",)]
     with psycopg.connect(ledger.settings.database_url) as conn:
-        # An operator gives seat 2 back by hand (the product has no cancellations).
+        # An operator gives seat 2 back by hand, and says so by moving the seat version (the
+        # worker trusts its seat map only while that stays put).
         conn.execute(
             "UPDATE seats SET booking_id = NULL WHERE event_id = %s AND seat_no = 2", (event,)
         )
         conn.execute("DELETE FROM bookings WHERE booking_id = %s", (first[1].booking_id,))
-        conn.execute("UPDATE events SET sold = sold - 1 WHERE id = %s", (event,))
+        conn.execute(
+            "UPDATE events SET sold = sold - 1, seat_version = seat_version + 1 WHERE id = %s",
+            (event,),
+        )
     pair = await ledger.finalizer.finalize([request(event, "pair", 2)])
     assert (pair[0].status, pair[0].seats) == (Status.CONFIRMED, ("R1-2", "R1-4"))
     with psycopg.connect(ledger.settings.database_url) as conn:
@@ -91,7 +95,7 @@ async def test_postgres_refuses_what_a_wrong_counter_admits(ledger: Ledger) -> N
     """Redis is only a gate: with a counter that lies high, PostgreSQL still sells only
     capacity, and gives the refused holds back exactly once."""
     event = await ledger.event(capacity=3)
-    await ledger.inventory.rebuild(event, 0, {})  # no-op: counter exists
+    await ledger.inventory.rebuild(event, 0, {}, [])  # no-op: counter exists
     avail_key = ledger.inventory.keys(event)[0]
     redis_client = ledger.inventory._redis
     await redis_client.set(avail_key, 100)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 
 from shared.audit import Verdict
@@ -130,6 +131,34 @@ async def test_a_payment_applies_once_however_often_it_arrives(ledger: Ledger) -
     assert (report.sold, report.verdict) == (1, Verdict.CLEAN)
 
 
+async def test_a_redelivered_payment_repairs_a_status_the_cache_lost(ledger: Ledger) -> None:
+    """A crash between the payment's commit and the cache write left the cache saying HELD:
+    the redelivered command records the booking as the ledger has it."""
+    event = await ledger.event(capacity=2, hold_seconds=HOLD_S)
+    hold = request(event, "a")
+    [held] = await ledger.finalizer.finalize([hold])
+    paid = payment(event, hold.booking_id, "pay-1")
+    await ledger.finalizer.apply([paid])
+    await ledger.cache.remember_decisions([(hold, held)])  # as if the write never happened
+    view = await ledger.cache.get(hold.booking_id)
+    assert view is not None and view.status == "HELD"
+    redelivered = await ledger.finalizer.apply([paid])
+    assert redelivered.changed == []
+    view = await ledger.cache.get(hold.booking_id)
+    assert view is not None and view.status == "CONFIRMED"
+    assert ledger.rows("SELECT count(*) FROM payments") == [(1,)]
+
+
+async def test_the_cache_does_not_vouch_for_a_hold_past_its_deadline(ledger: Ledger) -> None:
+    event = await ledger.event(capacity=2, hold_seconds=HOLD_S)
+    hold = request(event, "a")
+    [held] = await ledger.finalizer.finalize([hold])
+    assert await ledger.cache.get(hold.booking_id) is not None
+    past = msgspec.structs.replace(held, hold_expires_at_ms=held.decided_at_ms - 1)
+    await ledger.cache.remember_decisions([(hold, past)])
+    assert await ledger.cache.get(hold.booking_id) is None  # the API asks PostgreSQL
+
+
 async def test_cancelling_gives_back_once_and_owes_the_payment(ledger: Ledger) -> None:
     event = await ledger.event(capacity=3, hold_seconds=HOLD_S)
     held, bought = request(event, "a", 1), request(event, "b", 2)
@@ -176,7 +205,7 @@ async def test_a_retried_release_gives_stock_back_once(ledger: Ledger) -> None:
     hold = request(event, "a")
     await ledger.finalizer.finalize([hold, request(event, "b")])
     ledger.run_out([hold.booking_id])
-    await ledger.inventory.reserve(event, 10, [], [Release(hold.booking_id, "a", 1)])
+    await ledger.inventory.reserve(event, 10, [], [Release(hold.booking_id, "a", 1, [1])])
     assert await ledger.inventory.available(event) == 1  # given back; PostgreSQL: still HELD
     assert await ledger.audit(event) is Verdict.IN_FLIGHT  # a release waits for its commit
 

@@ -19,7 +19,7 @@ def reconciler(ledger: Ledger) -> Reconciler:
 
 async def unsettle(ledger: Ledger, event: int, booking: Ask, *, refused: bool) -> None:
     """Put back the gate state of a worker that died after COMMIT, before settle.lua."""
-    avail, _users, holds, held, _released = ledger.inventory.keys(event)
+    avail, _users, holds, held, *_ = ledger.inventory.keys(event)
     redis_client = ledger.inventory._redis
     await redis_client.hset(holds, str(booking.booking_id), f"{booking.quantity}|{booking.user_id}")
     await redis_client.incrby(held, booking.quantity)

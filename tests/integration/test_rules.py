@@ -11,8 +11,10 @@ import pytest
 
 from scripts.waiting import eventually
 from shared.config import Settings
-from shared.db import Pool, open_pool, queries
+from shared.db import Pool, open_pool
 from shared.rules import EventRules, RulesCache
+from shared.seating import Layout
+from shared.venue import create_event
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +27,11 @@ async def pool(settings: Settings) -> AsyncIterator[Pool]:
     await opened.close()
 
 
-def _create_event(settings: Settings, per_user_limit: int) -> int:
-    params = {"name": "rules", "capacity": 10, "per_user_limit": per_user_limit, "hold_seconds": 0}
-    with psycopg.connect(settings.database_url) as conn:
-        row = conn.execute(queries.create_event, params).fetchone()
-    assert row is not None
-    return int(row[0])
+async def _create_event(pool: Pool, per_user_limit: int, name: str = "rules") -> int:
+    layout = Layout.general_admission(10)
+    async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        row = await create_event(cur, name, per_user_limit, 0, layout)
+    return int(row["id"])
 
 
 def _set_limit(settings: Settings, event_id: int, per_user_limit: int) -> None:
@@ -47,24 +48,24 @@ async def _limit(cache: RulesCache, event_id: int) -> int:
 
 
 async def test_rules_are_read_from_the_event(pool: Pool, settings: Settings) -> None:
-    event = _create_event(settings, per_user_limit=3)
-    assert await RulesCache(pool).get(event) == EventRules(event, "rules", 10, 3)
+    event = await _create_event(pool, per_user_limit=3)
+    rules = await RulesCache(pool).get(event)
+    assert rules == EventRules(event, "rules", 10, 3, Layout.general_admission(10))
+    assert rules is not None and [s.name for s in rules.layout.sections] == ["GA"]
 
 
 async def test_an_unknown_event_is_not_cached(pool: Pool, settings: Settings) -> None:
     """Asked about before it exists (a buyer quicker than the admin), then created."""
     cache = RulesCache(pool)
-    assert await cache.get(4242) is None
-    with psycopg.connect(settings.database_url) as conn:
-        conn.execute(
-            "INSERT INTO events (id, name, capacity, per_user_limit)"
-            " OVERRIDING SYSTEM VALUE VALUES (4242, 'late', 5, 2)"
-        )
-    assert await cache.get(4242) == EventRules(4242, "late", 5, 2)
+    event = await _create_event(pool, per_user_limit=2, name="early")
+    assert await cache.get(event + 1) is None
+    late = await _create_event(pool, per_user_limit=2, name="late")
+    assert late == event + 1
+    assert await cache.get(late) == EventRules(late, "late", 10, 2, Layout.general_admission(10))
 
 
 async def test_a_cached_rule_is_at_most_max_age_old(pool: Pool, settings: Settings) -> None:
-    event = _create_event(settings, per_user_limit=2)
+    event = await _create_event(pool, per_user_limit=2)
     lasting, brief = RulesCache(pool, max_age_s=3600), RulesCache(pool, max_age_s=0.2)
     for cache in (lasting, brief):
         assert await _limit(cache, event) == 2

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.backoff import Backoff
 from consumer.finalize import Outcome, Settling
+from consumer.seat_map import SeatMaps
 from consumer.tail import BatchTail, DecidedBatch
 from scripts.pipeline import free_port
 from shared.config import Settings
@@ -75,7 +76,9 @@ def decided_batch(settling: Settling, offsets: dict[TopicPartition, int]) -> Dec
 
 def unsettled(dead_redis: aioredis.Redis, settings: Settings) -> Settling:
     """Holds that cannot be settled: their Redis is unreachable."""
-    return Settling(Inventory(dead_redis, settings.redis_prefix), [(1, [(uuid.uuid4(), True)], [])])
+    return Settling(
+        Inventory(dead_redis, settings.redis_prefix), [(1, [(uuid.uuid4(), True)], [], [])]
+    )
 
 
 async def committed(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
@@ -86,7 +89,9 @@ async def committed(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | Non
 async def test_recorded_batches_commit_in_order(
     consumer: AIOKafkaConsumer, tp: TopicPartition, live: DecisionCache, settled: Settling
 ) -> None:
-    tail = BatchTail(consumer, live, Backoff(asyncio.Event(), 1.0))
+    tail = BatchTail(
+        consumer, live, SeatMaps(live._redis, "seat-maps"), Backoff(asyncio.Event(), 1.0)
+    )
     first = decided_batch(settled, {tp: 10})
     tail.hand_over(first)
     await tail.finish()
@@ -108,7 +113,7 @@ async def test_an_unrecorded_batch_blocks_later_commits(
     settings: Settings,
 ) -> None:
     stop = asyncio.Event()
-    tail = BatchTail(consumer, live, Backoff(stop, 1.0))
+    tail = BatchTail(consumer, live, SeatMaps(live._redis, "seat-maps"), Backoff(stop, 1.0))
     # Batch 1's holds cannot be settled while the worker is asked to stop: it gives up.
     stop.set()
     tail.hand_over(decided_batch(unsettled(dead_redis, settings), {tp: 10}))
@@ -133,7 +138,9 @@ async def test_a_failing_record_is_retried_not_skipped(
 ) -> None:
     stop = asyncio.Event()
     unreachable = DecisionCache(dead_redis, settings.redis_prefix, 60)
-    tail = BatchTail(consumer, unreachable, Backoff(stop, 0.2))
+    tail = BatchTail(
+        consumer, unreachable, SeatMaps(unreachable._redis, "unused"), Backoff(stop, 0.2)
+    )
     tail.hand_over(decided_batch(settled, {tp: 10}))
     running = asyncio.ensure_future(tail.finish())
     done, _ = await asyncio.wait([running], timeout=1.0)
