@@ -98,8 +98,6 @@ class Layout:
         section = self.section_of(seat_no)
         offset = seat_no - section.first_seat
         row, number = offset // section.seats_per_row + 1, offset % section.seats_per_row + 1
-        if self.general:
-            return f"R{row}-{number}"
         return f"{section.name}-{row}-{number}"
 
     def labels(self, seat_nos: Iterable[int]) -> list[str]:

@@ -16,30 +16,38 @@ class SaleClient:
         self.admin = {"Authorization": f"Bearer {admin_token}"}
 
     async def create_event(
-        self, capacity: int, per_user_limit: int = 10, name: str = "Test", hold_seconds: int = 0
+        self,
+        capacity: int | None = None,
+        per_user_limit: int = 10,
+        name: str = "Test",
+        hold_seconds: int = 0,
+        sections: list[dict[str, Any]] | None = None,
     ) -> int:
-        response = await self.http.post(
-            "/api/events",
-            json={
-                "name": name,
-                "capacity": capacity,
-                "per_user_limit": per_user_limit,
-                "hold_seconds": hold_seconds,
-            },
-            headers=self.admin,
-        )
+        """A general-admission event of `capacity` seats, or one with these sections."""
+        body: dict[str, Any] = {
+            "name": name,
+            "per_user_limit": per_user_limit,
+            "hold_seconds": hold_seconds,
+        }
+        body.update({"sections": sections} if sections is not None else {"capacity": capacity})
+        response = await self.http.post("/api/events", json=body, headers=self.admin)
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
 
     async def book(
-        self, event_id: int, user_id: str, quantity: int = 1, key: str | None = None
+        self,
+        event_id: int,
+        user_id: str,
+        quantity: int | None = 1,
+        key: str | None = None,
+        **choice: Any,
     ) -> httpx.Response:
+        """A booking request; `choice` adds `seats`, `section` or `together`."""
         headers = {"Idempotency-Key": key} if key else {}
-        return await self.http.post(
-            "/api/bookings",
-            json={"event_id": event_id, "user_id": user_id, "quantity": quantity},
-            headers=headers,
-        )
+        body = {"event_id": event_id, "user_id": user_id, **choice}
+        if quantity is not None:
+            body["quantity"] = quantity
+        return await self.http.post("/api/bookings", json=body, headers=headers)
 
     async def pay(self, booking_id: str, ref: str, key: str | None = None) -> httpx.Response:
         headers = {"Idempotency-Key": key} if key else {}
