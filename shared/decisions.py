@@ -143,11 +143,11 @@ class DecisionCache:
         if raw is None:
             return None
         record = _decode(raw)
-        if record.status is Status.HELD and record.hold_expires_at_ms is not None:
-            # A hold past its deadline is the ledger's to tell: the worker may have expired
-            # (or a payment confirmed) it and crashed before updating this record.
-            if record.hold_expires_at_ms <= time.time() * 1000:
-                return None
+        # A hold past its deadline is the ledger's to tell: the worker may have expired (or
+        # a payment confirmed) it and crashed before updating this record.
+        deadline_ms = record.hold_expires_at_ms
+        if record.status is Status.HELD and deadline_ms and deadline_ms <= time.time() * 1000:
+            return None
         return BookingView(
             booking_id=str(booking_id),
             event_id=record.event_id,

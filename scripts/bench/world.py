@@ -27,10 +27,12 @@ from psycopg.rows import DictRow, dict_row
 from scripts.bench.proc import Monitor
 from scripts.loadgen.client import Client, bearer, local_target
 from scripts.pipeline import Pipeline, terminate
+from shared import venue
 from shared.config import Settings
 from shared.contracts import Command, encode_command, event_key
-from shared.db import NamedQueries, migrate, queries, with_database
+from shared.db import NamedQueries, migrate, with_database
 from shared.inventory import open_redis
+from shared.seating import Layout
 from shared.topics import ensure_topics
 
 MIB = 1024
@@ -225,24 +227,20 @@ async def analyze(url: str) -> None:
 
 
 async def create_bare_event(
-    conn: Conn, name: str, capacity: int, limit: int, hold_seconds: int = 0
+    conn: Conn,
+    name: str,
+    capacity: int,
+    limit: int,
+    hold_seconds: int = 0,
+    layout: Layout | None = None,
 ) -> int:
-    """An event with its seats, straight in PostgreSQL (the worker builds its gate counter
-    on first use; the baselines have none)."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            queries.create_event,
-            {
-                "name": name,
-                "capacity": capacity,
-                "per_user_limit": limit,
-                "hold_seconds": hold_seconds,
-            },
+    """An event with its seats (general admission, or `layout`), straight in PostgreSQL (the
+    worker builds its gate counter on first use; the baselines have none)."""
+    async with conn.transaction(), conn.cursor() as cur:
+        event = await venue.create_event(
+            cur, name, limit, hold_seconds, layout or Layout.general_admission(capacity)
         )
-        row = await cur.fetchone()
-        assert row is not None
-        await conn.execute(queries.create_seats, {"event_id": row["id"], "capacity": capacity})
-    return int(row["id"])
+    return int(event["id"])
 
 
 async def create_event(client: Client, token: str, name: str, capacity: int, limit: int) -> int:
