@@ -17,7 +17,7 @@ from api import problems
 from api.accounts import AccountController, MeController
 from api.auth import Authenticator, Revocations
 from api.bookings import BookingController, BookingIntake
-from api.coalesce import AvailabilityView, Coalescer
+from api.coalesce import Coalescer, RecentReads
 from api.context import Services
 from api.events import EventController
 from api.health import health, ready
@@ -26,6 +26,7 @@ from api.idempotency import IdempotencyStore
 from api.problems import failure_of
 from api.publisher import Publisher
 from api.rate_limit import ClientAddresses, Limits, RateLimiter
+from api.seat_snapshots import SeatMapSnapshots
 from api.seats import SeatMapController
 from api.webhooks import StripeWebhook
 from shared import heap, logs
@@ -87,7 +88,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             idempotency=IdempotencyStore(
                 redis_client, settings.redis_prefix, settings.idempotency_ttl_s
             ),
-            availability=AvailabilityView(inventory, settings.availability_max_age_ms / 1000),
+            availability=RecentReads(inventory.available, settings.availability_max_age_ms / 1000),
+            seat_maps=RecentReads(
+                SeatMapSnapshots(redis_client, keys).read, settings.seat_map_max_age_ms / 1000
+            ),
             pending=Coalescer(remember),
             rules=RulesCache(pool),
             auth=Authenticator(settings, revocations),

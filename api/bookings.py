@@ -247,7 +247,7 @@ class BookingIntake(Controller):
             if not claim.first:
                 return "replayed", self._accepted(claim.booking_id)
         try:
-            sold_out = await svc.availability.available(wanted.event_id) == 0
+            sold_out = await svc.availability.get(wanted.event_id) == 0
             if not sold_out:
                 limited = self._count_against_limits(svc, request, user_id)
                 if limited is not None:

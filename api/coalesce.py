@@ -2,8 +2,9 @@
 
 Under a burst, thousands of requests each want one small Redis operation. Instead of one
 round trip each, `Coalescer` sends whatever has queued up while the previous round trip
-was in flight as one pipeline, and `AvailabilityView` lets all requests for an event share
-one counter read per short interval. Neither adds a delay when traffic is light.
+was in flight as one pipeline, and `RecentReads` lets all requests for an event share one
+read (of its counter, of its seat map) per short interval. Neither adds a delay when
+traffic is light.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from shared.inventory import Inventory
-
 T = TypeVar("T")
+K = TypeVar("K")
 R = TypeVar("R")
 
 
@@ -56,31 +56,32 @@ class Coalescer(Generic[T, R]):
                         future.set_result(answer)
 
 
-class AvailabilityView:
-    """The gate's counter as the API sees it: read at most once per `max_age_s` per event,
-    one read shared by every request waiting for it. A stale value is harmless: the worker
-    decides every booking against the real counter; this only feeds the sold-out fast path."""
+class RecentReads(Generic[K, R]):
+    """A value read at most once per `max_age_s` per key, one read shared by every request
+    waiting for it. For values where a fraction of a second of staleness is harmless: the
+    gate's counter for the sold-out fast path (the worker decides every booking against the
+    real counter), the seat map's snapshot (the worker refreshes it only every 250 ms)."""
 
-    def __init__(self, inventory: Inventory, max_age_s: float) -> None:
-        self._inventory = inventory
+    def __init__(self, read: Callable[[K], Awaitable[R]], max_age_s: float) -> None:
+        self._read_one = read
         self._max_age = max_age_s
-        self._seen: dict[int, tuple[float, int | None]] = {}
-        self._reading: dict[int, asyncio.Task[int | None]] = {}
+        self._seen: dict[K, tuple[float, R]] = {}
+        self._reading: dict[K, asyncio.Task[R]] = {}
 
-    async def available(self, event_id: int) -> int | None:
-        seen = self._seen.get(event_id)
+    async def get(self, key: K) -> R:
+        seen = self._seen.get(key)
         if seen is not None and time.monotonic() - seen[0] < self._max_age:
             return seen[1]
-        task = self._reading.get(event_id)
+        task = self._reading.get(key)
         if task is None:
-            task = asyncio.create_task(self._read(event_id))
-            self._reading[event_id] = task
+            task = asyncio.create_task(self._read(key))
+            self._reading[key] = task
         return await asyncio.shield(task)
 
-    async def _read(self, event_id: int) -> int | None:
+    async def _read(self, key: K) -> R:
         try:
-            value = await self._inventory.available(event_id)
-            self._seen[event_id] = (time.monotonic(), value)
+            value = await self._read_one(key)
+            self._seen[key] = (time.monotonic(), value)
             return value
         finally:
-            del self._reading[event_id]
+            del self._reading[key]

@@ -8,10 +8,11 @@ from litestar.di import NamedDependency
 from redis.asyncio import Redis
 
 from api.auth import Authenticator
-from api.coalesce import AvailabilityView, Coalescer
+from api.coalesce import Coalescer, RecentReads
 from api.idempotency import IdempotencyStore
 from api.publisher import Publisher
 from api.rate_limit import ClientAddresses, Limits, RateLimiter
+from api.seat_snapshots import Snapshot
 from shared.config import Settings
 from shared.contracts import BookingRequested
 from shared.db import Pool
@@ -30,7 +31,8 @@ class Services:
     inventory: Inventory
     decisions: DecisionCache
     idempotency: IdempotencyStore
-    availability: AvailabilityView
+    availability: RecentReads[int, int | None]  # the gate's counter, by event
+    seat_maps: RecentReads[int, Snapshot | None]  # the published seat map, by event
     pending: Coalescer[BookingRequested, None]
     rules: RulesCache
     auth: Authenticator

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import msgspec
-import redis.exceptions
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -15,11 +14,11 @@ from litestar.enums import MediaType
 
 from api.context import InjectedServices, Services
 from api.events import EventIdParam, services
+from api.seat_snapshots import Snapshot, etag
 from shared.db import fetch_all, fetch_one, queries
 from shared.errors import InvalidRequest, LimitExceeded, NotFound, Unsatisfiable
-from shared.keys import RedisKeys
 from shared.rules import EventRules
-from shared.seating import HELD, SOLD, SeatMapView, seat_map_view
+from shared.seating import HELD, SOLD, seat_map_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,44 +106,33 @@ class SeatMapController(Controller):
     async def seat_map(
         self, event_id: EventIdParam, svc: InjectedServices, request: Request[object, object, State]
     ) -> Response[bytes]:
-        version, body = await _snapshot(svc, event_id)
-        etag = f'"{event_id}-{version}"'
-        headers = {"ETag": etag, "Cache-Control": "no-cache"}
-        if _matches(request.headers.get("if-none-match"), etag):
+        if_none_match = request.headers.get("if-none-match")
+        snapshot = await svc.seat_maps.get(event_id)
+        if snapshot is None:
+            snapshot = await _from_ledger(svc, event_id)
+        headers = {"ETag": snapshot.etag, "Cache-Control": "no-cache"}
+        if _matches(if_none_match, snapshot.etag):
             return Response(b"", status_code=304, headers=headers)
-        if body is None:
-            body = msgspec.json.encode(await _from_ledger(svc, event_id, version))
-        return Response(body, media_type=MediaType.JSON, headers=headers)
+        return Response(snapshot.body, media_type=MediaType.JSON, headers=headers)
 
 
-def _matches(if_none_match: str | None, etag: str) -> bool:
+def _matches(if_none_match: str | None, current: str) -> bool:
     """RFC 9110's weak comparison of If-None-Match against the current ETag."""
     if if_none_match is None:
         return False
     tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-    return "*" in tags or etag in tags
+    return "*" in tags or current in tags
 
 
-async def _snapshot(svc: Services, event_id: int) -> tuple[int, bytes | None]:
-    """The worker's latest snapshot (its version and body), or the ledger's seat version and
-    no body when there is none yet (a new event, or Redis lost it)."""
-    key = RedisKeys(svc.settings.redis_prefix).seat_map(event_id)
-    try:
-        version, body = await svc.redis.hmget(key, ["version", "body"])
-    except redis.exceptions.RedisError:
-        version = body = None
-    if version is not None and body is not None:
-        return int(version), body.encode() if isinstance(body, str) else body
+async def _from_ledger(svc: Services, event_id: int) -> Snapshot:
+    """The seat map read from PostgreSQL: only while the worker has published none."""
     row = await fetch_one(svc.pool, queries.get_event, {"event_id": event_id})
     if row is None:
         raise NotFound(f"event {event_id} does not exist")
-    return int(row["seat_version"]), None
-
-
-async def _from_ledger(svc: Services, event_id: int, version: int) -> SeatMapView:
-    """The seat map read from PostgreSQL: only while the worker has published none."""
     rules = await svc.event_rules(event_id)
     state = bytearray(rules.layout.capacity + 1)
-    for row in await fetch_all(svc.pool, queries.taken_seats, {"event_id": event_id}):
-        state[row["seat_no"]] = SOLD if row["sold"] else HELD
-    return seat_map_view(event_id, version, rules.layout, state)
+    for taken in await fetch_all(svc.pool, queries.taken_seats, {"event_id": event_id}):
+        state[taken["seat_no"]] = SOLD if taken["sold"] else HELD
+    version = int(row["seat_version"])
+    view = seat_map_view(event_id, version, rules.layout, state)
+    return Snapshot(version, msgspec.json.encode(view), etag(event_id, version))

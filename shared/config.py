@@ -66,6 +66,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     idempotency_ttl_s: Positive = 86400
     # How stale the API's view of a counter may be for the sold-out fast path (409).
     availability_max_age_ms: Annotated[int, msgspec.Meta(ge=0)] = 50
+    # How stale the API's copy of an event's published seat map may be.
+    seat_map_max_age_ms: Annotated[int, msgspec.Meta(ge=0)] = 100
     status_cache_ttl_s: Positive = 86400
     db_pool_max: Positive = 10
     db_lock_timeout_ms: Positive = 10000
