@@ -31,9 +31,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["finalisation", "holds"],
-        help="the worker's phases alone: finalisation (phase 5, unjudged), or holds (phase 5, "
-        "then payments and expiry, 9 and 10, judged against it)",
+        choices=["finalisation", "holds", "seats"],
+        help="the worker's phases alone: finalisation (phase 5, unjudged); holds (phase 5, "
+        "then payments and expiry, 9 and 10, judged against it); seats (phase 5, then "
+        "choosing seats and reading the seat map, 11a to 11d)",
     )
     return parser.parse_args(argv)
 

@@ -3,15 +3,9 @@
 -- with its bearer token.
 -- Usage: wrk -t1 -c64 -d10s -s scripts/bench/post.lua http://127.0.0.1:PORT -- EVENT_ID TAG
 --        [BUYERS_FILE]
--- Prints one line "BENCH_JSON {...}" with requests, duration, latency percentiles (us) and
--- the count of every HTTP status seen, which scripts/bench.py parses.
+-- Prints one line "BENCH_JSON {...}" (report.lua).
 
-local threads = {}
-
-function setup(thread)
-  thread:set("thread_no", #threads + 1)
-  table.insert(threads, thread)
-end
+dofile((string.gsub(debug.getinfo(1, "S").source:sub(2), "post%.lua$", "report.lua")))
 
 function init(args)
   event_id = tonumber(args[1]) or 1
@@ -46,29 +40,3 @@ function request()
   return wrk.format(nil, nil, nil, body)
 end
 
-function response(status, headers, body)
-  local key = tostring(status)
-  statuses[key] = (statuses[key] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local merged = {}
-  for _, thread in ipairs(threads) do
-    local seen = thread:get("statuses") or {}
-    for code, count in pairs(seen) do
-      merged[code] = (merged[code] or 0) + count
-    end
-  end
-  local parts = {}
-  for code, count in pairs(merged) do
-    table.insert(parts, string.format('"%s":%d', code, count))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_JSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,'
-      .. '"max_us":%d,"mean_us":%.1f,"errors":{"connect":%d,"read":%d,"write":%d,'
-      .. '"status":%d,"timeout":%d},"statuses":{%s}}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max, latency.mean, e.connect, e.read, e.write, e.status,
-    e.timeout, table.concat(parts, ",")))
-end

@@ -11,6 +11,7 @@ from scripts.bench.phases.finalisation import DrainResult
 from scripts.bench.phases.flash_sale import FlashResult
 from scripts.bench.phases.holds import ExpiryResult, PaymentsResult
 from scripts.bench.phases.naive import NaiveResult
+from scripts.bench.phases.seats import ChoiceResult, SeatMapRead
 from scripts.bench.proc import PhaseUsage
 from scripts.bench.wrk import WrkResult
 
@@ -119,6 +120,7 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
     rows[2:2] = token_rows[:1]  # 2t after 2
     rows += token_rows[1:]  # 7t after 7
     rows += lifecycle_rows(r)
+    rows += seat_rows(r)
     extra_ceilings: list[tuple[str, WrkResult | None]] = [
         ("1a HTTP ceiling again (after 2)", around_intake[1]),
         ("1d HTTP ceiling again (after 2t)", r.get("http_ceiling_after_intake_tokens")),
@@ -216,6 +218,58 @@ def lifecycle_rows(r: dict[str, Any]) -> list[Row]:
             and expiry.expired == expiry.holds == expiry.counter_end,
         ),
     ]
+
+
+def seat_rows(r: dict[str, Any]) -> list[Row]:
+    """11a to 11d: choosing seats against phase 5's decisions, and the seat map read against
+    the HTTP ceiling (results saved before these rows existed have none)."""
+    drain: DrainResult = r["finalisation"]
+    specific: ChoiceResult | None = r.get("specific_seats")
+    together: ChoiceResult | None = r.get("together")
+    read: SeatMapRead | None = r.get("seat_map_read")
+    rows = []
+    for name, found, what in (
+        ("11a specific seats: 2 of the same 100 seats per request", specific, "seats"),
+        ("11b best available: groups of 4 together", together, "seats"),
+    ):
+        if found is None:
+            continue
+        share = found.decisions_per_s / drain.decisions_per_s
+        rows.append(
+            Row(
+                name,
+                f"{found.decisions_per_s:,.0f} decisions/s",
+                f"{found.decided} of {found.requests} decided in {found.wall_s:.2f} s"
+                f"{'' if found.exit_code == 0 else f' (exit {found.exit_code})'} incl. startup"
+                f"; {found.confirmed} confirmed, {found.seats_sold:,} {what} sold; worker CPU "
+                f"{found.worker_cpu_pct:.0f}%; event and seats created in {found.created_s:.2f} s",
+                f"{share:.0%} of row 5's decisions/s",
+                ">= 50% of row 5",
+                share >= 0.5 and found.decided == found.requests,
+            )
+        )
+    if read is not None:
+        ceilings = [read.ceiling_before, read.ceiling_after]
+        ratio = read.with_etag.rps / mean_rps(ceilings)
+        rows.append(
+            Row(
+                f"11c seat map read with ETag (304), {read.seats:,}-seat map",
+                f"{read.with_etag.rps:,.0f} req/s",
+                _lat(read.with_etag),
+                f"{ratio:.0%} of the ceiling right before and after "
+                f"({cpu_ratio(read.with_etag, ceilings)} per CPU-second)",
+                ">= 60%",
+                ratio >= 0.6,
+            )
+        )
+        rows.append(
+            Row(
+                "11d seat map read, whole map (200)",
+                f"{read.whole.rps:,.0f} req/s",
+                f"{read.body_bytes:,} bytes each; {_lat(read.whole)}",
+            )
+        )
+    return rows
 
 
 def _or_timeout(seconds: float | None) -> str:

@@ -21,6 +21,7 @@ from scripts.bench.phases.http_ceiling import api_flags_match, phase_http_ceilin
 from scripts.bench.phases.intake import phase_intake
 from scripts.bench.phases.memory import memory_of
 from scripts.bench.phases.naive import phase_naive
+from scripts.bench.phases.seats import phase_seat_map_read, phase_specific, phase_together
 from scripts.bench.phases.sold_out import phase_sold_out
 from scripts.bench.phases.storage import phase_storage_ceiling
 from scripts.bench.phases.tokens import (
@@ -35,6 +36,7 @@ from scripts.bench.report import (
     finalisation_row,
     lifecycle_rows,
     markdown,
+    seat_rows,
     to_jsonable,
 )
 from scripts.bench.world import FULL, QUICK, World, analyze, connect, create_bare_event
@@ -60,6 +62,7 @@ async def run_phases(world: World) -> dict[str, Any]:
     r["finalisation"] = await phase_finalisation(world, prefill_rate)
     r["payments"] = await phase_payments(world)
     r["expiry"] = await phase_expiry(world)
+    await seat_phases(world, r)
     r["flash"] = await phase_flash(world, r["intake"].rps)
     say("flash-sale", flash_line(r["flash"]))
     r["http_ceiling_before_sold_out"] = await phase_http_ceiling(world)
@@ -80,10 +83,18 @@ async def run_phases(world: World) -> dict[str, Any]:
     return r
 
 
-async def run_worker_only(world: World, lifecycle: bool) -> dict[str, Any]:
+async def seat_phases(world: World, r: dict[str, Any]) -> None:
+    """11a, 11b and 11c/11d (which reads 11b's map)."""
+    r["specific_seats"] = await phase_specific(world)
+    arena, r["together"] = await phase_together(world)
+    r["seat_map_read"] = await phase_seat_map_read(world, arena)
+
+
+async def run_worker_only(world: World, only: str) -> dict[str, Any]:
     """`--only finalisation`: phase 5 alone (under a minute), for work on the worker; `--only
-    holds`: phase 5, then 9 and 10, which are judged against it. Events are created straight
-    in PostgreSQL; the worker builds the gate's counters."""
+    holds`: phase 5, then 9 and 10, which are judged against it; `--only seats`: phase 5,
+    then 11a to 11d. Events are created straight in PostgreSQL; the worker builds the gate's
+    counters."""
     async with await connect(world.settings.database_url) as conn:
         world.events["drain"] = await create_bare_event(
             conn, "bench hot event", world.sizes.backlog, 1
@@ -91,9 +102,11 @@ async def run_worker_only(world: World, lifecycle: bool) -> dict[str, Any]:
     await analyze(world.settings.database_url)
     prefill_rate = await prefill_backlog(world)
     r: dict[str, Any] = {"finalisation": await phase_finalisation(world, prefill_rate)}
-    if lifecycle:
+    if only == "holds":
         r["payments"] = await phase_payments(world)
         r["expiry"] = await phase_expiry(world)
+    if only == "seats":
+        await seat_phases(world, r)
     return r
 
 
@@ -125,9 +138,7 @@ async def bench(args: argparse.Namespace) -> int:
     sampler = asyncio.create_task(world.monitor.run())
     try:
         await world.create()
-        results = await (
-            run_worker_only(world, args.only == "holds") if args.only else run_phases(world)
-        )
+        results = await (run_worker_only(world, args.only) if args.only else run_phases(world))
     finally:
         sampler.cancel()
         world.stop_processes()
@@ -143,7 +154,11 @@ async def bench(args: argparse.Namespace) -> int:
     meta["server_flags_match"] = results.pop("server_flags_match", "n/a")
     # Alone, phase 5 has no naive baseline or storage ceiling to be judged against.
     if args.only:
-        rows = [finalisation_row(results["finalisation"]), *lifecycle_rows(results)]
+        rows = [
+            finalisation_row(results["finalisation"]),
+            *lifecycle_rows(results),
+            *seat_rows(results),
+        ]
     else:
         rows = build_rows(results)
     table = markdown(meta, rows, world.monitor.usage)

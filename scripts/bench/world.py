@@ -59,12 +59,20 @@ class Sizes:
     decide_timeout_s: float  # flash sale: bound on waiting for the last decision
     payments: int  # holds paid for in one backlog (phase 9)
     expiring: int  # holds expiring at one moment (phase 10)
+    contended: int  # requests naming 2 of the same 100 seats (phase 11a)
+    groups: int  # groups of 4 placed together (phase 11b)
+    seat_map: int  # seats of 11b's map, whose read phase 11c measures
 
 
-FULL = Sizes(2, 10, 64, 200_000, 100_000, 5_000, 100_000, 10_000, 128, 420, 120, 50_000, 10_000)
+FULL = Sizes(
+    2, 10, 64, 200_000, 100_000, 5_000, 100_000, 10_000, 128, 420, 120, 50_000, 10_000,
+    10_000, 20_000, 100_000,
+)  # fmt: skip
 
 
-QUICK = Sizes(1, 3, 64, 20_000, 10_000, 500, 10_000, 1_000, 128, 60, 60, 5_000, 1_000)
+QUICK = Sizes(
+    1, 3, 64, 20_000, 10_000, 500, 10_000, 1_000, 128, 60, 60, 5_000, 1_000, 1_000, 2_000, 10_000
+)
 
 
 @dataclass
@@ -79,6 +87,7 @@ class World:
     settings: Settings = field(init=False)
     drain: Settings = field(init=False)  # the finalisation phase's topic and group
     holds: Settings = field(init=False)  # the payment and expiry phases' topic and group
+    seats: Settings = field(init=False)  # the seat-choice phases' topic and group
     base_db_url: str = field(init=False)  # baselines live in their own database
     base_settings: Settings = field(init=False)  # ... with their own Redis prefix
     admin_url: str = field(init=False)
@@ -131,6 +140,12 @@ class World:
             dlq_topic=f"{ns}.holds.dlq",
             consumer_group=f"{ns}-holds",
         )
+        self.seats = msgspec.structs.replace(
+            self.settings,
+            topic=f"{ns}.seats",
+            dlq_topic=f"{ns}.seats.dlq",
+            consumer_group=f"{ns}-seats",
+        )
         self.base_settings = msgspec.structs.replace(
             self.settings, database_url=self.base_db_url, redis_prefix=f"{ns}base"
         )
@@ -156,6 +171,7 @@ class World:
         await ensure_topics(self.settings)
         await ensure_topics(self.drain)
         await ensure_topics(self.holds)
+        await ensure_topics(self.seats)
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def stop_processes(self) -> None:
@@ -174,7 +190,7 @@ class World:
             await delete_redis_prefix(self.settings)
             await delete_redis_prefix(self.base_settings)
         with contextlib.suppress(KafkaError, OSError):
-            await delete_kafka(self.settings, self.drain, self.holds)
+            await delete_kafka(self.settings, self.drain, self.holds, self.seats)
 
 
 async def delete_redis_prefix(settings: Settings) -> int:

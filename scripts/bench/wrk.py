@@ -1,4 +1,5 @@
-"""The wrk driver: one measured run of keep-alive POSTs (post.lua), parsed into a result."""
+"""The wrk driver: one measured run of keep-alive POSTs (post.lua) or GETs (get.lua), parsed
+into a result."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ from scripts.bench.world import World
 from scripts.pipeline import spawn, wait_child
 
 WRK_SCRIPT = Path(__file__).with_name("post.lua")
+GET_SCRIPT = Path(__file__).with_name("get.lua")
+
+
+@dataclass(frozen=True)
+class Get:
+    """GETs of one path instead of booking POSTs; with If-None-Match when `etag` is set."""
+
+    path: str
+    etag: str = ""
 
 
 @dataclass
@@ -48,9 +58,13 @@ async def run_wrk(
     connections: int,
     good: str,
     buyers: Path | None = None,
+    get: Get | None = None,
 ) -> WrkResult:
     """wrk, one thread (the machine has two cores to share), distinct users per request (or
-    the signed-in `buyers` of a file, in turn)."""
+    the signed-in `buyers` of a file, in turn), or the GETs of `get`."""
+    script, script_args = WRK_SCRIPT, [str(event_id), tag, *([str(buyers)] if buyers else [])]
+    if get is not None:
+        script, script_args = GET_SCRIPT, [get.path, get.etag]
     args = [
         "wrk",
         "-t1",
@@ -59,12 +73,10 @@ async def run_wrk(
         "--timeout",
         "10s",
         "-s",
-        str(WRK_SCRIPT),
+        str(script),
         url,
         "--",
-        str(event_id),
-        tag,
-        *([str(buyers)] if buyers else []),
+        *script_args,
     ]
     proc = spawn(args)
     ended = await wait_child(proc, timeout_s=seconds + 30)
@@ -110,16 +122,17 @@ async def measured_wrk(
     seconds: float,
     server: str,
     buyers: Path | None = None,
+    get: Get | None = None,
 ) -> WrkResult:
     """A short wrk warm-up, then the measured run inside a CPU-accounting window; notes the
     CPU share the `server` process got, for the CPU-normalised rate."""
     s = world.sizes
     say(phase, f"wrk warm-up {s.warmup_s:g} s, {s.connections} connections")
     tag = f"{world.run_id}-{phase}"
-    await run_wrk(url, event_id, f"{tag}-w", s.warmup_s, s.connections, good, buyers)
+    await run_wrk(url, event_id, f"{tag}-w", s.warmup_s, s.connections, good, buyers, get)
     say(phase, f"wrk measuring {seconds:g} s")
     with world.monitor.measure(phase) as usage:
-        result = await run_wrk(url, event_id, tag, seconds, s.connections, good, buyers)
+        result = await run_wrk(url, event_id, tag, seconds, s.connections, good, buyers, get)
         usage.loadgen_cpu_pct = result.loadgen_cpu_pct
     result.server_cpu_pct = usage.cpu_pct.get(server)
     say(phase, wrk_line(result))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from scripts.bench.progress import say
 from scripts.bench.world import World, bench_queries, connect, produce
-from scripts.pipeline import wait_child
+from scripts.pipeline import ChildExit, wait_child
+from shared.config import Settings
 from shared.contracts import BookingRequested, new_booking_id
 
 
@@ -25,6 +27,31 @@ async def prefill_backlog(world: World) -> float:
     rate = await produce(world.drain, backlog)
     say("finalisation", f"backlog produced at {rate:,.0f} msgs/s")
     return rate
+
+
+async def burst_worker(world: World, phase: str, name: str, settings: Settings) -> ChildExit:
+    """A worker in burst mode (--stop-when-idle) on `settings`' topic, from spawn to exit,
+    with its CPU accounted to `phase` under `name`."""
+    with world.monitor.measure(phase) as usage:
+        spawned = time.monotonic()
+        proc = world.pipeline.start_worker("--stop-when-idle", settings=settings)
+        world.monitor.watch(name, proc.pid)
+        ended = await wait_child(proc, world.sizes.drain_timeout_s, started=spawned)
+        usage.cpu_pct[name] = 100 * ended.cpu_s / ended.wall_s
+    world.monitor.unwatch(name)
+    return ended
+
+
+async def decided_batches(world: World, event_id: int) -> tuple[list[dict[str, Any]], int]:
+    """The event's batches (decided_at, n, ok) in order, and how many of its seats are taken."""
+    async with await connect(world.settings.database_url) as conn:
+        rows = await (
+            await conn.execute(bench_queries.batch_times, {"event_id": event_id})
+        ).fetchall()
+        seats = await (
+            await conn.execute(bench_queries.seats_taken, {"event_id": event_id})
+        ).fetchone()
+    return [dict(r) for r in rows], seats["n"] if seats else 0
 
 
 @dataclass
@@ -52,20 +79,9 @@ async def phase_finalisation(world: World, prefill_rate: float) -> DrainResult:
     one `decided_at`, so the ledger tells when each batch was decided."""
     event_id = world.events["drain"]
     say("finalisation", f"worker draining {world.sizes.backlog} requests for event {event_id}")
-    with world.monitor.measure("finalisation") as usage:
-        spawned_wall, spawned = time.time(), time.monotonic()
-        proc = world.pipeline.start_worker("--stop-when-idle", settings=world.drain)
-        world.monitor.watch("worker-drain", proc.pid)
-        ended = await wait_child(proc, world.sizes.drain_timeout_s, started=spawned)
-        usage.cpu_pct["worker-drain"] = 100 * ended.cpu_s / ended.wall_s
-    world.monitor.unwatch("worker-drain")
-    async with await connect(world.settings.database_url) as conn:
-        rows = await (
-            await conn.execute(bench_queries.batch_times, {"event_id": event_id})
-        ).fetchall()
-        seats = await (
-            await conn.execute(bench_queries.seats_taken, {"event_id": event_id})
-        ).fetchone()
+    spawned_wall = time.time()
+    ended = await burst_worker(world, "finalisation", "worker-drain", world.drain)
+    rows, seats_taken = await decided_batches(world, event_id)
     decided = sum(r["n"] for r in rows)
     first = rows[0]["decided_at"].timestamp() if rows else spawned_wall
     last = rows[-1]["decided_at"].timestamp() if rows else spawned_wall
@@ -77,7 +93,7 @@ async def phase_finalisation(world: World, prefill_rate: float) -> DrainResult:
         prefill_msgs_per_s=prefill_rate,
         decided=decided,
         confirmed=sum(r["ok"] for r in rows),
-        seats_assigned=seats["n"] if seats else 0,
+        seats_assigned=seats_taken,
         exit_code=ended.code,
         wall_s=ended.wall_s,
         decisions_per_s=decided / ended.wall_s,
