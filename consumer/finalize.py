@@ -10,12 +10,15 @@ Order of effects for one event, and why it is safe to crash between any two of t
    (marked per booking id), then takes stock for the bookings it admits and records a gate
    hold per booking id. A replay finds the marks and the holds and changes nothing more.
 3. PostgreSQL re-checks capacity and per-user limits itself (the final word), frees the
-   seats of released bookings, assigns the lowest free seats, writes every booking with its
-   seats and status (HELD with a deadline when the event has holds, else CONFIRMED) and
-   commits. A crash before COMMIT leaves only gate holds and release marks, which the
-   replay reuses.
-4. settle.lua drops the gate holds and the release marks; a gate hold whose booking
-   PostgreSQL refused gives its stock back, exactly once. A replay after a crash here finds
+   seats of released bookings, gives each admitted booking the seats the event's seat map
+   chose (named seats first, in offset order; then groups together and the lowest free
+   seats; consumer/seat_map.py), each UPDATE guarded by `booking_id IS NULL`, writes every
+   booking with its seats and status (HELD with a deadline when the event has holds, else
+   CONFIRMED) and commits. A crash before COMMIT leaves only gate holds and release marks,
+   which the replay reuses.
+4. settle.lua drops the gate holds and the release marks and marks the seats given as taken
+   in the gate's seat bitmap; a gate hold whose booking PostgreSQL refused gives its stock
+   (and the seats it named) back, exactly once. A replay after a crash here finds
    the bookings decided and settles again, which is a no-op for holds already gone. The
    worker lets this run while it fetches and decodes the next batch (`Settling`), and waits
    for it before that batch's gate.
