@@ -72,8 +72,8 @@ class Plan:
     cancelled_confirmed: list[uuid.UUID] = field(default_factory=list)
     payments: list[tuple[PaymentReceived, str]] = field(default_factory=list)  # and outcome
     webhooks: list[PaymentReceived] = field(default_factory=list)
-    freed: list[tuple[uuid.UUID, list[str]]] = field(default_factory=list)  # seats given back
-    freed_seats: list[int] = field(default_factory=list)  # their seat numbers
+    freed: list[uuid.UUID] = field(default_factory=list)  # bookings giving their seats back
+    freed_seats: list[int] = field(default_factory=list)  # those seats' numbers
     paid_seats: list[int] = field(default_factory=list)  # seats of the holds paid
     sold: int = 0  # change of events.sold
     held: int = 0  # change of events.held
@@ -190,7 +190,7 @@ def _release(out: Plan, booking: _Booking, to: Status, now: dt.datetime, layout:
         out.expired.append(booking_id)
     out.changed[booking_id] = booking
     out.releases.append(Release(booking_id, row["user_id"], quantity, seat_nos))
-    out.freed.append((booking_id, list(row["seats"])))
+    out.freed.append(booking_id)
     out.freed_seats += seat_nos
 
 
@@ -223,17 +223,18 @@ async def write(cur: AsyncCursor[Any], event_id: int, out: Plan, now: dt.datetim
     await _guarded(cur, queries.confirm_holds, out.paid, now, "confirm")
     await _guarded(cur, queries.cancel_bookings, out.cancelled, now, "cancel")
     if out.freed:
-        labels = [label for _, seats in out.freed for label in seats]
         await cur.execute(
             queries.free_seats,
             {
                 "event_id": event_id,
-                "labels": text_array(labels),
-                "booking_ids": uuid_array([b for b, _ in out.freed]),
+                "seat_nos": out.freed_seats,
+                "booking_ids": uuid_array(out.freed),
             },
         )
-        if cur.rowcount != len(labels):
-            raise RuntimeError(f"event {event_id}: freed {cur.rowcount} of {len(labels)} seats")
+        if cur.rowcount != len(out.freed_seats):
+            raise RuntimeError(
+                f"event {event_id}: freed {cur.rowcount} of {len(out.freed_seats)} seats"
+            )
     if out.payments:
         await cur.execute(
             queries.record_payments,

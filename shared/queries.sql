@@ -121,9 +121,9 @@ UPDATE bookings SET status = 'CANCELLED', cancelled_at = %(now)s
 WHERE booking_id = ANY(%(booking_ids)s::uuid[]) AND status IN ('HELD', 'CONFIRMED');
 
 -- name: free_seats
--- Through the (event_id, label) index; booking_id is in no index, so each is a HOT update.
+-- Through the primary key; booking_id is in no index, so each is a HOT update.
 UPDATE seats SET booking_id = NULL
-WHERE event_id = %(event_id)s AND label = ANY(%(labels)s::text[])
+WHERE event_id = %(event_id)s AND seat_no = ANY(%(seat_nos)s::int[])
   AND booking_id = ANY(%(booking_ids)s::uuid[]);
 
 -- name: known_payments

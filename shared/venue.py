@@ -45,6 +45,9 @@ async def create_event(
                 "price_cents": section.price_cents,
             },
         )
+    # Each seat's foreign-key check is a cached plan; the pool's force_custom_plan would
+    # plan every one of them again (twice the time for a million seats).
+    await cur.execute("SET LOCAL plan_cache_mode = auto")
     async with cur.copy(COPY_SEATS) as copy:
         copy.set_types(["int8", "int4", "text"])
         for seat_no, label in layout.labelled():
