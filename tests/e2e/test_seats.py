@@ -259,3 +259,37 @@ async def _seat_map(sale: SaleClient, event: int, sold: int) -> dict[str, Any]:
         return dict(body) if body["sold"] == sold else None
 
     return await eventually(current, f"a seat map with {sold} seats sold", 10, 0.1)
+
+
+async def test_a_stadium_of_a_million_seats_is_created_and_mapped(sale: SaleClient) -> None:
+    sections = [
+        {"name": "FLOOR", "rows": 100, "seats_per_row": 1000, "price_cents": 30_000},
+        {"name": "UPPER", "rows": 900, "seats_per_row": 1000, "price_cents": 8_000},
+    ]
+    response = await sale.http.post(
+        "/api/events",
+        json={"name": "Stadium", "sections": sections},
+        headers=sale.admin,
+        timeout=120,  # a million seats take seconds; the contract is "seconds", not a bound
+    )
+    assert response.status_code == 201, response.text
+    event = response.json()
+    assert (event["capacity"], event["available"]) == (1_000_000, 1_000_000)
+    assert [s["seats"] for s in event["sections"]] == [100_000, 900_000]
+    booked = await sale.book(event["id"], "fan", quantity=None, seats=["UPPER-900-1000"])
+    bid = booked.json()["booking_id"]
+    view = (await sale.wait_decided([bid]))[bid]
+    assert (view["status"], view["seats"], view["price_cents"]) == (
+        "CONFIRMED",
+        ["UPPER-900-1000"],
+        8_000,
+    )
+    seat_map = await _seat_map(sale, event["id"], sold=1)
+    assert seat_map["sections"][1]["rows"][-1].endswith(".s")
+
+    too_big = [*sections, {"name": "EXTRA", "rows": 1, "seats_per_row": 1}]
+    refused = await sale.http.post(
+        "/api/events", json={"name": "Too big", "sections": too_big}, headers=sale.admin
+    )
+    assert refused.status_code == 400
+    assert "1,000,001 seats is more than 1,000,000" in refused.json()["detail"]
