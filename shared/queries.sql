@@ -161,27 +161,30 @@ FROM payments WHERE event_id = %(event_id)s AND outcome = 'refund_due'
 ORDER BY received_at;
 
 -- name: audit_event
+-- The event id is a parameter in every subquery, not `e.id`: planned with the real id,
+-- the seats of a small event are found through the primary key even when other events
+-- have a million seats each (a correlated `e.id` got a sequential scan of the table).
 SELECT e.capacity,
        e.sold,
        e.held,
-       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'CONFIRMED')
+       (SELECT count(*) FROM bookings WHERE event_id = %(event_id)s AND status = 'CONFIRMED')
            AS confirmed_bookings,
        (SELECT coalesce(sum(quantity), 0) FROM bookings
-        WHERE event_id = e.id AND status = 'CONFIRMED')::int AS confirmed_quantity,
-       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'HELD')
+        WHERE event_id = %(event_id)s AND status = 'CONFIRMED')::int AS confirmed_quantity,
+       (SELECT count(*) FROM bookings WHERE event_id = %(event_id)s AND status = 'HELD')
            AS held_bookings,
        (SELECT coalesce(sum(quantity), 0) FROM bookings
-        WHERE event_id = e.id AND status = 'HELD')::int AS held_quantity,
-       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'REJECTED')
+        WHERE event_id = %(event_id)s AND status = 'HELD')::int AS held_quantity,
+       (SELECT count(*) FROM bookings WHERE event_id = %(event_id)s AND status = 'REJECTED')
            AS rejected_bookings,
-       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'EXPIRED')
+       (SELECT count(*) FROM bookings WHERE event_id = %(event_id)s AND status = 'EXPIRED')
            AS expired_bookings,
-       (SELECT count(*) FROM bookings WHERE event_id = e.id AND status = 'CANCELLED')
+       (SELECT count(*) FROM bookings WHERE event_id = %(event_id)s AND status = 'CANCELLED')
            AS cancelled_bookings,
-       (SELECT count(*) FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL)
+       (SELECT count(*) FROM seats WHERE event_id = %(event_id)s AND booking_id IS NOT NULL)
            AS seats_assigned,
        (SELECT count(*) FROM (
-            SELECT label FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL
+            SELECT label FROM seats WHERE event_id = %(event_id)s AND booking_id IS NOT NULL
             GROUP BY label HAVING count(DISTINCT booking_id) > 1) AS d)
            AS double_assigned_seats,
        -- Seats owned by anything but a live (held or confirmed) booking of the event: an
@@ -190,27 +193,27 @@ SELECT e.capacity,
         LEFT JOIN bookings AS b
             ON b.booking_id = s.booking_id AND b.event_id = s.event_id
                AND b.status IN ('HELD', 'CONFIRMED')
-        WHERE s.event_id = e.id AND s.booking_id IS NOT NULL AND b.booking_id IS NULL)
+        WHERE s.event_id = %(event_id)s AND s.booking_id IS NOT NULL AND b.booking_id IS NULL)
            AS misassigned_seats,
        -- Live bookings whose own list of seats (what a poll shows) is not what the seat map
        -- says, and rejected bookings that list seats.
        (SELECT count(*) FROM bookings AS b
         LEFT JOIN (SELECT booking_id, array_agg(label ORDER BY seat_no) AS labels
-                   FROM seats WHERE event_id = e.id AND booking_id IS NOT NULL
+                   FROM seats WHERE event_id = %(event_id)s AND booking_id IS NOT NULL
                    GROUP BY booking_id) AS m ON m.booking_id = b.booking_id
-        WHERE b.event_id = e.id AND b.status IN ('HELD', 'CONFIRMED')
+        WHERE b.event_id = %(event_id)s AND b.status IN ('HELD', 'CONFIRMED')
           AND b.seats IS DISTINCT FROM m.labels)
        + (SELECT count(*) FROM bookings
-          WHERE event_id = e.id AND status = 'REJECTED' AND seats <> '{}')
+          WHERE event_id = %(event_id)s AND status = 'REJECTED' AND seats <> '{}')
            AS misrecorded_bookings,
        -- Payments kept without a confirmed booking to show for them, and paid bookings
        -- without a payment kept: both must be zero (every payment ends applied to a
        -- CONFIRMED booking, or refund_due).
        (SELECT count(*) FROM payments AS p
         LEFT JOIN bookings AS b ON b.booking_id = p.booking_id AND b.status = 'CONFIRMED'
-        WHERE p.event_id = e.id AND p.outcome = 'applied' AND b.booking_id IS NULL)
+        WHERE p.event_id = %(event_id)s AND p.outcome = 'applied' AND b.booking_id IS NULL)
        + (SELECT count(*) FROM bookings AS b
-          WHERE b.event_id = e.id AND b.status = 'CONFIRMED' AND b.paid_at IS NOT NULL
+          WHERE b.event_id = %(event_id)s AND b.status = 'CONFIRMED' AND b.paid_at IS NOT NULL
             AND NOT EXISTS (SELECT 1 FROM payments AS p
                             WHERE p.booking_id = b.booking_id AND p.outcome = 'applied'))
            AS unsettled_payments
