@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Flash-sale attack: N buyers try to book one seat each at the same moment, then the
-# ledger is audited. A thin driver around scripts/loadgen/ (python -m scripts.loadgen).
+# Flash-sale attack: N buyers try to book seats at the same moment, then the ledger is
+# audited. A thin driver around scripts/loadgen/ (python -m scripts.loadgen).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -9,12 +9,14 @@ PROG="$(basename "$0")"
 usage() {
   cat <<EOF
 usage: $PROG [N] [--event ID] [--capacity C] [--concurrency K] [--timeout S] [--json FILE]
-          [--buyer-auth token|open]
+          [--buyer-auth token|open] [--hold-seconds S] [--pay-ratio P]
+          [--seats specific|together]
 
 Fires N concurrent booking requests (default 500, one seat each, distinct users) at an
 event, waits until every accepted (202) booking is decided, prints a summary and the
 event's audit, and exits non-zero unless the audit verdict is CLEAN, nothing is left
-PENDING and (for a new event with N >= C) exactly C seats were sold.
+PENDING and (for a new event with N >= C, no holds, no seat choice) exactly C seats were
+sold.
 
   N                 number of booking requests, a positive integer (default 500)
   --event ID        attack an existing event instead of creating a demo event
@@ -22,6 +24,18 @@ PENDING and (for a new event with N >= C) exactly C seats were sold.
   --concurrency K   keep-alive connections used (default 64)
   --timeout S       seconds to wait for decisions after the last request (default 120)
   --json FILE       also write the full result as JSON to FILE
+  --hold-seconds S  the demo event holds each booking S seconds (1-3600) until it is paid
+  --pay-ratio P     with holds: the fraction P (0-1) of the buyers holding seats pay (the
+                    dev provider, as their buyer), the rest let the hold run out; the
+                    attack waits until every hold is CONFIRMED or EXPIRED, and fails unless
+                    exactly the paid ones are CONFIRMED
+  --seats MODE      the demo event has one section A of rows of 20 seats (C must be a
+                    multiple of 20); with --event, the event's first section:
+                    specific  each buyer names 2 random seats of the front row: each must
+                              get exactly those, or be refused SEAT_TAKEN (or SOLD_OUT)
+                    together  each buyer asks for 4 seats side by side in the section:
+                              each group must get 4 adjacent seats in one row
+                    No seat may be held or sold twice.
   --buyer-auth M    how buyers identify themselves, as the API's TICKETS_BUYER_AUTH says
                     (default: TICKETS_BUYER_AUTH, else open):
                     open   the request body's user_id names the buyer
@@ -58,6 +72,9 @@ concurrency=""
 timeout=""
 json=""
 buyer_auth=""
+hold_seconds=""
+pay_ratio=""
+seats=""
 
 while [ $# -gt 0 ]; do
   arg="$1"
@@ -65,7 +82,8 @@ while [ $# -gt 0 ]; do
   value=""
   case "$arg" in
     --*=*) value="${arg#*=}"; arg="${arg%%=*}" ;;
-    --event | --capacity | --concurrency | --timeout | --json | --buyer-auth)
+    --event | --capacity | --concurrency | --timeout | --json | --buyer-auth | --hold-seconds | \
+      --pay-ratio | --seats)
       [ $# -gt 0 ] || die_usage "$arg needs a value"
       value="$1"
       shift
@@ -91,6 +109,21 @@ while [ $# -gt 0 ]; do
         die_usage "--buyer-auth must be token or open, got '$value'"
       buyer_auth="$value"
       ;;
+    --hold-seconds)
+      check_positive_int --hold-seconds "$value"
+      hold_seconds="$((10#$value))"
+      [ "$hold_seconds" -le 3600 ] || die_usage "--hold-seconds must be at most 3600, got $value"
+      ;;
+    --pay-ratio)
+      [[ "$value" =~ ^(0([.][0-9]+)?|1([.]0+)?|[.][0-9]+)$ ]] ||
+        die_usage "--pay-ratio must be a number from 0 to 1, got '$value'"
+      pay_ratio="$value"
+      ;;
+    --seats)
+      [[ "$value" == specific || "$value" == together ]] ||
+        die_usage "--seats must be specific or together, got '$value'"
+      seats="$value"
+      ;;
     -[0-9]*) die_usage "N must be a positive integer, got '$arg'" ;;
     -*) die_usage "unknown option '$arg'" ;;
     *)
@@ -103,6 +136,15 @@ done
 
 if [ -n "$event" ] && [ -n "$capacity" ]; then
   die_usage "--capacity only applies to the demo event created when --event is not given"
+fi
+if [ -n "$event" ] && [ -n "$hold_seconds" ]; then
+  die_usage "--hold-seconds only applies to the demo event (an existing event keeps its own)"
+fi
+if [ -z "$event" ] && [ -n "$pay_ratio" ] && [ -z "$hold_seconds" ]; then
+  die_usage "--pay-ratio needs holds: give --hold-seconds"
+fi
+if [ -z "$event" ] && [ -n "$seats" ] && [ $(( ${capacity:-100} % 20 )) -ne 0 ]; then
+  die_usage "--capacity must be a multiple of 20 with --seats (rows of 20 seats)"
 fi
 
 export TICKETS_API_URL="${TICKETS_API_URL:-http://127.0.0.1:8000}"
@@ -121,6 +163,9 @@ if [ -n "$concurrency" ]; then args+=(--concurrency "$concurrency"); fi
 if [ -n "$timeout" ]; then args+=(--timeout "$timeout"); fi
 if [ -n "$json" ]; then args+=(--json "$json"); fi
 if [ -n "$buyer_auth" ]; then args+=(--buyer-auth "$buyer_auth"); fi
+if [ -n "$hold_seconds" ]; then args+=(--hold-seconds "$hold_seconds"); fi
+if [ -n "$pay_ratio" ]; then args+=(--pay-ratio "$pay_ratio"); fi
+if [ -n "$seats" ]; then args+=(--seats "$seats"); fi
 
 cd "$ROOT"
 python="${PYTHON:-python3}"

@@ -14,6 +14,7 @@ from typing import Any
 from scripts.loadgen.api import DEFAULT_URL, ApiError, admin_token_from_env
 from scripts.loadgen.attack import AttackConfig, Result, attack, summary
 from scripts.loadgen.client import UsageError
+from scripts.loadgen.seat_modes import SEAT_MODES
 from scripts.loadgen.tokens import BUYER_AUTH_MODES, buyer_auth_from_env, jwt_secret_from_env
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -36,6 +37,23 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def _hold_seconds(text: str) -> int:
+    value = _positive_int(text)
+    if value > 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than 3600 seconds")
+    return value
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
     return value
 
 
@@ -66,6 +84,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=BUYER_AUTH_MODES,
         help="how buyers identify themselves, as the API expects (default: "
         "TICKETS_BUYER_AUTH, else open)",
+    )
+    parser.add_argument(
+        "--hold-seconds",
+        type=_hold_seconds,
+        default=0,
+        help="the demo event holds each booking this long until it is paid (1-3600)",
+    )
+    parser.add_argument(
+        "--pay-ratio",
+        type=_ratio,
+        default=0.0,
+        help="the fraction (0-1) of buyers holding seats who pay; the rest let the hold run out",
+    )
+    parser.add_argument(
+        "--seats",
+        choices=SEAT_MODES,
+        help="specific: each buyer names 2 seats of the front row; together: each asks for 4 "
+        "side by side",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser.parse_args(argv)
@@ -104,6 +140,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             capacity=args.capacity,
             concurrency=args.concurrency,
             timeout_s=args.timeout,
+            hold_seconds=args.hold_seconds,
+            pay_ratio=args.pay_ratio,
+            seats=args.seats,
         )
         result = _run_loop(attack(config, None if args.quiet else sys.stderr))
     except UsageError as exc:

@@ -41,9 +41,19 @@ async def check_reachable(client: Client) -> None:
         raise ApiError(f"the API at {client.target.url} answered /health with {status}")
 
 
-async def create_event(client: Client, token: str, capacity: int, name: str) -> dict[str, Any]:
-    """POST /api/events (admin); returns the created event."""
-    body = json.dumps({"name": name, "capacity": capacity}).encode()
+async def create_event(
+    client: Client,
+    token: str,
+    capacity: int,
+    name: str,
+    hold_seconds: int = 0,
+    sections: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """POST /api/events (admin): general admission of `capacity` seats, or these sections;
+    returns the created event."""
+    fields: dict[str, Any] = {"name": name, "hold_seconds": hold_seconds}
+    fields.update({"capacity": capacity} if sections is None else {"sections": sections})
+    body = json.dumps(fields).encode()
     status, raw = await client.request("POST", "/api/events", body, bearer(token))
     if status != 201:
         raise ApiError(f"creating the event failed: {status} {_detail(raw)}")

@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -24,7 +24,16 @@ from scripts.loadgen.api import (
     settled_audit,
 )
 from scripts.loadgen.client import TRANSPORT_ERRORS, Client, UsageError, bearer, local_target
+from scripts.loadgen.holds import HoldOutcome, Paying, judge_holds
 from scripts.loadgen.progress import Progress
+from scripts.loadgen.seat_modes import (
+    SeatCheck,
+    SeatMode,
+    SeatRequests,
+    check_seats,
+    demo_sections,
+    usable_capacity,
+)
 from scripts.loadgen.tokens import BuyerAuth, TokenMinter
 from scripts.waiting import poll_until
 
@@ -41,6 +50,21 @@ class AttackConfig:
     concurrency: int = 64
     timeout_s: float = 120.0  # how long to wait for decisions after the last request
     request_timeout_s: float = 30.0
+    hold_seconds: int = 0  # of the demo event: above 0, bookings are HELD until paid
+    pay_ratio: float = 0.0  # the fraction of holders who pay
+    seats: SeatMode | None = None  # name seats, or ask for seats together
+
+    def problem(self) -> str | None:
+        """What is wrong with this combination, or None."""
+        if self.event_id is not None and self.hold_seconds:
+            return "--hold-seconds applies to the demo event only (an event keeps its own)"
+        if self.event_id is None and self.pay_ratio and not self.hold_seconds:
+            return "--pay-ratio needs holds: give --hold-seconds"
+        if self.pay_ratio and not (0 <= self.pay_ratio <= 1):
+            return f"--pay-ratio must be between 0 and 1, got {self.pay_ratio:g}"
+        if self.event_id is None and self.seats is not None:
+            return usable_capacity(self.capacity)
+        return None
 
 
 @dataclass
@@ -50,6 +74,8 @@ class Firing:
     sent: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     accepted_ids: list[str] = field(default_factory=list)
+    auth: dict[str, bytes] = field(default_factory=dict)  # token mode: each booking's buyer
+    named: dict[str, list[str] | None] = field(default_factory=dict)  # seat modes: the ask
     seconds: float = 0.0
     last_accepted_at: float | None = None  # wall clock, to compare with decided_at
 
@@ -60,6 +86,7 @@ class Decisions:
 
     statuses: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)  # by booking id
     last_decided_at: float | None = None
     wait_seconds: float = 0.0
 
@@ -91,6 +118,10 @@ class Result:
     audit: dict[str, Any]
     verdict: str
     failures: list[str]
+    hold_seconds: int = 0
+    holds: dict[str, Any] | None = None  # HoldOutcome.to_json(), with holds
+    seat_mode: str | None = None
+    seats: dict[str, Any] | None = None  # SeatCheck.to_json(), with a seat mode
 
     @property
     def ok(self) -> bool:
@@ -120,26 +151,36 @@ Request = tuple[bytes, bytes]  # body, extra header lines
 
 
 def booking_requests(
-    event_id: int, count: int, minter: TokenMinter | None, progress: Progress
+    event_id: int,
+    count: int,
+    minter: TokenMinter | None,
+    progress: Progress,
+    seats: SeatRequests | None = None,
 ) -> Iterable[Request]:
     """The bookings to fire. Open mode: the body names the buyer, made lazily. Token mode:
     each buyer also gets a signed token of their own, all minted before the first request so
-    signing costs nothing during the burst."""
+    signing costs nothing during the burst. With `seats`, each body carries a seat choice."""
+    body: Callable[[int, str], bytes] = _body if seats is None else seats.body
     if minter is None:
-        return ((body, b"") for body in booking_bodies(event_id, count))
+        return ((body(event_id, user), b"") for user in buyer_ids(count))
     started = time.perf_counter()
     requests: list[Request] = []
     for user in buyer_ids(count):
-        requests.append((_body(event_id, user), bearer(minter.mint(user))))
+        requests.append((body(event_id, user), bearer(minter.mint(user))))
         progress.update(f"minting: {len(requests)}/{count} buyer tokens")
     progress.done(f"minted: {count} buyer tokens in {time.perf_counter() - started:.2f} s")
     return requests
 
 
 async def fire(
-    client: Client, requests: Iterable[Request], count: int, progress: Progress
+    client: Client,
+    requests: Iterable[Request],
+    count: int,
+    progress: Progress,
+    seat_mode: SeatMode | None = None,
 ) -> Firing:
-    """Send the `count` bookings as fast as the connections allow; keep every 202's id."""
+    """Send the `count` bookings as fast as the connections allow; keep every 202's id (with
+    its buyer's token, and the seats it named)."""
     out = Firing()
     started = time.perf_counter()
 
@@ -151,8 +192,13 @@ async def fire(
         else:
             out.statuses[str(status)] += 1
             if status == 202:
-                out.accepted_ids.append(json.loads(raw)["booking_id"])
+                booking_id = json.loads(raw)["booking_id"]
+                out.accepted_ids.append(booking_id)
                 out.last_accepted_at = time.time()
+                if request[1]:
+                    out.auth[booking_id] = request[1]
+                if seat_mode is not None:
+                    out.named[booking_id] = json.loads(request[0]).get("seats")
         out.sent += 1
         progress.update(_firing_line(out, count, time.perf_counter() - started))
 
@@ -178,8 +224,17 @@ def _firing_line(out: Firing, total: int, elapsed: float) -> str:
     )
 
 
+DECIDED_COUNTS = (
+    "confirmed_bookings",
+    "rejected_bookings",
+    "held_bookings",
+    "expired_bookings",
+    "cancelled_bookings",
+)
+
+
 def _decided(report: dict[str, Any]) -> int:
-    return int(report["confirmed_bookings"]) + int(report["rejected_bookings"])
+    return sum(int(report.get(count) or 0) for count in DECIDED_COUNTS)
 
 
 async def wait_audit_decided(
@@ -199,12 +254,19 @@ async def wait_audit_decided(
 
 
 async def fetch_decisions(
-    client: Client, token: str, ids: list[str], deadline: float, progress: Progress
+    client: Client,
+    token: str,
+    ids: list[str],
+    deadline: float,
+    progress: Progress,
+    settled: Callable[[dict[str, Any]], bool] = lambda view: view["status"] != "PENDING",
+    what: str = "decided",
+    seen: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> Decisions:
-    """GET each accepted booking (as the admin, who may read any buyer's in token mode);
-    re-poll only those still PENDING (or not readable because of a transient error) until
-    the deadline: other traffic on the same event can make the audit counts run ahead of our
-    bookings."""
+    """GET each booking (as the admin, who may read any buyer's in token mode); re-poll only
+    those not `settled` yet (decided, by default) or not readable because of a transient
+    error, until the deadline: other traffic on the same event can make the audit counts run
+    ahead of our bookings. `seen` is called once with each settled view."""
     out = Decisions()
     admin = bearer(token)
     unresolved: dict[str, str] = dict.fromkeys(ids, "PENDING")  # id -> last state seen
@@ -215,11 +277,13 @@ async def fetch_decisions(
         except TRANSPORT_ERRORS as exc:
             unresolved[booking_id] = _transport_error(exc)
             return
-        if status == 200 and isinstance(view, dict) and view["status"] != "PENDING":
+        if status == 200 and isinstance(view, dict) and settled(view):
             del unresolved[booking_id]
             _count_decision(out, view)
-        elif status == 200:
-            unresolved[booking_id] = "PENDING"
+            if seen is not None:
+                await seen(view)
+        elif status == 200 and isinstance(view, dict):
+            unresolved[booking_id] = view["status"]
         elif status == 404:
             del unresolved[booking_id]
             out.statuses["MISSING"] += 1
@@ -228,16 +292,18 @@ async def fetch_decisions(
 
     async def all_read() -> bool:
         await client.map(list(unresolved), read)
-        progress.update(f"checking: {len(ids) - len(unresolved)}/{len(ids)} bookings decided")
+        progress.update(f"checking: {len(ids) - len(unresolved)}/{len(ids)} bookings {what}")
         return not unresolved
 
     await poll_until(all_read, deadline - time.monotonic(), interval_s=0.2)
     for state in unresolved.values():
-        out.statuses["PENDING" if state == "PENDING" else "UNREADABLE"] += 1
+        known = state in ("PENDING", "HELD")
+        out.statuses[state if known else "UNREADABLE"] += 1
     return out
 
 
 def _count_decision(out: Decisions, view: dict[str, Any]) -> None:
+    out.views[view["booking_id"]] = view
     out.statuses[view["status"]] += 1
     if view["status"] == "REJECTED":
         out.reasons[view.get("reason") or "UNKNOWN"] += 1
@@ -254,6 +320,7 @@ async def wait_decided(
     baseline: int,
     timeout_s: float,
     progress: Progress,
+    seen: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> tuple[Decisions, dict[str, Any]]:
     """Wait (bounded) until every accepted booking is decided; return the decisions and the
     final audit."""
@@ -261,10 +328,12 @@ async def wait_decided(
     deadline = started + timeout_s
     target = baseline + len(firing.accepted_ids)
     await wait_audit_decided(client, token, event_id, target, deadline, progress)
-    decisions = await fetch_decisions(client, token, firing.accepted_ids, deadline, progress)
+    decisions = await fetch_decisions(
+        client, token, firing.accepted_ids, deadline, progress, seen=seen
+    )
     report = await settled_audit(client, token, event_id, deadline)
     decisions.wait_seconds = time.monotonic() - started
-    decided = decisions.statuses["CONFIRMED"] + decisions.statuses["REJECTED"]
+    decided = sum(decisions.statuses[s] for s in ("CONFIRMED", "REJECTED", "HELD"))
     progress.done(
         f"decided: {decided}/{len(firing.accepted_ids)} accepted bookings "
         f"in {decisions.wait_seconds:.2f} s"
@@ -291,7 +360,8 @@ def judge(
         )
     if decisions.statuses["MISSING"]:
         failures.append(f"{decisions.statuses['MISSING']} accepted bookings are unknown (404)")
-    if fresh and config.requests >= capacity and report["sold"] != capacity:
+    plain = config.seats is None and not config.hold_seconds
+    if plain and fresh and config.requests >= capacity and report["sold"] != capacity:
         failures.append(
             f"{report['sold']} seats sold of {capacity} although demand ({config.requests}) "
             "covered the whole event"
@@ -317,7 +387,10 @@ async def prepare_event(
     """The event to attack (created when none is given), whether it is fresh, and its audit
     before the attack (the baseline of decided bookings)."""
     if config.event_id is None:
-        event = await create_event(client, config.token, config.capacity, DEMO_EVENT_NAME)
+        sections = None if config.seats is None else demo_sections(config.capacity)
+        event = await create_event(
+            client, config.token, config.capacity, DEMO_EVENT_NAME, config.hold_seconds, sections
+        )
     else:
         event = await get_event(client, config.event_id)
     baseline = await get_audit(client, config.token, int(event["id"]))
@@ -331,21 +404,74 @@ async def attack(config: AttackConfig, progress_stream: TextIO | None = sys.stde
             "no admin token: set TICKETS_ADMIN_TOKEN (needed to create the event and read "
             "its audit)"
         )
+    problem = config.problem()
+    if problem:
+        raise UsageError(problem)
     minter = TokenMinter(config.jwt_secret) if config.buyer_auth == "token" else None
     progress = Progress(progress_stream)
     client = Client(local_target(config.url), config.concurrency, config.request_timeout_s)
+    holds: HoldOutcome | None = None
+    seats: SeatCheck | None = None
     try:
         await check_reachable(client)
         event, fresh, baseline = await prepare_event(client, config)
         event_id = int(event["id"])
-        requests = booking_requests(event_id, config.requests, minter, progress)
-        firing = await fire(client, requests, config.requests, progress)
+        chooser = None if config.seats is None else SeatRequests.of(config.seats, event)
+        requests = booking_requests(event_id, config.requests, minter, progress, chooser)
+        firing = await fire(client, requests, config.requests, progress, config.seats)
+        paying = None
+        if int(event.get("hold_seconds") or 0) > 0:
+            paying = Paying(client, config.pay_ratio, firing.auth, progress)
         decisions, report = await wait_decided(
-            client, config.token, event_id, firing, _decided(baseline), config.timeout_s, progress
+            client,
+            config.token,
+            event_id,
+            firing,
+            _decided(baseline),
+            config.timeout_s,
+            progress,
+            seen=paying.seen if paying else None,
         )
+        if paying is not None:
+            holds, decisions, report = await _holds_run_out(
+                client, config, event, firing, decisions, paying, progress
+            )
+        if config.seats is not None:
+            seats = check_seats(config.seats, firing.named, decisions.views)
     finally:
         client.close()
-    return _result(config, event, fresh, firing, decisions, report)
+    return _result(config, event, fresh, firing, decisions, report, holds, seats)
+
+
+async def _holds_run_out(
+    client: Client,
+    config: AttackConfig,
+    event: dict[str, Any],
+    firing: Firing,
+    decisions: Decisions,
+    paying: Paying,
+    progress: Progress,
+) -> tuple[HoldOutcome, Decisions, dict[str, Any]]:
+    """The payers paid as their holds were seen; every accepted booking is read again once no
+    hold is left, and the event audited."""
+    holds = paying.out
+    progress.done(f"paid: {holds.paid} accepted, {holds.late} too late")
+    deadline = time.monotonic() + int(event["hold_seconds"]) + config.timeout_s
+    final = await fetch_decisions(
+        client,
+        config.token,
+        firing.accepted_ids,
+        deadline,
+        progress,
+        settled=lambda view: view["status"] not in UNDECIDED,
+        what="paid, expired or refused",
+    )
+    final.wait_seconds = decisions.wait_seconds
+    final.last_decided_at = decisions.last_decided_at
+    judge_holds(holds, paying.holders, paying.paid, final.views)
+    progress.done(f"holds: {holds.confirmed} paid and confirmed, {holds.expired} expired")
+    report = await settled_audit(client, config.token, int(event["id"]), deadline)
+    return holds, final, report
 
 
 def _result(
@@ -355,6 +481,8 @@ def _result(
     firing: Firing,
     decisions: Decisions,
     report: dict[str, Any],
+    holds: HoldOutcome | None = None,
+    seats: SeatCheck | None = None,
 ) -> Result:
     capacity = int(event["capacity"])
     drain = None
@@ -384,8 +512,39 @@ def _result(
         decide_wait_seconds=round(decisions.wait_seconds, 3),
         audit=report,
         verdict=str(report["verdict"]),
-        failures=refused_buyers(config, firing) + judge(config, fresh, capacity, decisions, report),
+        failures=refused_buyers(config, firing)
+        + judge(config, fresh, capacity, decisions, report)
+        + (holds.failures if holds else [])
+        + (seats.failures[:10] if seats else []),
+        hold_seconds=int(event.get("hold_seconds") or 0),
+        holds=holds.to_json() if holds else None,
+        seat_mode=config.seats,
+        seats=seats.to_json() if seats else None,
     )
+
+
+UNDECIDED = ("PENDING", "HELD")  # a hold is decided for the attack once paid or expired
+
+
+def _hold_rows(result: Result) -> list[tuple[str, str]]:
+    if result.holds is None:
+        return []
+    h = result.holds
+    return [
+        (
+            "holds",
+            f"{h['held']} HELD ({result.hold_seconds} s): {h['paid']} paid ({h['late']} too "
+            f"late), {h['confirmed']} CONFIRMED, {h['expired']} EXPIRED",
+        )
+    ]
+
+
+def _seat_rows(result: Result) -> list[tuple[str, str]]:
+    if result.seats is None:
+        return []
+    refused = ", ".join(f"{k}: {v}" for k, v in result.seats["refused"].items()) or "none"
+    what = "the seats named" if result.seat_mode == "specific" else "seats side by side"
+    return [("seats", f"{result.seats['got_what_asked']} got {what}; refused {refused}")]
 
 
 BUYERS = {
@@ -408,6 +567,7 @@ def summary(result: Result) -> str:
         ("sold out (409)", f"{result.sold_out}"),
         ("other errors", errors),
         ("confirmed", f"{result.confirmed}"),
+        *_hold_rows(result),
         ("rejected", f"{rejected}" + (f" ({reasons})" if reasons else "")),
         ("still pending", f"{result.pending}"),
         *([("unreadable (API errors)", f"{result.unreadable}")] if result.unreadable else []),
@@ -418,6 +578,7 @@ def summary(result: Result) -> str:
             f"{result.concurrency} connections)",
         ),
         ("last 202 -> all decided", drain),
+        *_seat_rows(result),
     ]
     kind = "new demo event" if result.fresh_event else "event"
     lines = [

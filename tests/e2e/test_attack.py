@@ -1,5 +1,6 @@
-"""attack.sh end to end: 500 buyers for 100 seats against a real API and worker, in both
-buyer modes (`open`: the body names the buyer; `token`: each buyer sends a signed token)."""
+"""attack.sh end to end against a real API and worker, in both buyer modes (`open`: the body
+names the buyer; `token`: each buyer sends a signed token): 500 buyers for 100 seats; holds
+that are paid or run out; buyers naming seats or asking for seats together."""
 
 from __future__ import annotations
 
@@ -88,6 +89,75 @@ async def test_attack_500_buyers_for_100_seats(pipeline: Pipeline, tmp_path: Pat
     assert (result["audit"]["sold"], result["audit"]["double_assigned_seats"]) == (100, 0)
 
 
+async def test_attack_with_holds_half_the_holders_pay(pipeline: Pipeline, tmp_path: Path) -> None:
+    result_file = tmp_path / "attack.json"
+    code, output = await _attack(
+        pipeline,
+        "300",
+        "--hold-seconds",
+        "3",
+        "--pay-ratio",
+        "0.5",
+        "--json",
+        str(result_file),
+        **_buyer_env(pipeline.settings),
+    )
+
+    assert code == 0, output
+    result = json.loads(result_file.read_text())
+    assert result["hold_seconds"] == 3
+    holds = result["holds"]
+    assert (holds["held"], holds["paid"], holds["late"]) == (100, 50, 0), output
+    assert (holds["confirmed"], holds["expired"]) == (50, 50), output
+    audit = result["audit"]
+    assert (audit["sold"], audit["held_quantity"], audit["expired_bookings"]) == (50, 0, 50)
+    assert (audit["verdict"], audit["refunds_due"]) == ("CLEAN", [])
+    assert "holds                    100 HELD (3 s): 50 paid" in output, output
+
+
+async def test_attack_naming_seats(pipeline: Pipeline, tmp_path: Path) -> None:
+    """300 buyers each name 2 of the 20 front-row seats: each seat sold once, every buyer
+    got exactly the seats named or SEAT_TAKEN."""
+    result_file = tmp_path / "attack.json"
+    code, output = await _attack(
+        pipeline, "300", "--seats", "specific", "--json", str(result_file),
+        **_buyer_env(pipeline.settings),
+    )  # fmt: skip
+
+    assert code == 0, output
+    result = json.loads(result_file.read_text())
+    assert result["accepted"] == 300 and result["seat_mode"] == "specific", output
+    confirmed = result["confirmed"]
+    assert 0 < confirmed <= 10
+    assert result["seats"] == {
+        "got_what_asked": confirmed,
+        "refused": {"SEAT_TAKEN": 300 - confirmed},
+    }
+    audit = result["audit"]
+    assert (audit["sold"], audit["seats_assigned"], audit["double_assigned_seats"]) == (
+        2 * confirmed,
+        2 * confirmed,
+        0,
+    )
+    assert audit["verdict"] == "CLEAN"
+
+
+async def test_attack_groups_together(pipeline: Pipeline, tmp_path: Path) -> None:
+    """60 groups of 4 for 200 seats in rows of 20: 50 groups seated side by side, the rest
+    sold out."""
+    result_file = tmp_path / "attack.json"
+    code, output = await _attack(
+        pipeline, "60", "--capacity", "200", "--seats", "together", "--json", str(result_file),
+        **_buyer_env(pipeline.settings),
+    )  # fmt: skip
+
+    assert code == 0, output
+    result = json.loads(result_file.read_text())
+    assert result["confirmed"] == result["seats"]["got_what_asked"] == 50, output
+    assert result["sold_out"] + result["rejected"].get("SOLD_OUT", 0) == 10, output
+    assert (result["audit"]["sold"], result["audit"]["verdict"]) == (200, "CLEAN")
+
+
 @pytest.mark.parametrize("settings", ["token"], indirect=True)
 async def test_attack_in_the_wrong_mode_fails_and_says_why(pipeline: Pipeline) -> None:
     """Buyers named only in the body, at an API that wants their tokens: nothing is sold, the
@@ -106,6 +176,12 @@ async def test_attack_in_the_wrong_mode_fails_and_says_why(pipeline: Pipeline) -
         (["abc"], "N must be a positive integer"),
         (["5", "--capacity", "x"], "--capacity must be a positive integer"),
         (["5", "--bogus"], "unknown option"),
+        (["5", "--pay-ratio", "0.5"], "--pay-ratio needs holds"),
+        (["5", "--hold-seconds", "3", "--pay-ratio", "1.5"], "--pay-ratio must be a number"),
+        (["5", "--hold-seconds", "4000"], "--hold-seconds must be at most 3600"),
+        (["5", "--seats", "best"], "--seats must be specific or together"),
+        (["5", "--seats", "together", "--capacity", "30"], "a multiple of 20"),
+        (["5", "--event", "1", "--hold-seconds", "3"], "--hold-seconds only applies"),
     ],
 )
 def test_attack_rejects_bad_arguments(args: list[str], message: str) -> None:
