@@ -57,7 +57,15 @@ from consumer.seat_map import (
     seat_choice,
 )
 from shared.config import Settings
-from shared.contracts import LIVE, BookingRequested, Command, Decision, Reason, Status
+from shared.contracts import (
+    LIVE,
+    BookingRequested,
+    Command,
+    Decision,
+    PaymentReceived,
+    Reason,
+    Status,
+)
 from shared.db import Pool, TextArrayBinaryDumper, queries, text_array, uuid_array
 from shared.decisions import DecisionCache
 from shared.errors import CounterMissing
@@ -245,6 +253,11 @@ class Finalizer:
         started = time.monotonic()
         plan = await self._decide_locked(event_id, commands, after_gate)
         faults.point(self._settings, "after_db_commit")
+        faults.point(
+            self._settings,
+            "after_payment_commit",
+            lambda: any(isinstance(c, PaymentReceived) for c in commands),
+        )
         took = time.monotonic() - started
         if took > SLOW_BATCH_S:
             log.warning(
@@ -382,6 +395,7 @@ class Finalizer:
                 if release.user_id in users:
                     users[release.user_id] -= release.quantity
             faults.point(self._settings, "after_reserve")
+            faults.point(self._settings, "after_expiry_reserve", lambda: bool(life.expired))
             after_gate()
             admitted_as, hold_until = Status.CONFIRMED, None
             if event["hold_seconds"]:
@@ -428,6 +442,7 @@ class Finalizer:
                     seats[request.booking_id] = found
             # Seats given back before new ones are taken, so this batch can have them.
             await lifecycle.write(cur, event_id, life, decided_at)
+            faults.point(self._settings, "after_payment_write", lambda: bool(life.payments))
             # Seats first, so each booking row is written once, with its seats.
             admitted = [r for r in todo if r.booking_id in seats]
             next_seat = event["next_seat"]
