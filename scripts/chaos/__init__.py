@@ -24,7 +24,8 @@ what PostgreSQL committed. If one of those checks fails and `consumer/reconcile.
 service is brought back up after every scenario.
 
 Scenarios (default: all, in this order): worker_kill9, fault_points, rebalance, kafka_kill9,
-redis_wipe, postgres_restart, duplicates, worker_sigterm. Exit status 1 if any check failed.
+redis_wipe, postgres_restart, duplicates, worker_sigterm, and with holds expiry_kill9,
+payment_kill9, redis_wipe_holds. Exit status 1 if any check failed.
 `run_scenario` is also called in-process by tests/chaos.
 
 Layout of this package:

@@ -12,7 +12,11 @@ from aiokafka.errors import KafkaError
 from scripts.chaos.observe import query, read_topic
 from scripts.chaos.report import Check
 from scripts.chaos.scenario import Run
-from scripts.chaos.traffic import PER_USER_LIMIT
+from scripts.chaos.traffic import PER_USER_LIMIT, Outcome
+from scripts.loadgen.seat_modes import side_by_side
+
+# Why a booking may be refused: stock, the per-user limit, and seat choices.
+REASONS = ("SOLD_OUT", "LIMIT_EXCEEDED", "SEAT_TAKEN", "NO_ADJACENT_SEATS")
 
 
 async def invariants(run: Run, views: dict[str, dict[str, Any]] | None) -> list[Check]:
@@ -67,16 +71,17 @@ async def _verify(run: Run, views: dict[str, dict[str, Any]] | None) -> None:
         b
         for b, v in views.items()
         if (v["status"] == "CONFIRMED" and (len(v["seats"]) != v["quantity"] or v["reason"]))
-        or (
-            v["status"] == "REJECTED"
-            and (v["seats"] or v["reason"] not in ("SOLD_OUT", "LIMIT_EXCEEDED"))
-        )
+        or (v["status"] == "REJECTED" and (v["seats"] or v["reason"] not in REASONS))
     ]
     expect(
         "confirmed bookings have their seats, rejected ones a reason and none (API)",
         not bad_seats,
         f"{len(bad_seats)} wrong: {bad_seats[:3]}",
     )
+    _check_choices(run, views)
+    holds = run.spec.hold_seconds > 0
+    if holds:
+        await _check_holds(run, views)
     demand = Counter[int]()
     for o in traffic.outcomes:
         demand[o.ask.event_id] += o.ask.quantity
@@ -93,9 +98,11 @@ async def _verify(run: Run, views: dict[str, dict[str, Any]] | None) -> None:
             len(seats) == len(set(seats)),
             f"{len(seats)} seats, {len(set(seats))} distinct",
         )
+        # With holds, seats whose hold ran out after the last buyer came stay unsold.
+        sells_out = demand[event_id] > capacity and not holds
         expect(
             f"event {event_id}: confirmed <= capacity, == capacity as demand exceeds it (API)",
-            confirmed_qty == capacity if demand[event_id] > capacity else confirmed_qty <= capacity,
+            confirmed_qty == capacity if sells_out else confirmed_qty <= capacity,
             f"confirmed {confirmed_qty}, capacity {capacity}, demand {demand[event_id]}",
         )
         top = max(per_user.values(), default=0)
@@ -113,6 +120,7 @@ async def _verify(run: Run, views: dict[str, dict[str, Any]] | None) -> None:
             and audit["sold"] == confirmed_qty == audit["seats_assigned"]
             and audit["confirmed_bookings"] == sum(1 for v in mine if v["status"] == "CONFIRMED")
             and audit["redis_available"] == capacity - audit["sold"]
+            and audit["held_quantity"] == 0
             and audit["double_assigned_seats"] == 0
             and audit.get("misassigned_seats", 0) == 0
             and not audit["oversold"],
@@ -203,7 +211,9 @@ async def _verify_sql(run: Run, views: dict[str, dict[str, Any]], demand: Counte
         )
         expect(
             f"event {eid}: no undersell (SQL)",
-            e["confirmed"] == e["capacity"] or demand[eid] <= e["capacity"],
+            e["confirmed"] == e["capacity"]
+            or demand[eid] <= e["capacity"]
+            or run.spec.hold_seconds > 0,
             f"confirmed {e['confirmed']} of {e['capacity']} with demand {demand[eid]}",
         )
         expect(
@@ -219,3 +229,71 @@ async def _verify_sql(run: Run, views: dict[str, dict[str, Any]], demand: Counte
             e["top_user"] <= e["per_user_limit"],
             f"most by one user {e['top_user']}, limit {e['per_user_limit']}",
         )
+
+
+def _check_choices(run: Run, views: dict[str, dict[str, Any]]) -> None:
+    """Buyers who named seats got exactly those (or were refused); groups sit side by side."""
+    accepted = run.traffic.accepted
+    named = [b for b, o in accepted.items() if o.ask.seats is not None and b in views]
+    together = [b for b, o in accepted.items() if o.ask.together and b in views]
+    seated = ("CONFIRMED", "EXPIRED")  # an expired hold still lists the seats it had
+    wrong_named = [
+        b
+        for b in named
+        if views[b]["status"] in seated
+        and sorted(views[b]["seats"]) != sorted(accepted[b].ask.seats or ())
+    ]
+    apart = [
+        b for b in together if views[b]["status"] in seated and not side_by_side(views[b]["seats"])
+    ]
+    got = Counter(views[b]["status"] for b in named + together)
+    run.expect(
+        "named seats given exactly, groups side by side (API)",
+        not wrong_named and not apart,
+        f"{len(named)} named, {len(together)} together, finals {dict(got)}; wrong seats "
+        f"{wrong_named[:3]}, groups apart {apart[:3]}",
+    )
+
+
+async def _check_holds(run: Run, views: dict[str, dict[str, Any]]) -> None:
+    """Every payment accepted ends CONFIRMED or owed back, never lost; a paid hold is never
+    expired; every other hold ran out; nothing is left HELD."""
+    outcomes: list[Outcome] = list(run.traffic.accepted.values())
+    paid = [o.booking_id for o in outcomes if o.payment == 202 and o.booking_id in views]
+    unpaid = [
+        o.booking_id for o in outcomes if o.held and o.payment != 202 and o.booking_id in views
+    ]
+    refunds: set[str] = set()
+    for event_id in run.events:
+        audit = await run.api.audit(event_id)
+        refunds |= {str(r["booking_id"]) for r in (audit or {}).get("refunds_due", [])}
+    lost = [b for b in paid if views[b]["status"] != "CONFIRMED" and b not in refunds]
+    run.expect(
+        "every accepted payment ends CONFIRMED or refund_due (API)",
+        not lost,
+        f"{len(paid)} payments accepted, {len(refunds)} refunds due; lost {lost[:3]}",
+    )
+    not_expired = [b for b in unpaid if views[b]["status"] != "EXPIRED"]
+    held_seen = sum(1 for o in outcomes if o.held)
+    run.expect(
+        "every hold not paid for ran out: EXPIRED (API)",
+        not not_expired and held_seen > 0,
+        f"{held_seen} holds seen, {len(paid)} paid, {len(unpaid)} not; not expired "
+        f"{not_expired[:3]}",
+    )
+    rows = await query(
+        run.settings,
+        "SELECT count(*) FILTER (WHERE b.status = 'EXPIRED' AND p.outcome = 'applied')::int"
+        " AS expired_paid, count(*)::int AS payments,"
+        " count(DISTINCT p.payment_ref)::int AS refs"
+        " FROM payments p JOIN bookings b ON b.booking_id = p.booking_id"
+        " WHERE p.event_id = ANY(%(ids)s)",
+        {"ids": list(run.events)},
+    )
+    row = rows[0]
+    run.expect(
+        "a paid hold is never expired; each payment recorded once (SQL)",
+        row["expired_paid"] == 0 and row["payments"] == row["refs"] == len(paid),
+        f"{row['payments']} payments recorded ({row['refs']} distinct), {len(paid)} accepted, "
+        f"{row['expired_paid']} applied to expired bookings",
+    )

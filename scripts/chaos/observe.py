@@ -35,10 +35,17 @@ class Api:
         self.http = client
         self.admin = {"Authorization": f"Bearer {admin_token}"}
 
-    async def create_event(self, capacity: int, limit: int, name: str) -> int:
+    async def create_event(
+        self, capacity: int, limit: int, name: str, hold_seconds: int = 0
+    ) -> int:
         response = await self.http.post(
             "/api/events",
-            json={"name": name, "capacity": capacity, "per_user_limit": limit},
+            json={
+                "name": name,
+                "capacity": capacity,
+                "per_user_limit": limit,
+                "hold_seconds": hold_seconds,
+            },
             headers=self.admin,
         )
         if response.status_code != 201:

@@ -36,7 +36,7 @@ RECONCILER = ROOT / "consumer" / "reconcile.py"
 DEFAULT_CAPACITY = 150
 DEFAULT_DEMAND_FACTOR = 3.0
 CONVERGE_TIMEOUT_S = 45.0
-TERMINAL = ("CONFIRMED", "REJECTED")
+TERMINAL = ("CONFIRMED", "REJECTED", "EXPIRED")  # a hold is followed until paid or expired
 
 
 async def run_scenario(
@@ -111,6 +111,7 @@ async def _run(
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=pipeline.url, timeout=10, limits=limits) as client:
         api = Api(client, settings.admin_token)
+        capacity = spec.capacity or capacity
         events = await _create_events(api, spec, capacity)
         asks = plan_demand(events, demand_factor, spec.duration_s, rng)
         traffic = Traffic(
@@ -121,6 +122,7 @@ async def _run(
             replay_share=spec.replay_share,
             replay_window_s=spec.duration_s,
             tokens=buyer_tokens(settings, asks),
+            pay_share=spec.pay_share if spec.hold_seconds else None,
         )
         run = Run(
             spec, settings, pipeline, stack, api, events, traffic, rng, result, verbose=verbose
@@ -146,7 +148,7 @@ async def _run(
                 run.start_worker()
             healed = time.monotonic()
             run.say("faults healed; waiting for every accepted booking to be decided")
-            views = await _converge(run, CONVERGE_TIMEOUT_S)
+            views = await _converge(run, CONVERGE_TIMEOUT_S + spec.hold_seconds)
             if views is not None:
                 result.converge_s = time.monotonic() - healed
             checks = await invariants(run, views)
@@ -171,7 +173,9 @@ async def _create_events(api: Api, spec: Spec, capacity: int) -> dict[int, int]:
     events: dict[int, int] = {}
     used: set[int] = set()
     for n in range(50):
-        event_id = await api.create_event(capacity, PER_USER_LIMIT, f"chaos {spec.name} {n}")
+        event_id = await api.create_event(
+            capacity, PER_USER_LIMIT, f"chaos {spec.name} {n}", spec.hold_seconds
+        )
         part = partition_of(event_id, spec.partitions)
         if part not in used:
             used.add(part)

@@ -43,6 +43,11 @@ class Spec:
     start_workers: bool = True
     flaky_share: float = 0.0
     replay_share: float = 0.0
+    capacity: int | None = None  # per event; None: the runner's
+    # Above 0: the events hold each booking this long, and `pay_share` of the holders pay
+    # (the rest let the hold run out); the checks then follow every hold to its end.
+    hold_seconds: int = 0
+    pay_share: float = 0.5
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -13,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -22,6 +24,10 @@ from shared.config import Settings
 
 PER_USER_LIMIT = 4
 MAX_QUANTITY = 3
+# A share of the buyers choose seats (general admission labels R{row}-{n}): half name 1-2 of
+# the hot front seats, half ask for 2-3 side by side.
+HOT_SEATS = 10
+SEAT_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,14 @@ class Ask:
     quantity: int
     key: str
     at: float
+    seats: tuple[str, ...] | None = None  # named seats (quantity is their number)
+    together: bool = False  # quantity seats side by side
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"event_id": self.event_id, "user_id": self.user_id}
+        if self.seats is not None:
+            return {**body, "seats": list(self.seats)}
+        return {**body, "quantity": self.quantity, **({"together": True} if self.together else {})}
 
 
 def plan_demand(
@@ -42,11 +56,13 @@ def plan_demand(
     duration_s: float,
     rng: random.Random,
     limit: int = PER_USER_LIMIT,
+    seat_share: float = SEAT_SHARE,
 ) -> list[Ask]:
     """At least `factor` x capacity tickets per event from buyers who sometimes exceed the
     per-user limit. About 0.9 x capacity arrives over the first 70% of the sale, the rest as a
-    rush in the last 30%: stock lasts while the faults happen, and the rush sells it out."""
-    asks: list[tuple[int, str, int, float]] = []
+    rush in the last 30%: stock lasts while the faults happen, and the rush sells it out.
+    `seat_share` of the requests name seats or ask for seats together."""
+    asks: list[Ask] = []
     for event_id, capacity in events.items():
         target = math.ceil(factor * capacity)
         users = [f"e{event_id}-buyer{n}" for n in range(max(2, target // limit))]
@@ -59,14 +75,27 @@ def plan_demand(
                 if total < 0.9 * capacity
                 else rng.uniform(0.7 * duration_s, duration_s)
             )
-            asks.append((event_id, user, quantity, at))
-            wanted[user] += quantity
-            total += quantity
-    asks.sort(key=lambda a: a[3])
+            ask = _choosing(Ask(0, event_id, user, quantity, "", at), rng, seat_share)
+            asks.append(ask)
+            wanted[user] += ask.quantity
+            total += ask.quantity
+    asks.sort(key=lambda a: a.at)
     return [
-        Ask(i, event_id, user, quantity, f"chaos-{uuid.uuid4().hex}", at)
-        for i, (event_id, user, quantity, at) in enumerate(asks)
+        dataclasses.replace(ask, index=i, key=f"chaos-{uuid.uuid4().hex}")
+        for i, ask in enumerate(asks)
     ]
+
+
+def _choosing(ask: Ask, rng: random.Random, seat_share: float) -> Ask:
+    """The ask, or (`seat_share` of the time) one naming 1-2 hot seats or asking for 2-3
+    seats together."""
+    if rng.random() < seat_share / 2:
+        numbers = sorted(rng.sample(range(1, HOT_SEATS + 1), rng.randint(1, 2)))
+        seats = tuple(f"R1-{n}" for n in numbers)
+        return dataclasses.replace(ask, quantity=len(seats), seats=seats)
+    if rng.random() < seat_share / 2:
+        return dataclasses.replace(ask, quantity=max(2, ask.quantity), together=True)
+    return ask
 
 
 def buyer_tokens(settings: Settings, asks: Iterable[Ask]) -> dict[str, str] | None:
@@ -91,6 +120,8 @@ class Outcome:
     booking_id: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     replays: list[tuple[int | str, str | None]] = field(default_factory=list)
+    held: bool = False  # the buyer saw the booking HELD (events with holds)
+    payment: int | str | None = None  # the final answer to its payment, if the buyer paid
 
 
 class Traffic:
@@ -112,6 +143,7 @@ class Traffic:
         replay_share: float = 0.0,
         replay_window_s: float = 0.0,
         tokens: Mapping[str, str] | None = None,
+        pay_share: float | None = None,
     ) -> None:
         self.url = url
         self.tokens = tokens
@@ -124,6 +156,9 @@ class Traffic:
         self.flaky_share = flaky_share  # first attempt's answer is lost (tiny client timeout)
         self.replay_share = replay_share  # accepted requests sent again later with their key
         self.replay_window_s = replay_window_s
+        # Events with holds: each buyer watches the booking, and `pay_share` of the holders
+        # pay for it as soon as it is HELD; the others let it run out. None: no holds.
+        self.pay_share = pay_share
         self.started = 0.0
         self.done = asyncio.Event()
 
@@ -159,6 +194,8 @@ class Traffic:
         flaky = self.rng.random() < self.flaky_share
         async with gate:
             out.status, out.booking_id = await self._request(client, out, flaky)
+        if out.booking_id is not None and self.pay_share is not None:
+            await self._hold(client, gate, out, self.rng.random() < self.pay_share)
         if out.status == 202 and self.rng.random() < self.replay_share:
             # Replays come back before the sale ends (or right after, for late buyers).
             end = self.started + self.replay_window_s
@@ -171,10 +208,8 @@ class Traffic:
         self, client: httpx.AsyncClient, out: Outcome, flaky: bool
     ) -> tuple[int | str, str | None]:
         ask = out.ask
-        body = {"event_id": ask.event_id, "user_id": ask.user_id, "quantity": ask.quantity}
-        headers = {"Idempotency-Key": ask.key}
-        if self.tokens is not None:
-            headers["Authorization"] = f"Bearer {self.tokens[ask.user_id]}"
+        body = ask.body()
+        headers = {"Idempotency-Key": ask.key, **self._auth(ask)}
         deadline = time.monotonic() + self.deadline_s
         delay = 0.1
         for attempt in range(self.max_attempts):
@@ -209,3 +244,49 @@ class Traffic:
             await asyncio.sleep(pause * self.rng.uniform(0.5, 1.0))
             delay = min(delay * 2, 1.0)
         return "gave_up", None
+
+    def _auth(self, ask: Ask) -> dict[str, str]:
+        if self.tokens is None:
+            return {}
+        return {"Authorization": f"Bearer {self.tokens[ask.user_id]}"}
+
+    async def _hold(
+        self, client: httpx.AsyncClient, gate: asyncio.Semaphore, out: Outcome, pays: bool
+    ) -> None:
+        """Watch the booking until it is decided; a paying buyer pays as soon as it is HELD
+        (retrying with the same Idempotency-Key), the others walk away."""
+        assert out.booking_id is not None
+        path = f"/api/bookings/{out.booking_id}"
+        deadline = time.monotonic() + self.deadline_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                async with gate:
+                    response = await client.get(path, headers=self._auth(out.ask))
+                status = json_body(response).get("status") if response.status_code == 200 else None
+                if status == "HELD":
+                    out.held = True
+                    break
+                if status not in (None, "PENDING"):
+                    return  # decided without a hold (rejected), or gone already
+            await asyncio.sleep(0.1)
+        if not (out.held and pays):
+            return
+        body = {"payment_ref": f"chaos-{out.booking_id}"}
+        headers = {"Idempotency-Key": f"pay-{out.booking_id}", **self._auth(out.ask)}
+        out.payment = "gave_up"
+        for _ in range(self.max_attempts):
+            if time.monotonic() > deadline:
+                return
+            paid: httpx.Response | None = None
+            async with gate:
+                with contextlib.suppress(httpx.TransportError):
+                    paid = await client.post(f"{path}/payment", json=body, headers=headers)
+            if paid is not None:
+                code = paid.status_code
+                if code == 202 or (code == 409 and "booking_status" in json_body(paid)):
+                    out.payment = code  # 409 with the booking's status: the hold is gone
+                    return
+                if code not in (409, 429) and code < 500:
+                    out.payment = code
+                    return
+            await asyncio.sleep(0.2 * self.rng.uniform(0.5, 1.0))

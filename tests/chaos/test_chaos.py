@@ -35,6 +35,7 @@ INVARIANTS = (
     "bookings read back as requested (API)",
     "confirmed bookings have their seats, rejected ones a reason and none (API)",
     "no seat twice (API)",
+    "named seats given exactly, groups side by side (API)",  # a share of buyers choose seats
     "seats taken == sold, none twice, each booking its own (SQL)",
     "confirmed <= capacity, == capacity as demand exceeds it (API)",  # no oversell/undersell
     "sold == sum(confirmed) <= capacity (SQL)",  # no oversell
@@ -69,18 +70,30 @@ def checks(result: ScenarioResult, fragment: str) -> list[tuple[str, bool, str]]
     return found
 
 
-def assert_passed(result: ScenarioResult, *specific: str) -> None:
+# With holds, also: where every hold ended.
+HOLD_INVARIANTS = (
+    "every accepted payment ends CONFIRMED or refund_due (API)",  # no lost payment
+    "every hold not paid for ran out: EXPIRED (API)",
+    "a paid hold is never expired; each payment recorded once (SQL)",
+)
+
+
+def assert_passed(result: ScenarioResult, *specific: str, holds: bool = False) -> None:
     """The scenario ran, every invariant and every scenario-specific check held."""
     assert result.error is None, result.report()
-    for fragment in (*INVARIANTS, *specific):
+    for fragment in (*INVARIANTS, *(HOLD_INVARIANTS if holds else ()), *specific):
         failed = [c for c in checks(result, fragment) if not c[1]]
         assert not failed, f"{result.name}: {failed}\n{result.report()}"
     assert not result.failed(), result.report()
     # The same facts as numbers, from the audit of every event of the scenario.
     assert result.requests > 0 and result.accepted > 0, result.report()
     assert result.demand >= 3 * result.capacity > 0, result.report()
-    assert result.sold == result.capacity, result.report()  # no oversell, no undersell
-    assert result.confirmed + result.rejected == result.accepted, result.report()
+    expired = sum(int(a.get("expired_bookings", 0)) for a in result.audits.values())
+    if holds:  # seats whose hold ran out after the last buyer stay unsold
+        assert 0 < result.sold <= result.capacity and expired > 0, result.report()
+    else:
+        assert result.sold == result.capacity, result.report()  # no oversell, no undersell
+    assert result.confirmed + result.rejected + expired == result.accepted, result.report()
     assert all(a.get("verdict") == "CLEAN" for a in result.audits.values()), result.audits
     assert result.converge_s is not None, result.report()
 
@@ -157,4 +170,35 @@ async def test_worker_sigterm_mid_batch(chaos: Runner) -> None:
         "SIGTERM #3 mid-batch",
         "SIGTERM during a PostgreSQL outage",
         "offsets committed only for decided bookings (abandoned batch)",
+    )
+
+
+async def test_worker_killed_mid_expiry(chaos: Runner) -> None:
+    result = await chaos("expiry_kill9")
+    assert_passed(
+        result,
+        "worker died by SIGKILL mid-expiry",
+        "killed mid-expiry: the gate gave stock back that the ledger still holds",
+        holds=True,
+    )
+
+
+async def test_worker_killed_writing_and_committing_payments(chaos: Runner) -> None:
+    result = await chaos("payment_kill9")
+    assert_passed(
+        result,
+        "worker died by SIGKILL at after_payment_write",
+        "worker died by SIGKILL at after_payment_commit",
+        "offsets committed only for decided bookings (after the kill at after_payment_commit)",
+        holds=True,
+    )
+
+
+async def test_redis_restarted_empty_with_1000_holds_live(chaos: Runner) -> None:
+    result = await chaos("redis_wipe_holds")
+    assert_passed(
+        result,
+        "1000 holds live before the wipe",
+        "the rebuilt counter counts the live holds (CLEAN with holds live)",
+        holds=True,
     )

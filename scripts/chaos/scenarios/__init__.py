@@ -6,11 +6,14 @@ from __future__ import annotations
 from scripts.chaos.scenario import Spec
 from scripts.chaos.scenarios import (
     duplicates,
+    expiry_kill9,
     fault_points,
     kafka_kill9,
+    payment_kill9,
     postgres_restart,
     rebalance,
     redis_wipe,
+    redis_wipe_holds,
     worker_kill9,
     worker_sigterm,
 )
@@ -26,5 +29,8 @@ SCENARIOS: dict[str, Spec] = {
         postgres_restart,
         duplicates,
         worker_sigterm,
+        expiry_kill9,
+        payment_kill9,
+        redis_wipe_holds,
     )
 }
