@@ -249,3 +249,27 @@ async def test_commands_for_unknown_bookings_change_nothing_but_keep_the_payment
     report = await ledger.report(event)
     assert [r.payment_ref for r in report.refunds_due] == ["lost"]
     assert (report.redis_available, report.verdict) == (1, Verdict.CLEAN)
+
+
+@pytest.mark.parametrize("ran_out", [True, False])
+async def test_a_payment_and_the_expiry_sweep_in_one_batch(ledger: Ledger, ran_out: bool) -> None:
+    """The sweep and a payment of the same hold decided together: the deadline alone says
+    which wins, not the order they came in."""
+    event = await ledger.event(capacity=2, hold_seconds=HOLD_S)
+    hold = request(event, "a")
+    await ledger.finalizer.finalize([hold])
+    if ran_out:
+        ledger.run_out([hold.booking_id])
+    outcome = await ledger.finalizer.apply(
+        [payment(event, hold.booking_id, "same-batch")], expire=[event]
+    )
+    [(_, decision)] = outcome.changed
+    report = await ledger.report(event)
+    if ran_out:
+        assert decision.status is Status.EXPIRED
+        assert [r.payment_ref for r in report.refunds_due] == ["same-batch"]
+        assert (report.sold, report.redis_available) == (0, 2)
+    else:
+        assert decision.status is Status.CONFIRMED
+        assert (report.refunds_due, report.sold, report.redis_available) == ([], 1, 1)
+    assert report.verdict is Verdict.CLEAN
