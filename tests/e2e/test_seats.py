@@ -293,3 +293,29 @@ async def test_a_stadium_of_a_million_seats_is_created_and_mapped(sale: SaleClie
     )
     assert refused.status_code == 400
     assert "1,000,001 seats is more than 1,000,000" in refused.json()["detail"]
+
+
+async def test_a_section_without_together_gives_its_lowest_free_seats(sale: SaleClient) -> None:
+    sections = [
+        {"name": "A", "rows": 1, "seats_per_row": 5, "price_cents": 1_000},
+        {"name": "B", "rows": 2, "seats_per_row": 2, "price_cents": 3_000},
+    ]
+    event = await sale.create_event(sections=sections)
+
+    async def decided(buyer: str, quantity: int) -> dict[str, Any]:
+        response = await sale.book(event, buyer, quantity=quantity, section="B")
+        assert response.status_code == 202, response.text
+        bid = response.json()["booking_id"]
+        return (await sale.wait_decided([bid]))[bid]
+
+    first = await decided("one", 3)
+    assert (first["status"], first["seats"], first["price_cents"]) == (
+        "CONFIRMED",
+        ["B-1-1", "B-1-2", "B-2-1"],
+        9_000,
+    )
+    # One seat left in B: the request is refused, though section A has five.
+    second = await decided("two", 2)
+    assert (second["status"], second["reason"], second["seats"]) == ("REJECTED", "SOLD_OUT", [])
+    report = await sale.wait_clean(event)
+    assert (report["verdict"], report["sold"]) == ("CLEAN", 3)
