@@ -120,7 +120,7 @@ class Outcome:
     booking_id: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     replays: list[tuple[int | str, str | None]] = field(default_factory=list)
-    held: bool = False  # the buyer saw the booking HELD (events with holds)
+    held: bool = False  # a paying buyer saw the booking HELD (events with holds)
     payment: int | str | None = None  # the final answer to its payment, if the buyer paid
 
 
@@ -156,8 +156,8 @@ class Traffic:
         self.flaky_share = flaky_share  # first attempt's answer is lost (tiny client timeout)
         self.replay_share = replay_share  # accepted requests sent again later with their key
         self.replay_window_s = replay_window_s
-        # Events with holds: each buyer watches the booking, and `pay_share` of the holders
-        # pay for it as soon as it is HELD; the others let it run out. None: no holds.
+        # Events with holds: `pay_share` of the buyers watch their booking and pay as soon as
+        # it is HELD; the others walk away and let any hold run out. None: no holds.
         self.pay_share = pay_share
         self.started = 0.0
         self.done = asyncio.Event()
@@ -194,8 +194,9 @@ class Traffic:
         flaky = self.rng.random() < self.flaky_share
         async with gate:
             out.status, out.booking_id = await self._request(client, out, flaky)
-        if out.booking_id is not None and self.pay_share is not None:
-            await self._hold(client, gate, out, self.rng.random() < self.pay_share)
+        paying = self.pay_share is not None and self.rng.random() < self.pay_share
+        if out.booking_id is not None and paying:
+            await self._pay(client, gate, out)
         if out.status == 202 and self.rng.random() < self.replay_share:
             # Replays come back before the sale ends (or right after, for late buyers).
             end = self.started + self.replay_window_s
@@ -250,11 +251,9 @@ class Traffic:
             return {}
         return {"Authorization": f"Bearer {self.tokens[ask.user_id]}"}
 
-    async def _hold(
-        self, client: httpx.AsyncClient, gate: asyncio.Semaphore, out: Outcome, pays: bool
-    ) -> None:
-        """Watch the booking until it is decided; a paying buyer pays as soon as it is HELD
-        (retrying with the same Idempotency-Key), the others walk away."""
+    async def _pay(self, client: httpx.AsyncClient, gate: asyncio.Semaphore, out: Outcome) -> None:
+        """Watch the booking until it is decided, and pay as soon as it is HELD (retrying
+        with the same Idempotency-Key)."""
         assert out.booking_id is not None
         path = f"/api/bookings/{out.booking_id}"
         deadline = time.monotonic() + self.deadline_s
@@ -268,8 +267,8 @@ class Traffic:
                     break
                 if status not in (None, "PENDING"):
                     return  # decided without a hold (rejected), or gone already
-            await asyncio.sleep(0.1)
-        if not (out.held and pays):
+            await asyncio.sleep(0.2 * self.rng.uniform(0.5, 1.0))
+        if not out.held:
             return
         body = {"payment_ref": f"chaos-{out.booking_id}"}
         headers = {"Idempotency-Key": f"pay-{out.booking_id}", **self._auth(out.ask)}

@@ -23,7 +23,7 @@ async def inject(run: Run) -> None:
         audit = await run.api.audit(event_id)
         return audit if audit and audit["held_quantity"] >= LIVE_HOLDS else None
 
-    before = await poll_until(holding, run.spec.duration_s, interval_s=0.1)
+    before = await poll_until(holding, run.spec.duration_s + 10, interval_s=0.1)
     run.expect(
         f"{LIVE_HOLDS} holds live before the wipe",
         before is not None,
