@@ -101,7 +101,18 @@ class Layout:
         return f"{section.name}-{row}-{number}"
 
     def labels(self, seat_nos: Iterable[int]) -> list[str]:
-        return [self.label(n) for n in seat_nos]
+        """The labels of a booking's seats (the worker labels thousands per batch: the
+        section is looked up only when the seats leave the previous one's)."""
+        if self.general:
+            return [self.label(n) for n in seat_nos]
+        out: list[str] = []
+        section = self.sections[0]
+        for seat_no in seat_nos:
+            if not section.first_seat <= seat_no <= section.last_seat:
+                section = self.section_of(seat_no)
+            row, number = divmod(seat_no - section.first_seat, section.seats_per_row)
+            out.append(f"{section.name}-{row + 1}-{number + 1}")
+        return out
 
     def seat_no(self, label: str) -> int | None:
         """The seat number of a label, or None when the event has no such seat."""
@@ -134,6 +145,8 @@ class Layout:
         """What the seats cost together, or None when their sections have no price."""
         if not self.priced:
             return None
+        if len(self.sections) == 1:
+            return (self.sections[0].price_cents or 0) * sum(1 for _ in seat_nos)
         return sum(self.section_of(n).price_cents or 0 for n in seat_nos)
 
     def labelled(self) -> Iterator[tuple[int, str]]:
