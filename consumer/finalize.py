@@ -417,7 +417,8 @@ class Finalizer:
                 status, reason = _arbitrate(request, gate, limit, capacity, taken, users)
                 if status is Status.CONFIRMED and choice.seats is not None:
                     if seat_map.take(choice.seats, state):
-                        seats[request.booking_id] = list(choice.seats)
+                        # In seat order, as the seat map lists them (and the audit compares).
+                        seats[request.booking_id] = sorted(choice.seats)
                     else:
                         status, reason = Status.REJECTED, Reason.SEAT_TAKEN
                 if status is Status.CONFIRMED:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
+import msgspec
 import psycopg
 import pytest
 import redis.asyncio as aioredis
@@ -13,6 +14,7 @@ from shared.audit import Verdict, audit_event
 from shared.contracts import Reason, Status
 from shared.db import TextArrayBinaryDumper
 from shared.inventory import Ask
+from shared.seating import SectionSpec
 from tests.integration.ledger import Ledger, request
 
 pytestmark = pytest.mark.integration
@@ -180,6 +182,21 @@ async def test_audit_catches_a_booking_whose_seats_disagree_with_the_seat_map(
     assert report is not None
     assert (report.misrecorded_bookings, report.misassigned_seats) == (1, 0)
     assert report.verdict is Verdict.DRIFT
+
+
+async def test_named_seats_are_listed_in_seat_order_whatever_order_they_were_named(
+    ledger: Ledger,
+) -> None:
+    """A buyer may name seats in any order; the booking lists them as the seat map has them,
+    so the audit (which compares the two) stays CLEAN."""
+    event = await ledger.event(sections=[SectionSpec("A", rows=2, seats_per_row=5)])
+    named = msgspec.structs.replace(request(event, "a", 3), seats=(7, 2, 3))  # A-2-2, A-1-2, ...
+    [decision] = await ledger.finalizer.finalize([named])
+    assert (decision.status, decision.seats) == (Status.CONFIRMED, ("A-1-2", "A-1-3", "A-2-2"))
+    [row] = ledger.rows("SELECT seats FROM bookings WHERE booking_id = %s", named.booking_id)
+    assert row[0] == ["A-1-2", "A-1-3", "A-2-2"]
+    report = await ledger.report(event)
+    assert (report.misrecorded_bookings, report.verdict) == (0, Verdict.CLEAN)
 
 
 async def test_postgres_limit_check_reads_every_user_id_as_written(
