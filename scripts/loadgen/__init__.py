@@ -2,14 +2,15 @@
 accepted booking is decided, and check the outcome against the audit.
 
     python -m scripts.loadgen --requests 500 [--event ID | --capacity 100] [--json out.json]
-        [--buyer-auth token|open]
+        [--buyer-auth token|open] [--hold-seconds S --pay-ratio P] [--seats specific|together]
 
 `attack.sh` is a thin bash driver around it; the benchmark and the demo reuse its parts
 (`await attack(AttackConfig(...))` returns a `Result`). It is stdlib-only (uvloop is used when
 installed; token mode needs PyJWT): `client.py` is its own small HTTP/1.1 keep-alive client
 (why: its docstring), `api.py` the setup and audit calls, `attack.py` the attack and its
-verdict, `tokens.py` the buyers' tokens, `progress.py` the status line, `__main__.py` the
-command line.
+verdict, `holds.py` paying for holds and judging where they ended, `seat_modes.py` seat
+choices and their checks, `summary.py` the printed report, `tokens.py` the buyers' tokens,
+`progress.py` the status line, `__main__.py` the command line.
 
 Buyers, as the API's TICKETS_BUYER_AUTH says (`--buyer-auth`, default that variable, else
 open): `open`, the body's user_id names each buyer; `token`, each buyer also sends a JWT of

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from scripts.loadgen.api import DEFAULT_URL, ApiError, admin_token_from_env
-from scripts.loadgen.attack import AttackConfig, Result, attack, summary
+from scripts.loadgen.attack import AttackConfig, Result, attack
 from scripts.loadgen.client import UsageError
 from scripts.loadgen.seat_modes import SEAT_MODES
+from scripts.loadgen.summary import summary
 from scripts.loadgen.tokens import BUYER_AUTH_MODES, buyer_auth_from_env, jwt_secret_from_env
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3

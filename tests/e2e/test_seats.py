@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 import pytest
 
 from scripts.loadgen.client import Client, local_target
+from scripts.loadgen.seat_modes import side_by_side
 from scripts.pipeline import Pipeline
 from scripts.waiting import eventually
 from tests.integration.conftest import topic_size
@@ -82,7 +82,7 @@ async def test_500_groups_of_4_sit_together(sale: SaleClient, pipeline: Pipeline
 
     placed = {b: seats for b, (status, _, seats, _) in rows.items() if status == "CONFIRMED"}
     for seats in placed.values():
-        assert _side_by_side(seats), seats
+        assert side_by_side(seats), seats
     assert len(_owners(placed)) == 2000
 
     report = await sale.wait_clean(event)
@@ -237,14 +237,6 @@ def _owners(seats_by_buyer: dict[str, list[str]]) -> dict[str, str]:
             assert seat not in owner, f"{seat} sold to {owner[seat]} and {buyer}"
             owner[seat] = buyer
     return owner
-
-
-def _side_by_side(labels: Iterable[str]) -> bool:
-    """One row of one section, consecutive seat numbers."""
-    parsed = [label.rsplit("-", 2) for label in labels]
-    numbers = sorted(int(number) for _, _, number in parsed)
-    same_row = len({(section, row) for section, row, _ in parsed}) == 1
-    return same_row and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
 
 
 def _labels(section: str, row: int, first: int, last: int) -> list[str]:
