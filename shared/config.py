@@ -35,6 +35,16 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dlq_topic: str = "tickets.booking-requests.dlq"
     topic_partitions: Positive = 6
     consumer_group: str = "tickets-finalizer"
+    # Every booking state change, relayed from the outbox (key: event id); off turns the
+    # outbox off (benchmark comparisons only: nothing is published then).
+    events_topic: str = "tickets.booking-events"
+    outbox: bool = True
+    # The notifier (`python -m consumer.notify`): its group, its dead letters, and where it
+    # mails from. smtp_url: smtp://[user:password@]host:port (smtps:// for implicit TLS).
+    notify_group: str = "tickets-notify"
+    notify_dlq_topic: str = "tickets.booking-events.dlq"
+    smtp_url: str = ""
+    mail_from: str = "tickets@localhost"
     # Every Redis key starts with this, so several deployments (or tests) can share one Redis.
     redis_prefix: str = "tickets"
     # Buyers: "token", the buyer is a signed token's subject (JWT: HS256 with jwt_secret, or
@@ -66,6 +76,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     idempotency_ttl_s: Positive = 86400
     # How stale the API's view of a counter may be for the sold-out fast path (409).
     availability_max_age_ms: Annotated[int, msgspec.Meta(ge=0)] = 50
+    # Server-Sent Events: a comment line this often keeps idle connections open.
+    sse_heartbeat_s: PositiveFloat = 15.0
     # How stale the API's copy of an event's published seat map may be.
     seat_map_max_age_ms: Annotated[int, msgspec.Meta(ge=0)] = 100
     status_cache_ttl_s: Positive = 86400

@@ -112,8 +112,38 @@ class Decision(msgspec.Struct, frozen=True):
     price_cents: int | None = None
 
 
+class BookingEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One state change of a booking, as published to `tickets.booking-events` (key: the
+    event id) from the outbox. At least once, in `seq` order per event: a consumer skips a
+    `seq` it has seen. The JSON Schema is docs/booking-events.schema.json."""
+
+    event_id: EventId
+    seq: Annotated[int, msgspec.Meta(ge=1)]  # rising by one per change within the event
+    booking_id: uuid.UUID
+    user_id: UserId
+    status: Status  # never PENDING: only decided states are events
+    reason: Reason | None
+    seats: tuple[str, ...]
+    quantity: Quantity
+    price_cents: int | None
+    hold_expires_at: str | None  # ISO 8601 UTC, for HELD
+    at: str  # ISO 8601 UTC: when the change was decided
+
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Command)
+_event_decoder = msgspec.json.Decoder(BookingEvent)
+
+
+def encode_booking_event(event: BookingEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_booking_event(raw: bytes | None) -> BookingEvent:
+    """Decode a booking-events value; raises msgspec.DecodeError/ValidationError on poison."""
+    if raw is None:
+        raise msgspec.DecodeError("empty message value")
+    return _event_decoder.decode(raw)
 
 
 def encode_command(message: Command) -> bytes:

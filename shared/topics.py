@@ -24,10 +24,13 @@ HEALTH_TOPIC = "tickets.health"
 
 
 async def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> None:
-    """Create the booking and dead-letter topics (and `extra`) if they do not exist yet."""
+    """Create the booking, booking-events and dead-letter topics (and `extra`) if they do
+    not exist yet."""
     wanted = {
         settings.topic: settings.topic_partitions,
         settings.dlq_topic: 1,
+        settings.events_topic: settings.topic_partitions,
+        settings.notify_dlq_topic: 1,
         **{name: 1 for name in extra},
     }
     # The broker stamps booking requests with the time it appended them (shared/deadlines.py).
