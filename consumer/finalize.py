@@ -14,7 +14,8 @@ Order of effects for one event, and why it is safe to crash between any two of t
    chose (named seats first, in offset order; then groups together and the lowest free
    seats; consumer/seat_map.py), each UPDATE guarded by `booking_id IS NULL`, writes every
    booking with its seats and status (HELD with a deadline when the event has holds, else
-   CONFIRMED) and commits. A crash before COMMIT leaves only gate holds and release marks,
+   CONFIRMED), appends every state change to the booking-events outbox (consumer/outbox.py)
+   and commits. A crash before COMMIT leaves only gate holds and release marks,
    which the replay reuses.
 4. settle.lua drops the gate holds and the release marks and marks the seats given as taken
    in the gate's seat bitmap; a gate hold whose booking PostgreSQL refused gives its stock
@@ -46,7 +47,7 @@ from typing import Any
 
 from psycopg import AsyncCursor
 
-from consumer import faults, lifecycle
+from consumer import faults, lifecycle, outbox
 from consumer.seat_map import (
     INVALID,
     Rendered,
@@ -56,6 +57,7 @@ from consumer.seat_map import (
     place,
     seat_choice,
 )
+from consumer.settling import Settle, Settling
 from shared.config import Settings
 from shared.contracts import (
     LIVE,
@@ -90,9 +92,6 @@ COPY_BOOKING_TYPES = [
 ]  # fmt: skip
 
 Decided = list[tuple[BookingRequested, Decision]]
-# One event's settling: its gate holds' outcomes (True: kept), its committed releases, and
-# the runs of seats PostgreSQL gave.
-Settle = tuple[int, list[tuple[uuid.UUID, bool]], list[uuid.UUID], list[tuple[int, int]]]
 
 
 def _nothing() -> None:
@@ -127,48 +126,6 @@ class Outcome:
     def recorded(self) -> Decided:
         """Everything polling clients must see, in one list."""
         return self.decided + self.changed + self.restated
-
-
-class Settling:
-    """A committed batch's holds being settled in Redis (step 4) while its caller moves on.
-    `wait()` returns once every event's holds are settled. A failed attempt is started again
-    by the next `wait()`, which raises the failure to its caller to retry: settle.lua is
-    idempotent, so settling twice is harmless."""
-
-    def __init__(self, inventory: Inventory, settles: list[Settle]) -> None:
-        self._inventory = inventory
-        self._left = [s for s in settles if s[1] or s[2] or s[3]]
-        self._task = self._start()
-
-    def _start(self) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._run(), name="settle")
-        _RUNNING.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(_RUNNING.discard)
-        task.add_done_callback(_retrieve_exception)  # whoever waits sees it; else it is retried
-        return task
-
-    async def _run(self) -> None:
-        while self._left:
-            event_id, outcomes, released, taken = self._left[0]
-            await self._inventory.settle(event_id, outcomes, released, taken)
-            del self._left[0]
-
-    async def wait(self) -> None:
-        task = self._task
-        try:
-            await asyncio.shield(task)  # a waiter that gives up does not cancel the settling
-        except Exception:
-            if self._task is task:  # no other waiter started it again yet
-                self._task = self._start()
-            raise
-
-
-_RUNNING: set[asyncio.Task[None]] = set()
-
-
-def _retrieve_exception(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class Finalizer:
@@ -496,6 +453,9 @@ class Finalizer:
                     {"event_id": event_id, "sold": sold, "held": held, "next_seat": next_seat},
                 )
                 version += 1
+            if self._settings.outbox:
+                states = life.transitions() + [(r, plan.decisions[r.booking_id]) for r in todo]
+                await outbox.write(cur, event_id, event["event_seq"], states, decided_at)
         # Bookings decided by an earlier delivery: report that decision; a gate hold that
         # delivery left behind (it crashed before settling) settles as it decided. Stock a
         # booking took and later gave back (expired, cancelled) came back by its release.

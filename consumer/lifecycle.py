@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from psycopg import AsyncCursor
 
 from shared.contracts import (
@@ -87,6 +88,24 @@ class Plan:
     def views(self) -> list[tuple[BookingRequested, Decision]]:
         """The changed bookings as the decision cache records them."""
         return [_view(booking) for booking in self.changed.values()]
+
+    def transitions(self) -> list[tuple[BookingRequested, Decision]]:
+        """Every state change, in order, for the booking-events outbox: a hold paid and
+        cancelled in the same batch was CONFIRMED, then CANCELLED."""
+        out = []
+        for booking in self.changed.values():
+            request, decision = _view(booking)
+            if (
+                booking.status is Status.CANCELLED
+                and booking.paid_at is not None
+                and booking.row["status"] == Status.HELD
+            ):
+                paid = msgspec.structs.replace(
+                    decision, status=Status.CONFIRMED, cancelled_at_ms=None
+                )
+                out.append((request, paid))
+            out.append((request, decision))
+        return out
 
     def restated_views(self) -> list[tuple[BookingRequested, Decision]]:
         """The bookings the commands named and left as they were, recorded again."""

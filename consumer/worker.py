@@ -25,9 +25,11 @@ from consumer.auditor import Auditor
 from consumer.backoff import Backoff
 from consumer.dead_letters import DeadLetters, Poison
 from consumer.expiry import ExpirySweep
-from consumer.finalize import Finalizer, Outcome, Settling
+from consumer.finalize import Finalizer, Outcome
 from consumer.positions import caught_up, forget_lag, report_lag
 from consumer.reconcile import Reconciler
+from consumer.relay import Relay
+from consumer.settling import Settling
 from consumer.tail import BatchTail, DecidedBatch
 from shared import deadlines, heap
 from shared.config import Settings
@@ -48,6 +50,9 @@ FETCH_BYTES_PER_PARTITION = 16 * 1024 * 1024
 # long poll, a partition whose buffer just emptied cannot ask for more. A short long poll
 # bounds that stall, for a few more empty fetches a second when idle.
 FETCH_MAX_WAIT_MS = 100
+# The relay's record batches: one produce request carries thousands of booking events.
+RELAY_BATCH_BYTES = 512 * 1024
+SIDE_TASK_GRACE_S = 5.0  # at shutdown, how long the relay may take to finish its round
 
 Records = list[ConsumerRecord[bytes, bytes]]
 
@@ -147,26 +152,41 @@ class Worker:
         self._tail = BatchTail(consumer, cache, finalizer.seat_maps, self._backoff)
         dead_letters = DeadLetters(producer, s.dlq_topic, cache, finalizer)
         auditor = Auditor(pool, finalizer.inventory, s.audit_interval_s)
-        side_task: asyncio.Task[None] | None = None
+        relay_producer = AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            max_batch_size=RELAY_BATCH_BYTES,
+        )
+        self.relay = Relay(s, relay_producer, self._backoff)
+        side_tasks: list[asyncio.Task[None]] = []
         try:
             await producer.start()
+            await relay_producer.start()
             await self._reconcile(Reconciler(s, pool, finalizer, finalizer.inventory))
             await consumer.start()
             consumer.subscribe([s.topic], listener=_FinishBatchOnRevoke(self))
             log.info("worker started: topic=%s group=%s", s.topic, s.consumer_group)
-            side_task = asyncio.create_task(auditor.run(self.stop), name="auditor")
+            side_tasks.append(asyncio.create_task(auditor.run(self.stop), name="auditor"))
+            if s.outbox:
+                side_tasks.append(asyncio.create_task(self.relay.run(self.stop), name="relay"))
             heap.settle(s.gc_young_threshold)
             batches = _Batches(self._tail, finalizer, dead_letters, auditor, cache)
             sweep = ExpirySweep(pool, consumer, s.topic, s.expiry_sweep_interval_s)
-            await self._loop(consumer, batches, sweep, side_task)
+            await self._loop(consumer, batches, sweep, side_tasks)
         finally:
-            # Shutdown order: stop fetching (done), leave the group, then close the pools.
-            if side_task is not None:
-                side_task.cancel()
+            # Shutdown order: stop fetching (done), leave the group, stop the side tasks (the
+            # relay sends what it read), then close the clients and pools.
+            self.stop.set()
+            for task in side_tasks:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), SIDE_TASK_GRACE_S)
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await side_task
+                    await task
             await consumer.stop()
             await producer.stop()
+            await relay_producer.stop()
             await redis_client.aclose()
             await pool.close()
             log.info("worker stopped after %d decisions", self.decided)
@@ -190,15 +210,16 @@ class Worker:
         consumer: AIOKafkaConsumer,
         batches: _Batches,
         sweep: ExpirySweep,
-        side_task: asyncio.Task[None],
+        side_tasks: list[asyncio.Task[None]],
     ) -> None:
         assert self._tail is not None
         try:
             while not self.stop.is_set():
-                if side_task.done():
-                    # A side task that dies stops the worker loudly rather than limping.
-                    side_task.result()
-                    raise RuntimeError(f"side task {side_task.get_name()} ended unexpectedly")
+                for task in side_tasks:
+                    if task.done():
+                        # A side task that dies stops the worker loudly rather than limping.
+                        task.result()
+                        raise RuntimeError(f"side task {task.get_name()} ended unexpectedly")
                 fetched = await consumer.getmany(
                     timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max
                 )
@@ -216,6 +237,7 @@ class Worker:
                             )
                         except Stopped:
                             return  # stopped while a dependency was down; nothing committed
+                        self.relay.nudge()
                         await self._tail.finish()
                         self._tail.hand_over(DecidedBatch(outcome, offsets, fetched_at))
                     # Without polling once more for nothing.
@@ -259,6 +281,7 @@ class Worker:
                 )
             except Stopped:
                 return
+            self.relay.nudge()
             await self._tail.finish()
             self._tail.hand_over(DecidedBatch(outcome, {}, time.monotonic()))
 

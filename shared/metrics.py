@@ -156,3 +156,19 @@ _create_series()
 
 # Looked up once: labels() takes a lock and a dict lookup on every call.
 BOOKING_OUTCOME = {outcome: BOOKING_REQUESTS.labels(outcome) for outcome in BOOKING_OUTCOMES}
+
+# Live updates: the booking-events outbox and relay (worker), the streams (API).
+OUTBOX_UNSENT = Gauge(
+    "tickets_outbox_unsent",
+    "Booking events committed to the outbox and not yet acknowledged by Kafka (as the relay "
+    "last saw them; 0 on a worker that is not the relay)",
+)
+BOOKING_EVENTS_RELAYED = Counter(
+    "tickets_booking_events_relayed",
+    "Booking events the relay published to the booking-events topic (acknowledged)",
+)
+STREAM_CONNECTIONS = Gauge(
+    "tickets_stream_connections",
+    "Open Server-Sent Events connections of this API process, by stream",
+    ["stream"],
+)

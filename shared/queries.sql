@@ -13,7 +13,7 @@ FROM events WHERE id = %(event_id)s;
 SELECT id FROM events ORDER BY id;
 
 -- name: lock_event
-SELECT capacity, per_user_limit, hold_seconds, sold, held, next_seat, seat_version
+SELECT capacity, per_user_limit, hold_seconds, sold, held, next_seat, seat_version, event_seq
 FROM events WHERE id = %(event_id)s FOR UPDATE;
 
 -- name: probes_only
@@ -75,6 +75,17 @@ UPDATE events
 SET sold = sold + %(sold)s, held = held + %(held)s,
     next_seat = greatest(next_seat, %(next_seat)s), seat_version = seat_version + 1
 WHERE id = %(event_id)s;
+
+-- name: write_booking_events
+-- A batch's booking state changes into the outbox, numbered from first_seq in the order
+-- given, and the event's counter advanced, in one round trip (the caller holds the row lock).
+WITH advanced AS (
+    UPDATE events SET event_seq = %(last_seq)s WHERE id = %(event_id)s
+)
+INSERT INTO booking_events (event_id, seq, booking_id, status, message)
+SELECT %(event_id)s, %(first_seq)s + n - 1, b, s, m
+FROM unnest(%(booking_ids)s::uuid[], %(statuses)s::text[], %(messages)s::text[])
+     WITH ORDINALITY AS t (b, s, m, n);
 
 -- name: get_booking
 SELECT booking_id, event_id, user_id, quantity, status, reason, requested_at, decided_at, seats,
@@ -268,3 +279,22 @@ FROM sections WHERE event_id = %(event_id)s ORDER BY position;
 SELECT s.seat_no, b.status = 'CONFIRMED' AS sold
 FROM seats AS s JOIN bookings AS b ON b.booking_id = s.booking_id
 WHERE s.event_id = %(event_id)s AND s.booking_id IS NOT NULL;
+
+-- name: relay_lock
+-- One relay at a time across workers: a session lock, released when its connection ends.
+SELECT pg_try_advisory_lock(%(key)s) AS locked;
+
+-- name: unsent_booking_events
+-- The outbox's unsent rows, each event's in seq order (by the partial index).
+SELECT event_id, seq, message FROM booking_events
+WHERE sent_at IS NULL
+ORDER BY event_id, seq
+LIMIT %(limit)s;
+
+-- name: mark_booking_events_sent
+-- After the broker acknowledged them: each event's range of seqs sent.
+UPDATE booking_events AS o SET sent_at = now()
+FROM unnest(%(event_ids)s::bigint[], %(firsts)s::bigint[], %(lasts)s::bigint[])
+     AS r (event_id, first_seq, last_seq)
+WHERE o.event_id = r.event_id AND o.seq BETWEEN r.first_seq AND r.last_seq
+  AND o.sent_at IS NULL;

@@ -76,6 +76,9 @@ def namespaced(base: Settings, database_url: str, namespace: str) -> Settings:
         dlq_topic=f"{namespace}.booking-requests.dlq",
         topic_partitions=3,
         consumer_group=f"{namespace}-finalizer",
+        events_topic=f"{namespace}.booking-events",
+        notify_dlq_topic=f"{namespace}.booking-events.dlq",
+        notify_group=f"{namespace}-notify",
         admin_token=f"admin-{namespace}",
     )
 
@@ -104,7 +107,8 @@ async def own_topics(settings: Settings) -> AsyncIterator[Settings]:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
         await admin.start()
         with contextlib.suppress(Exception):
-            await admin.delete_topics([settings.topic, settings.dlq_topic])
+            topics = [settings.topic, settings.dlq_topic, settings.events_topic]
+            await admin.delete_topics([*topics, settings.notify_dlq_topic])
         await admin.close()
 
 

@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.backoff import Backoff
-from consumer.finalize import Outcome, Settling
+from consumer.finalize import Outcome
 from consumer.seat_map import SeatMaps
+from consumer.settling import Settling
 from consumer.tail import BatchTail, DecidedBatch
 from scripts.pipeline import free_port
 from shared.config import Settings

@@ -1,0 +1,72 @@
+"""The booking-events outbox, written by the deciding transaction: one row per state change,
+numbered per event (`seq`) under the event's row lock, so the numbers follow the order in
+which the changes were committed. consumer/relay.py sends the rows to Kafka afterwards; a
+crash between the commit and the relay's send only makes the message late."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncCursor
+
+from shared.contracts import (
+    BookingEvent,
+    BookingRequested,
+    Decision,
+    encode_booking_event,
+)
+from shared.db import queries, text_array, uuid_array
+from shared.decisions import iso_from_ms
+
+
+async def write(
+    cur: AsyncCursor[Any],
+    event_id: int,
+    last_seq: int,
+    changes: Sequence[tuple[BookingRequested, Decision]],
+    at: dt.datetime,
+) -> int:
+    """Append `changes` (in order) after the event's `last_seq`, in one statement that also
+    advances the event's counter; return the new last seq."""
+    if not changes:
+        return last_seq
+    stamp = iso_from_ms(int(at.timestamp() * 1000))
+    messages = [
+        encode_booking_event(
+            BookingEvent(
+                event_id=event_id,
+                seq=last_seq + n,
+                booking_id=request.booking_id,
+                user_id=request.user_id,
+                status=decision.status,
+                reason=decision.reason,
+                seats=decision.seats,
+                quantity=request.quantity,
+                price_cents=decision.price_cents,
+                hold_expires_at=_iso(decision.hold_expires_at_ms),
+                at=stamp,
+            )
+        ).decode()
+        for n, (request, decision) in enumerate(changes, start=1)
+    ]
+    await cur.execute(
+        queries.write_booking_events,
+        {
+            "event_id": event_id,
+            "first_seq": last_seq + 1,
+            "last_seq": last_seq + len(changes),
+            "booking_ids": uuid_array([request.booking_id for request, _ in changes]),
+            "statuses": text_array([decision.status.value for _, decision in changes]),
+            "messages": text_array(messages),
+        },
+    )
+    return last_seq + len(changes)
+
+
+@functools.lru_cache(maxsize=64)
+def _iso(ms: int | None) -> str | None:
+    """Cached: a batch's holds share one deadline."""
+    return None if ms is None else iso_from_ms(ms)
