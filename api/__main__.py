@@ -31,6 +31,9 @@ def _metrics_dir(workers: int) -> None:
     os.environ[MULTIPROC_DIR] = str(path)
 
 
+SHUTDOWN_GRACE_S = 5
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m api", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # Open Server-Sent Events streams never end by themselves: cut them at shutdown.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
     return 0
 

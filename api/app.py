@@ -23,11 +23,13 @@ from api.events import EventController
 from api.health import health, ready
 from api.holds import HoldController
 from api.idempotency import IdempotencyStore
+from api.live import Hub
 from api.problems import failure_of
 from api.publisher import Publisher
 from api.rate_limit import ClientAddresses, Limits, RateLimiter
 from api.seat_snapshots import SeatMapSnapshots
 from api.seats import SeatMapController
+from api.streams import StreamController
 from api.webhooks import StripeWebhook
 from shared import heap, logs
 from shared.config import Settings, load_or_exit
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         decisions = DecisionCache(redis_client, settings.redis_prefix, settings.status_cache_ttl_s)
         keys = RedisKeys(settings.redis_prefix)
         revocations = Revocations(redis_client, keys)
+        hub = Hub(settings.redis_url, keys)
 
         async def remember(requests: Sequence[BookingRequested]) -> list[None]:
             await decisions.remember_requests(requests)
@@ -98,13 +101,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
             limiter=RateLimiter(redis_client, keys),
             limits=Limits.of(settings),
             addresses=ClientAddresses(settings.proxies),
+            hub=hub,
         )
         heap.settle(settings.gc_young_threshold)
         mirror = asyncio.create_task(revocations.run())
+        listener = asyncio.create_task(hub.run())
         try:
             yield
         finally:
             mirror.cancel()
+            await hub.close()
+            await listener
             await publisher.stop()
             await redis_client.aclose()
             await pool.close()
@@ -118,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             SeatMapController,
             BookingController,
             HoldController,
+            StreamController,
             MeController,
             *([AccountController] if settings.signs_tokens else []),
             *([StripeWebhook] if settings.stripe_webhook_secret else []),

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from api.auth import Authenticator
 from api.coalesce import Coalescer, RecentReads
 from api.idempotency import IdempotencyStore
+from api.live import Hub
 from api.publisher import Publisher
 from api.rate_limit import ClientAddresses, Limits, RateLimiter
 from api.seat_snapshots import Snapshot
@@ -39,6 +40,7 @@ class Services:
     limiter: RateLimiter
     limits: Limits
     addresses: ClientAddresses
+    hub: Hub  # live updates for the Server-Sent Events streams
 
     async def event_rules(self, event_id: int) -> EventRules:
         rules = await self.rules.get(event_id)

@@ -107,13 +107,17 @@ class SeatMapController(Controller):
         self, event_id: EventIdParam, svc: InjectedServices, request: Request[object, object, State]
     ) -> Response[bytes]:
         if_none_match = request.headers.get("if-none-match")
-        snapshot = await svc.seat_maps.get(event_id)
-        if snapshot is None:
-            snapshot = await _from_ledger(svc, event_id)
+        snapshot = await snapshot_of(svc, event_id)
         headers = {"ETag": snapshot.etag, "Cache-Control": "no-cache"}
         if _matches(if_none_match, snapshot.etag):
             return Response(b"", status_code=304, headers=headers)
         return Response(snapshot.body, media_type=MediaType.JSON, headers=headers)
+
+
+async def snapshot_of(svc: Services, event_id: int) -> Snapshot:
+    """The event's seat map: as the worker last published it, else from the ledger."""
+    snapshot = await svc.seat_maps.get(event_id)
+    return snapshot if snapshot is not None else await _from_ledger(svc, event_id)
 
 
 def _matches(if_none_match: str | None, current: str) -> bool:

@@ -25,7 +25,16 @@ from redis.asyncio import Redis
 from shared.contracts import BookingRequested
 from shared.db import queries
 from shared.keys import RedisKeys
-from shared.seating import FREE, HELD, SOLD, Layout, SeatMapView, Section, seat_map_view
+from shared.seating import (
+    FREE,
+    HELD,
+    SOLD,
+    Layout,
+    SeatMapView,
+    Section,
+    availability_of,
+    seat_map_view,
+)
 
 PUBLISH_EVERY_S = 0.25
 _FREE_RUN = re.compile(b"\x00+")
@@ -164,7 +173,8 @@ class SeatMap:
 class Rendered(NamedTuple):
     event_id: int
     version: int
-    body: bytes
+    body: bytes  # the seat map (GET /api/events/{id}/seats)
+    availability: bytes  # its counts, for the event's stream
 
 
 class SeatMaps:
@@ -201,13 +211,15 @@ class SeatMaps:
         out = []
         for seat_map in chosen:
             if seat_map.dirty and (force or now - seat_map.published_at >= PUBLISH_EVERY_S):
-                body = msgspec.json.encode(seat_map.view())
-                out.append(Rendered(seat_map.event_id, seat_map.version, body))
+                view = seat_map.view()
+                body, counts = msgspec.json.encode(view), msgspec.json.encode(availability_of(view))
+                out.append(Rendered(seat_map.event_id, seat_map.version, body, counts))
                 seat_map.dirty, seat_map.published_at = False, now
         return out
 
     async def publish(self, rendered: Sequence[Rendered]) -> None:
-        """Write each map where GET /api/events/{id}/seats reads it, with its version."""
+        """Write each map where GET /api/events/{id}/seats reads it, with its version, and
+        tell the event streams its counts."""
         if not rendered:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -216,6 +228,7 @@ class SeatMaps:
                     self._keys.seat_map(one.event_id),
                     mapping={"version": one.version, "body": one.body},
                 )
+                pipe.publish(self._keys.availability_changes, one.availability)
             await pipe.execute()
 
 

@@ -25,7 +25,16 @@ from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real API's server flags; the benchmark's bare app gets the very same ones.
-UVICORN_FLAGS = ["--no-access-log", "--loop", "uvloop", "--http", "httptools"]
+# Open Server-Sent Events streams never end by themselves: cut them 5 s into a shutdown.
+UVICORN_FLAGS = [
+    "--no-access-log",
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--timeout-graceful-shutdown",
+    "5",
+]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 One JSON value per booking. The API writes the PENDING record once Kafka acknowledged, with
 SET NX, so it can never overwrite a decision a fast worker already wrote; the worker writes
-the decided record after PostgreSQL committed it. Either side writes a whole batch with one
-call of remember.lua, not one pipelined command per booking: redis-py's per-command packing
-and parsing would cost the worker far more than the script does.
+the decided record after PostgreSQL committed it, and tells the API's booking streams which
+records it wrote (one pub/sub message per batch, on `RedisKeys.booking_changes`). Either
+side writes a whole batch with one call of remember.lua, not one pipelined command per
+booking: redis-py's per-command packing and parsing would cost the worker far more than the
+script does.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class DecisionCache:
             ))
             for r in requests
         ]  # fmt: skip
-        await self._remember(records, "NX")
+        await self._remember(records, "NX", "")
 
     async def remember_decisions(
         self, decided: Sequence[tuple[BookingRequested, Decision]]
@@ -112,13 +114,15 @@ class DecisionCache:
             ))
             for r, d in decided
         ]  # fmt: skip
-        await self._remember(records, "ALWAYS")
+        await self._remember(records, "ALWAYS", self._keys.booking_changes)
 
-    async def _remember(self, records: list[tuple[uuid.UUID, _Record]], mode: str) -> None:
+    async def _remember(
+        self, records: list[tuple[uuid.UUID, _Record]], mode: str, channel: str
+    ) -> None:
         if records:
             keys = self._keys.decisions([booking_id for booking_id, _ in records])
             values = [_encode(record) for _, record in records]
-            await self._script(keys=keys, args=[self._ttl, mode, *values])
+            await self._script(keys=keys, args=[self._ttl, mode, channel, *values])
 
     async def abandon(self, booking_id: uuid.UUID | str) -> None:
         """The API answered 503 for this booking: should Kafka deliver it after all, the

@@ -62,6 +62,18 @@ class RedisKeys:
         """`decision` of many ids at once (their texts formatted in one call)."""
         return [f"{self.prefix}:decision:{text}" for text in uuid_texts(booking_ids)]
 
+    @property
+    def booking_changes(self) -> str:
+        """Pub/sub channel: the `decision` keys of each batch of decisions recorded, space
+        separated (one message per batch, however many API processes listen)."""
+        return f"{self.prefix}:booking-changes"
+
+    @property
+    def availability_changes(self) -> str:
+        """Pub/sub channel: an event's availability (shared.seating.Availability, JSON)
+        each time the worker publishes its seat map."""
+        return f"{self.prefix}:availability"
+
     def abandoned(self, booking_id: uuid.UUID | str) -> str:
         """The mark of a booking the API answered 503 for (see shared/deadlines.py)."""
         return f"{self.prefix}:abandoned:{booking_id}"

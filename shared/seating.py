@@ -202,6 +202,29 @@ class SeatMapView(msgspec.Struct):
     sections: list[SectionView]
 
 
+class SectionAvailability(msgspec.Struct):
+    name: str
+    free: int
+    held: int
+    sold: int
+
+
+class Availability(msgspec.Struct):
+    """The `availability` event of GET /api/events/{id}/stream: the seat map's counts."""
+
+    event_id: int
+    version: int
+    free: int
+    held: int
+    sold: int
+    sections: list[SectionAvailability]
+
+
+def availability_of(view: SeatMapView) -> Availability:
+    sections = [SectionAvailability(s.name, s.free, s.held, s.sold) for s in view.sections]
+    return Availability(view.event_id, view.version, view.free, view.held, view.sold, sections)
+
+
 def seat_map_view(
     event_id: int, version: int, layout: Layout, state: bytes | bytearray
 ) -> SeatMapView:

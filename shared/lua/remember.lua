@@ -1,7 +1,8 @@
 -- Store booking records for polling clients, a whole batch in one call.
 -- KEYS: one record key per booking; ARGV: 1 TTL in seconds, 2 "NX" (only where no record
 -- exists yet: the API's PENDING, which must never hide a decision) or "ALWAYS" (the
--- worker's decisions), then one value per key, in the same order.
+-- worker's decisions), 3 a pub/sub channel told the keys written (space-separated), or ""
+-- for none, then one value per key, in the same order.
 -- Returns how many records were written.
 -- The keys are not hash-tagged (a poll only knows the booking id), so on a Redis Cluster a
 -- batch would have to be split by slot before calling this.
@@ -9,12 +10,16 @@ local written = 0
 for i, key in ipairs(KEYS) do
   local ok
   if ARGV[2] == 'NX' then
-    ok = redis.call('SET', key, ARGV[i + 2], 'EX', ARGV[1], 'NX')
+    ok = redis.call('SET', key, ARGV[i + 3], 'EX', ARGV[1], 'NX')
   else
-    ok = redis.call('SET', key, ARGV[i + 2], 'EX', ARGV[1])
+    ok = redis.call('SET', key, ARGV[i + 3], 'EX', ARGV[1])
   end
   if ok then
     written = written + 1
   end
+end
+-- After the writes, so a listener that reads a record it was told about finds it.
+if ARGV[3] ~= '' and #KEYS > 0 then
+  redis.call('PUBLISH', ARGV[3], table.concat(KEYS, ' '))
 end
 return written

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 
 import jsonschema
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from consumer.backoff import Backoff
 from consumer.relay import Relay
 from scripts.waiting import eventually
 from shared.config import Settings
-from shared.contracts import partition_of
+from tests.booking_events import published
 from tests.integration.ledger import Ledger, cancel, payment, request
 
 pytestmark = pytest.mark.integration
@@ -54,28 +54,6 @@ async def running_relay(settings: Settings) -> AsyncIterator[Relay]:
         stop.set()
         await asyncio.wait_for(task, 10)
         await producer.stop()
-
-
-async def published(settings: Settings, event_id: int, count: int) -> list[dict[str, object]]:
-    """The event's messages on the booking-events topic, once `count` are there."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = range(settings.topic_partitions)  # as ensure_topics created it
-        tp = TopicPartition(settings.events_topic, partition_of(event_id, partitions))
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        messages: list[dict[str, object]] = []
-        async with asyncio.timeout(20):
-            while len(messages) < count:
-                for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                    if record.key == str(event_id).encode():
-                        messages.append(json.loads(record.value or b""))
-        return messages
-    finally:
-        await consumer.stop()
 
 
 async def test_every_state_change_is_one_outbox_row_in_commit_order(ledger: Ledger) -> None:
@@ -128,7 +106,7 @@ async def test_the_relay_publishes_the_outbox_in_order_and_marks_it_sent(ledger:
     assert [(m["seq"], uuid.UUID(str(m["booking_id"])), m["status"]) for m in messages] == rows
     confirmed = [m for m in messages if m["status"] == "CONFIRMED"]
     assert sum(int(str(m["quantity"])) for m in confirmed) == 50  # the whole event sold
-    assert all(len(m["seats"]) == m["quantity"] for m in confirmed)  # type: ignore[arg-type]
+    assert all(len(m["seats"]) == m["quantity"] for m in confirmed)
 
 
 async def test_a_message_the_schema_forbids_is_refused_by_it() -> None:

@@ -1,0 +1,147 @@
+"""Live updates for the API's Server-Sent Events: one Redis subscription per API process,
+fanned out to the connections that wait for them.
+
+The worker publishes on two channels (shared/keys.py): the decision keys of every batch it
+recorded, and an event's availability whenever it publishes the seat map. Each connection
+registers a wake-up (an `asyncio.Event`, a queue of depth one: a stream re-reads the current
+state when woken, so a burst of changes costs one read, and nothing is queued per change).
+A lost subscription wakes every connection once it is back, so a change published meanwhile
+is read rather than missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TypeVar
+
+import msgspec
+import redis.exceptions
+from redis.asyncio import Redis
+
+from shared.keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+RESUBSCRIBE_PAUSE_S = 1.0
+
+
+class _Head(msgspec.Struct):
+    event_id: int
+    version: int
+
+
+_head = msgspec.json.Decoder(_Head).decode
+
+
+class Hub:
+    def __init__(self, redis_url: str, keys: RedisKeys) -> None:
+        # Its own client: raw bytes, and no read timeout (a quiet channel is not a failure;
+        # the health check pings it).
+        self._redis = Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=15)
+        self._keys = keys
+        self._bookings: dict[bytes, set[asyncio.Event]] = {}  # decision key -> waiters
+        self._events: dict[int, set[asyncio.Event]] = {}  # event id -> waiters
+        self._latest: dict[int, tuple[int, bytes]] = {}  # event id -> (version, JSON)
+        self._booking_changes = keys.booking_changes.encode()
+        self.connected = asyncio.Event()
+        self._closing = False
+
+    @contextlib.contextmanager
+    def booking(self, booking_id: str) -> Iterator[asyncio.Event]:
+        """A wake-up set whenever the worker records this booking, for as long as the
+        `with` block runs."""
+        key = self._keys.decision(booking_id).encode()
+        woken = asyncio.Event()
+        self._bookings.setdefault(key, set()).add(woken)
+        try:
+            yield woken
+        finally:
+            _discard(self._bookings, key, woken)
+
+    @contextlib.contextmanager
+    def availability(self, event_id: int) -> Iterator[asyncio.Event]:
+        """A wake-up set whenever the event's availability is published."""
+        woken = asyncio.Event()
+        self._events.setdefault(event_id, set()).add(woken)
+        try:
+            yield woken
+        finally:
+            _discard(self._events, event_id, woken)
+
+    def latest(self, event_id: int) -> tuple[int, bytes] | None:
+        """The newest availability this process has seen: (version, JSON)."""
+        return self._latest.get(event_id)
+
+    def offer(self, event_id: int, version: int, data: bytes) -> None:
+        """Keep this availability if it is newer than the one kept."""
+        kept = self._latest.get(event_id)
+        if kept is None or kept[0] < version:
+            self._latest[event_id] = (version, data)
+
+    @property
+    def connections(self) -> int:
+        return sum(map(len, self._bookings.values())) + sum(map(len, self._events.values()))
+
+    async def run(self) -> None:
+        """Listen until `close()`; a lost connection is subscribed again."""
+        while not self._closing:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._keys.booking_changes, self._keys.availability_changes)
+                self.connected.set()
+                self._wake_all()  # whatever happened while not subscribed is read now
+                async for message in pubsub.listen():
+                    self._dispatch(message["channel"], message["data"])
+            except (redis.exceptions.RedisError, OSError) as exc:
+                if self._closing:
+                    return
+                log.warning("live updates: Redis subscription lost (%r); subscribing again", exc)
+            except Exception:
+                log.exception("live updates: unexpected error; subscribing again")
+            finally:
+                # Not closed on cancellation: `close()` closes its connection with the rest.
+                self.connected.clear()
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(RESUBSCRIBE_PAUSE_S)
+
+    async def close(self) -> None:
+        """End `run()`: closing the client ends its subscription (redis-py does not let a
+        cancellation through a blocked read)."""
+        self._closing = True
+        await self._redis.aclose()
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        if channel == self._booking_changes:
+            if self._bookings:
+                for key in data.split(b" "):
+                    for woken in self._bookings.get(key, ()):
+                        woken.set()
+            return
+        try:
+            head = _head(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("live updates: ignoring an undecodable availability message")
+            return
+        self.offer(head.event_id, head.version, data)
+        for woken in self._events.get(head.event_id, ()):
+            woken.set()
+
+    def _wake_all(self) -> None:
+        for waiters in (*self._bookings.values(), *self._events.values()):
+            for woken in waiters:
+                woken.set()
+
+
+K = TypeVar("K")
+
+
+def _discard(table: dict[K, set[asyncio.Event]], key: K, woken: asyncio.Event) -> None:
+    waiters = table.get(key)
+    if waiters is not None:
+        waiters.discard(woken)
+        if not waiters:
+            del table[key]
