@@ -145,8 +145,9 @@ class Mailer:
         finally:
             if not reply.done():
                 reply.cancel()
-                with contextlib.suppress(asyncio.CancelledError, SMTPException, OSError):
-                    await reply
+            # Its outcome is collected even when unused, so asyncio does not complain.
+            with contextlib.suppress(asyncio.CancelledError, SMTPException, OSError):
+                await reply
 
     def close(self) -> None:
         """Drop the connection (whatever state it is in); the next mail opens another."""
