@@ -1,7 +1,8 @@
 """A real SMTP server for the notifier's tests: aiosmtpd on 127.0.0.1, in a thread of the
 test process, keeping every message it accepted. It can be stopped and started again on
-the same port (the SMTP server down for a while), and refuses recipients whose address
-starts with `refuse` (550), as a server does for an unknown mailbox."""
+the same port (the SMTP server down for a while). It refuses recipients whose address
+starts with `refuse` (550), as a server does for an unknown mailbox, and answers the first
+message to an address starting with `flaky` with 451 (try again later)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        flaky = [a for a in envelope.rcpt_tos if a.startswith("flaky")]
+        if flaky and self._sink.first_try(flaky[0]):
+            return "451 4.3.0 try again later"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self._sink.keep(Received(tuple(envelope.rcpt_tos), message))
@@ -55,6 +59,7 @@ class MailSink:
         self.port = free_port()
         self._lock = threading.Lock()
         self._received: list[Received] = []
+        self._tried: set[str] = set()
         self._controller: Controller | None = None
 
     @property
@@ -69,6 +74,12 @@ class MailSink:
     def keep(self, mail: Received) -> None:
         with self._lock:
             self._received.append(mail)
+
+    def first_try(self, address: str) -> bool:
+        with self._lock:
+            first = address not in self._tried
+            self._tried.add(address)
+            return first
 
     def start(self) -> None:
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)

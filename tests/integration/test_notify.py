@@ -12,7 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 import psycopg
 import pytest
 from prometheus_client import REGISTRY
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 
+from consumer import delivery
 from consumer.mailer import SmtpTarget
 from consumer.notify import Notifier
 from scripts.waiting import eventually
@@ -174,6 +177,50 @@ async def test_a_refused_recipient_is_dead_lettered_once(
     with psycopg.connect(world.database_url) as conn:
         row = conn.execute("SELECT outcome FROM notifications WHERE seq = 1").fetchone()
     assert row == ("refused",)
+
+
+async def test_try_again_later_at_the_end_of_data_mails_once_later(
+    world: Settings, sink: MailSink, notifier: Notifier
+) -> None:
+    add_account(world.database_url, "flaky", "flaky@example.com")
+    sale = Events()
+    await publish(world, [sale.change("flaky", Status.CONFIRMED)])
+    await publish(world, [sale.change("alice", Status.CONFIRMED)])
+    await mails(sink, 2)
+    await wait_consumed(world)
+    assert [m.recipients for m in sink.received] == [("flaky@example.com",), (ALICE,)]
+
+
+async def test_postgresql_failing_at_the_commit_does_not_mail_twice(
+    world: Settings, sink: MailSink, notifier: Notifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed: list[bool] = []
+
+    async def commit_on_a_dead_connection(conn: AsyncConnection[DictRow]) -> bool:
+        """The first claim's COMMIT finds its session gone, after the mail has left."""
+        if not failed:
+            async with await AsyncConnection.connect(world.database_url) as other:
+                await other.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        committed = await real_commit(conn)
+        failed.append(committed)
+        return committed
+
+    real_commit = delivery._commit
+    monkeypatch.setattr(delivery, "_commit", commit_on_a_dead_connection)
+    sale = Events()
+    confirmed = sale.change("alice", Status.CONFIRMED)
+    await publish(world, [confirmed, confirmed, sale.change("bob", Status.CONFIRMED)])
+    await mails(sink, 2)
+    await wait_consumed(world)
+
+    assert failed[0] is False  # the COMMIT did fail
+    assert sorted(m.message_id for m in sink.received) == [
+        "<booking-event.1.1@tickets>",
+        "<booking-event.1.2@tickets>",
+    ]
+    with psycopg.connect(world.database_url) as conn:
+        rows = conn.execute("SELECT seq, accepted_at IS NOT NULL FROM notifications").fetchall()
+    assert sorted(rows) == [(1, True), (2, True)]
 
 
 async def test_the_smtp_server_down_for_a_while_delays_mails_without_repeating_them(
