@@ -1,7 +1,7 @@
 -- The booking events the notifier (consumer/notify.py) mailed: one row per (event_id, seq),
 -- so a redelivered event is never mailed twice. The row is inserted in a transaction that
 -- stays open while the mail is handed to the SMTP server and is committed right after the
--- end of its DATA is sent (consumer/notify_delivery.py says why that order).
+-- end of its DATA is sent (consumer/delivery.py and docs/notifications.md say why).
 --   outcome 'sent':    handed over; accepted_at set once the server's 250 was seen. NULL:
 --                      the notifier stopped (or lost the connection) in between, so the
 --                      mail may or may not have been accepted; it is never sent again.
