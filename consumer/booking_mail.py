@@ -41,7 +41,8 @@ def compose(event: BookingEvent, sender: str, recipient: str) -> EmailMessage:
     message = EmailMessage(policy=POLICY)
     message["From"] = sender
     message["To"] = recipient
-    message["Subject"] = f"{SUBJECTS[event.status]}: booking {event.booking_id}"
+    # Short enough for one line (78 characters): a folded subject shows a leading space.
+    message["Subject"] = f"{SUBJECTS[event.status]} ({event.booking_id})"
     message["Date"] = email.utils.format_datetime(_when(event.at))
     message["Message-ID"] = message_id(event)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: autoresponders stay quiet
