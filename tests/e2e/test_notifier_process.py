@@ -13,11 +13,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import psycopg
 import pytest
 
-from scripts.pipeline import settings_env, spawn, terminate
+from scripts.pipeline import free_port, settings_env, spawn, terminate
 from scripts.waiting import eventually
 from shared.config import Settings
 from shared.contracts import BookingEvent, Status
@@ -64,6 +65,12 @@ def test_it_refuses_to_start_without_an_smtp_server(settings: Settings, smtp_url
     assert b"configuration error: TICKETS_SMTP_URL" in done.stderr
 
 
+def counted(metrics: str, outcome: str) -> float:
+    series = f'tickets_notifications_total{{outcome="{outcome}"}} '
+    [line] = [line for line in metrics.splitlines() if line.startswith(series)]
+    return float(line.removeprefix(series))
+
+
 def a_busy_sale() -> tuple[list[BookingEvent], dict[str, str]]:
     """About 500 changes, 300 of them mailed: holds paid, holds run out, bookings paid then
     cancelled. Returns the changes and, per mailed one, its Message-ID -> the buyer's
@@ -107,7 +114,9 @@ async def test_killed_again_and_again_it_mails_each_change_exactly_once(
         proc.kill()
         proc.wait()
 
-    last = spawn(NOTIFIER, tmp_path / "notifier-last.log", env)
+    metrics_port = free_port()
+    last_env = settings_env(msgspec.structs.replace(world, notify_metrics_port=metrics_port))
+    last = spawn(NOTIFIER, tmp_path / "notifier-last.log", last_env)
     try:
 
         async def all_mailed() -> bool:
@@ -115,9 +124,13 @@ async def test_killed_again_and_again_it_mails_each_change_exactly_once(
 
         await eventually(all_mailed, "a mail for every change", 120, 0.1)
         await wait_consumed(world)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
     finally:
         code = await asyncio.to_thread(terminate, last)
     assert code == 0  # SIGTERM: finished in order
+    for outcome in ("sent", "not_mailed"):  # what the last one did, on its own port
+        assert counted(metrics, outcome) > 0
 
     received: list[Received] = sink.received
     counts = Counter(m.message_id for m in received)
