@@ -5,6 +5,7 @@ confirmation, expiry and cancellation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import subprocess
 import sys
@@ -65,10 +66,43 @@ def test_it_refuses_to_start_without_an_smtp_server(settings: Settings, smtp_url
     assert b"configuration error: TICKETS_SMTP_URL" in done.stderr
 
 
-def counted(metrics: str, outcome: str) -> float:
-    series = f'tickets_notifications_total{{outcome="{outcome}"}} '
+def counted(
+    metrics: str, outcome: str, name: str = "notifications", label: str = "outcome"
+) -> float:
+    series = f'tickets_{name}_total{{{label}="{outcome}"}} '
     [line] = [line for line in metrics.splitlines() if line.startswith(series)]
     return float(line.removeprefix(series))
+
+
+async def test_sigterm_while_the_smtp_server_is_down_stops_promptly_and_loses_nothing(
+    world: Settings, sink: MailSink, tmp_path: Path
+) -> None:
+    sink.stop()
+    await publish(world, [Events().change("buyer-1", Status.CONFIRMED)])
+    port = free_port()
+    env = settings_env(msgspec.structs.replace(world, notify_metrics_port=port))
+    proc = spawn(NOTIFIER, tmp_path / "notifier-down.log", env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def retrying() -> bool:
+                with contextlib.suppress(httpx.TransportError):
+                    text = (await client.get("/metrics")).text
+                    return counted(text, "smtp", "dependency_errors", "dependency") >= 2
+                return False
+
+            await eventually(retrying, "the notifier retrying against a stopped SMTP server")
+    finally:
+        code = await asyncio.to_thread(terminate, proc, 10.0)
+    assert code == 0
+
+    sink.start()
+    again = spawn(NOTIFIER, tmp_path / "notifier-up.log", settings_env(world))
+    try:
+        await wait_consumed(world)
+    finally:
+        assert await asyncio.to_thread(terminate, again) == 0
+    assert [m.recipients for m in sink.received] == [("buyer-1@example.com",)]
 
 
 def a_busy_sale() -> tuple[list[BookingEvent], dict[str, str]]:
