@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     notify_dlq_topic: str = "tickets.booking-events.dlq"
     smtp_url: str = ""
     mail_from: str = "tickets@localhost"
+    # The notifier's own /metrics (on TICKETS_WORKER_METRICS_HOST); 0 turns it off.
+    notify_metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9465
     # Every Redis key starts with this, so several deployments (or tests) can share one Redis.
     redis_prefix: str = "tickets"
     # Buyers: "token", the buyer is a signed token's subject (JWT: HS256 with jwt_secret, or

@@ -76,6 +76,14 @@ class BrokerUnavailable(Unavailable):
     """Kafka did not acknowledge the booking request; nothing was accepted."""
 
 
+class MailUnavailable(Unavailable):
+    """The SMTP server could not take the mail now (unreachable, or a 4xx reply)."""
+
+
+class MailRefused(TicketsError):
+    """The SMTP server refused the mail for good (a 5xx reply): sending it again is useless."""
+
+
 class CounterMissing(TicketsError):
     """The inventory counter for the event is missing and must be rebuilt from PostgreSQL."""
 

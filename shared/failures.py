@@ -47,6 +47,7 @@ _BY_TYPE: dict[type[BaseException], Failure] = {
     errors.IdempotencyInProgress: Failure(HTTPStatus.CONFLICT, "conflict"),
     errors.BrokerUnavailable: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "kafka"),
     errors.Unavailable: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "other"),
+    errors.MailUnavailable: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "smtp"),
     # Connection lost, server restarting, pool exhausted (PoolTimeout is one of these).
     psycopg.OperationalError: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "postgres"),
     redis.exceptions.ConnectionError: Failure(

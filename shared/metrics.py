@@ -1,6 +1,7 @@
 """Every Prometheus metric of the service, in one place. Labels are bounded (outcome, status,
 reason, dependency, partition), never ids. The API exposes them on its /metrics (with
-Litestar's own HTTP metrics); the worker on its own port (TICKETS_WORKER_METRICS_PORT)."""
+Litestar's own HTTP metrics); the worker on its own port (TICKETS_WORKER_METRICS_PORT), the
+notifier on another (TICKETS_NOTIFY_METRICS_PORT)."""
 
 from __future__ import annotations
 
@@ -135,6 +136,19 @@ AUDIT_EVENTS = Gauge(
 )
 AUDIT_RUNS = Counter("tickets_audit_runs", "Audit rounds completed by the worker")
 
+# Notifier
+NOTIFY_OUTCOMES = (
+    "sent", "in_doubt", "duplicate", "not_mailed", "no_account", "refused", "undecodable",
+)  # fmt: skip
+NOTIFICATIONS = Counter(
+    "tickets_notifications",
+    "Booking events handled by the notifier, by outcome: sent (the SMTP server accepted the "
+    "mail), in_doubt (handed over, no reply: not sent again), duplicate (mailed before), "
+    "not_mailed (a status buyers are not mailed about), no_account (the buyer has no "
+    "address), refused (5xx: dead-lettered), undecodable (dead-lettered)",
+    ["outcome"],
+)
+
 
 def _create_series() -> None:
     """Every bounded label value exists from the start at 0, so Prometheus's rate() sees the
@@ -144,12 +158,14 @@ def _create_series() -> None:
     DECISIONS.labels("CONFIRMED", "none")
     for reason in ("SOLD_OUT", "LIMIT_EXCEEDED", "INVALID"):
         DECISIONS.labels("REJECTED", reason)
-    for dependency in ("postgres", "redis", "kafka", "other"):
+    for dependency in ("postgres", "redis", "kafka", "smtp", "other"):
         DEPENDENCY_ERRORS.labels(dependency)
     for kind in ("counters_rebuilt", "holds_settled", "holds_released", "counters_corrected"):
         RECONCILER_FIXES.labels(kind)
     for verdict in ("CLEAN", "IN_FLIGHT", "DRIFT", "OVERSOLD"):
         AUDIT_EVENTS.labels(verdict)
+    for outcome in NOTIFY_OUTCOMES:
+        NOTIFICATIONS.labels(outcome)
 
 
 _create_series()
