@@ -200,6 +200,21 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             shown.append(f"{name}={value!r}")
         return f"Settings({', '.join(shown)})"
 
+    def namespaced(self, ns: str) -> Settings:
+        """These settings with a Redis prefix, topics and consumer groups of their own, all
+        named after `ns`: tests, the chaos runner and the benchmark share one Kafka and one
+        Redis with each other and with the running stack."""
+        return msgspec.structs.replace(
+            self,
+            redis_prefix=ns,
+            topic=f"{ns}.booking-requests",
+            dlq_topic=f"{ns}.booking-requests.dlq",
+            consumer_group=f"{ns}-finalizer",
+            events_topic=f"{ns}.booking-events",
+            notify_dlq_topic=f"{ns}.booking-events.dlq",
+            notify_group=f"{ns}-notify",
+        )
+
     @property
     def bootstrap_servers(self) -> list[str]:
         return [part.strip() for part in self.kafka_bootstrap.split(",")]

@@ -33,12 +33,8 @@ from shared.topics import ensure_topics
 def notify_settings(settings: Settings, smtp_url: str) -> Settings:
     """`settings` (already namespaced) with the namespace's own events topic, dead letters
     and group, this SMTP server, no metrics port, and short pauses between retries."""
-    namespace = settings.redis_prefix
     return msgspec.structs.replace(
-        settings,
-        events_topic=f"{namespace}.booking-events",
-        notify_dlq_topic=f"{namespace}.booking-events.dlq",
-        notify_group=f"{namespace}-notify",
+        settings.namespaced(settings.redis_prefix),
         smtp_url=smtp_url,
         notify_metrics_port=0,
         retry_backoff_max_s=0.5,

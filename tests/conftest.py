@@ -69,16 +69,9 @@ def new_namespace() -> str:
 def namespaced(base: Settings, database_url: str, namespace: str) -> Settings:
     """`base` with its own database, Redis prefix, topics, consumer group and admin token."""
     return msgspec.structs.replace(
-        base,
+        base.namespaced(namespace),
         database_url=database_url,
-        redis_prefix=namespace,
-        topic=f"{namespace}.booking-requests",
-        dlq_topic=f"{namespace}.booking-requests.dlq",
         topic_partitions=3,
-        consumer_group=f"{namespace}-finalizer",
-        events_topic=f"{namespace}.booking-events",
-        notify_dlq_topic=f"{namespace}.booking-events.dlq",
-        notify_group=f"{namespace}-notify",
         admin_token=f"admin-{namespace}",
     )
 

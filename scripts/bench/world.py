@@ -104,12 +104,8 @@ class World:
         self.admin_url = with_database(self.base.database_url, "postgres")
         self.base_db_url = with_database(self.base.database_url, f"bench_{self.run_id}_base")
         self.settings = msgspec.structs.replace(
-            self.base,
+            self.base.namespaced(ns),
             database_url=with_database(self.base.database_url, f"bench_{self.run_id}"),
-            redis_prefix=ns,
-            topic=f"{ns}.booking-requests",
-            dlq_topic=f"{ns}.booking-requests.dlq",
-            consumer_group=f"{ns}-finalizer",
             admin_token=secrets.token_hex(16),
             worker_metrics_port=0,  # no port clashes with other workers on the machine
             # Rows 2 to 7 as before tokens, whatever the environment says (the address limit
@@ -216,7 +212,7 @@ async def delete_kafka(*all_settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=all_settings[0].bootstrap_servers)
     await admin.start()
     try:
-        topics = [t for s in all_settings for t in (s.topic, s.dlq_topic)]
+        topics = sorted({t for s in all_settings for t in (s.topic, s.dlq_topic, s.events_topic)})
         await admin.delete_topics(topics)
         for group in {s.consumer_group for s in all_settings}:
             with contextlib.suppress(KafkaError):

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from aiokafka.errors import KafkaError
 
+from scripts import booking_events
 from scripts.chaos.observe import query, read_topic
 from scripts.chaos.report import Check
 from scripts.chaos.scenario import Run
@@ -149,6 +150,20 @@ async def _verify(run: Run, views: dict[str, dict[str, Any]] | None) -> None:
         run.note(f"dead-letter topic unreadable: {exc!r}")
     else:
         expect("nothing dead-lettered", not parked, f"{len(parked)} dead letters")
+
+    # --- the booking-events topic, against the ledger
+    try:
+        verdicts = await booking_events.check(run.settings, list(run.events))
+    except (KafkaError, OSError, TimeoutError, psycopg.Error) as exc:
+        expect("booking-events topic readable", False, repr(exc))
+    else:
+        for verdict in verdicts:
+            expect(
+                f"event {verdict.event_id}: the booking-events topic tells each state change "
+                "once, in seq order, as the ledger did",
+                verdict.ok,
+                str(verdict),
+            )
 
 
 async def _verify_sql(run: Run, views: dict[str, dict[str, Any]], demand: Counter[int]) -> None:

@@ -152,8 +152,10 @@ async def read_records(
     )
     await consumer.start()
     try:
-        # ensure_topics creates the booking topic with topic_partitions, the DLQ with one.
-        count = settings.topic_partitions if topic == settings.topic else 1
+        # ensure_topics creates the booking and events topics with topic_partitions, the
+        # dead-letter topics with one.
+        partitioned = (settings.topic, settings.events_topic)
+        count = settings.topic_partitions if topic in partitioned else 1
         tps = [TopicPartition(topic, p) for p in range(count)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)

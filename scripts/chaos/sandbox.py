@@ -45,13 +45,9 @@ class Sandbox:
         url = with_database(base.database_url, ns)
         await asyncio.to_thread(migrate, url)
         settings = msgspec.structs.replace(
-            base,
+            base.namespaced(ns),
             database_url=url,
-            redis_prefix=ns,
-            topic=f"{ns}.booking-requests",
-            dlq_topic=f"{ns}.booking-requests.dlq",
             topic_partitions=partitions,
-            consumer_group=f"{ns}-finalizer",
             admin_token=f"admin-{ns}",
             # A buyer waiting for a dead broker hears 503 after 2 s instead of 5.
             produce_timeout_s=2.0,
@@ -89,7 +85,8 @@ class Sandbox:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
         try:
             await admin.start()
-            await admin.delete_topics([self.settings.topic, self.settings.dlq_topic])
+            s = self.settings
+            await admin.delete_topics([s.topic, s.dlq_topic, s.events_topic, s.notify_dlq_topic])
         except (KafkaError, OSError) as exc:
             print(f"chaos: could not delete topics of {self.db_name}: {exc!r}", file=sys.stderr)
         finally:
