@@ -6,20 +6,13 @@ crash between the commit and the relay's send only makes the message late."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 from psycopg import AsyncCursor
 
-from shared.contracts import (
-    BookingEvent,
-    BookingRequested,
-    Decision,
-    encode_booking_event,
-)
+from shared.contracts import BookingRequested, Decision
 from shared.db import queries, text_array, uuid_array
-from shared.decisions import iso_from_ms
 
 
 async def write(
@@ -33,25 +26,6 @@ async def write(
     advances the event's counter; return the new last seq."""
     if not changes:
         return last_seq
-    stamp = iso_from_ms(int(at.timestamp() * 1000))
-    messages = [
-        encode_booking_event(
-            BookingEvent(
-                event_id=event_id,
-                seq=last_seq + n,
-                booking_id=request.booking_id,
-                user_id=request.user_id,
-                status=decision.status,
-                reason=decision.reason,
-                seats=decision.seats,
-                quantity=request.quantity,
-                price_cents=decision.price_cents,
-                hold_expires_at=_iso(decision.hold_expires_at_ms),
-                at=stamp,
-            )
-        ).decode()
-        for n, (request, decision) in enumerate(changes, start=1)
-    ]
     await cur.execute(
         queries.write_booking_events,
         {
@@ -60,13 +34,7 @@ async def write(
             "last_seq": last_seq + len(changes),
             "booking_ids": uuid_array([request.booking_id for request, _ in changes]),
             "statuses": text_array([decision.status.value for _, decision in changes]),
-            "messages": text_array(messages),
+            "at": at,
         },
     )
     return last_seq + len(changes)
-
-
-@functools.lru_cache(maxsize=64)
-def _iso(ms: int | None) -> str | None:
-    """Cached: a batch's holds share one deadline."""
-    return None if ms is None else iso_from_ms(ms)

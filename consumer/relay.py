@@ -1,12 +1,13 @@
 """The outbox relay: sends the booking-events outbox (consumer/outbox.py) to Kafka.
 
-Rows are read in seq order per event, published through an idempotent producer with the
-event id as key (one partition per event, in order), and marked sent only after the broker
-acknowledged them; a crash in between sends them again, with the same `seq`, which is what
-consumers dedupe on. Every worker runs a relay, but only the one holding a PostgreSQL
-advisory lock sends: two relays would interleave their sends of one event. The lock belongs
-to the relay's own connection, so a relay that dies (or loses its connection) frees it, and
-another worker's relay takes over within `LOCK_RETRY_S`.
+Changes are read in seq order per event (each as its message, built by PostgreSQL from the
+change and its booking), published through an idempotent producer with the event id as key
+(one partition per event, in order), and the event's mark in `booking_events_relayed` is
+moved only after the broker acknowledged them; a crash in between sends them again, with
+the same `seq`, which is what consumers dedupe on. Every worker runs a relay, but only the
+one holding a PostgreSQL advisory lock sends: two relays would interleave their sends of one
+event. The lock belongs to the relay's own connection, so a relay that dies (or loses its
+connection) frees it, and another worker's relay takes over within `LOCK_RETRY_S`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from consumer.backoff import Backoff
 from shared.config import Settings
@@ -64,6 +65,7 @@ class Relay:
             while not await self._locked(conn):
                 if not await self._backoff.pause(LOCK_RETRY_S):
                     return
+            await conn.execute(queries.relay_plan)
             log.info("outbox relay: this worker sends the booking events")
             try:
                 while True:
@@ -85,48 +87,57 @@ class Relay:
         self._nudged.clear()
 
     async def _round(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        """Send one round of unsent rows and mark them sent; return how many."""
-        cur = await conn.execute(queries.unsent_booking_events, {"limit": ROWS_PER_ROUND})
-        rows = await cur.fetchall()
-        OUTBOX_UNSENT.set(len(rows))
-        if not rows:
+        """Send one round of each event's unsent changes and move the events' marks;
+        return how many were sent."""
+        cur = await conn.execute(queries.booking_events_backlog)
+        backlog = await cur.fetchall()
+        OUTBOX_UNSENT.set(sum(row["event_seq"] - row["sent"] for row in backlog))
+        rounds: list[tuple[int, int, list[str]]] = []  # event id, its last seq, messages
+        count = 0
+        async with conn.cursor(row_factory=tuple_row) as rows:
+            for event in backlog:
+                if count >= ROWS_PER_ROUND:
+                    break
+                await rows.execute(
+                    queries.unsent_booking_events,
+                    {"event_id": event["event_id"], "sent": event["sent"], "limit": ROWS_PER_ROUND},
+                )
+                found = await rows.fetchall()
+                if found:
+                    rounds.append((event["event_id"], found[-1][0], [m for _, m in found]))
+                    count += len(found)
+        if not count:
             return 0
-        await self._send(rows)
-        ranges: dict[int, list[int]] = {}
-        for row in rows:
-            seqs = ranges.setdefault(row["event_id"], [row["seq"], row["seq"]])
-            seqs[1] = row["seq"]
+        await self._send(rounds)
         await conn.execute(
-            queries.mark_booking_events_sent,
-            {
-                "event_ids": list(ranges),
-                "firsts": [first for first, _ in ranges.values()],
-                "lasts": [last for _, last in ranges.values()],
-            },
+            queries.mark_booking_events_relayed,
+            {"event_ids": [e for e, _, _ in rounds], "seqs": [last for _, last, _ in rounds]},
         )
-        self.relayed += len(rows)
-        BOOKING_EVENTS_RELAYED.inc(len(rows))
-        return len(rows)
+        self.relayed += count
+        BOOKING_EVENTS_RELAYED.inc(count)
+        return count
 
-    async def _send(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Publish the rows as record batches, one partition after another in row order,
-        and wait for every acknowledgement."""
+    async def _send(self, rounds: Sequence[tuple[int, int, list[str]]]) -> None:
+        """Publish each event's messages in order as record batches of its partition, and
+        wait for every acknowledgement."""
         topic = self._settings.events_topic
         partitions = await self._producer.partitions_for(topic)
         acks: list[asyncio.Future[Any]] = []
         batches: dict[int, Any] = {}
-        for row in rows:
-            event_id = row["event_id"]
-            partition = partition_of(event_id, partitions)
-            key, value = event_key(event_id), row["message"].encode()
+        for event_id, _, messages in rounds:
+            partition, key = partition_of(event_id, partitions), event_key(event_id)
             batch = batches.get(partition)
-            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
-                if batch is not None:  # full: send it, start the next
-                    acks.append(await self._producer.send_batch(batch, topic, partition=partition))
-                batch = batches[partition] = self._producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
+            for message in messages:
+                value = message.encode()
+                if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
+                    if batch is not None:  # full: send it, start the next
+                        acks.append(
+                            await self._producer.send_batch(batch, topic, partition=partition)
+                        )
+                    batch = batches[partition] = self._producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
         for partition, batch in batches.items():
             acks.append(await self._producer.send_batch(batch, topic, partition=partition))
         for result in await asyncio.gather(*acks, return_exceptions=True):
             if isinstance(result, BaseException):
-                raise result  # nothing is marked sent: the next session sends them again
+                raise result  # no mark moved: the next session sends them again

@@ -59,8 +59,8 @@ async def relayed(settings: Settings, event_ids: list[int], timeout_s: float = 6
     async def drained() -> bool | None:
         rows = await query(
             settings,
-            "SELECT count(*) AS n FROM booking_events"
-            " WHERE event_id = ANY(%(ids)s) AND sent_at IS NULL",
+            "SELECT count(*) AS n FROM events e LEFT JOIN booking_events_relayed r"
+            " ON r.event_id = e.id WHERE e.id = ANY(%(ids)s) AND e.event_seq > COALESCE(r.seq, 0)",
             {"ids": event_ids},
         )
         return True if rows[0]["n"] == 0 else None

@@ -82,10 +82,9 @@ WHERE id = %(event_id)s;
 WITH advanced AS (
     UPDATE events SET event_seq = %(last_seq)s WHERE id = %(event_id)s
 )
-INSERT INTO booking_events (event_id, seq, booking_id, status, message)
-SELECT %(event_id)s, %(first_seq)s + n - 1, b, s, m
-FROM unnest(%(booking_ids)s::uuid[], %(statuses)s::text[], %(messages)s::text[])
-     WITH ORDINALITY AS t (b, s, m, n);
+INSERT INTO booking_events (event_id, seq, booking_id, status, at)
+SELECT %(event_id)s, %(first_seq)s + n - 1, b, s, %(at)s
+FROM unnest(%(booking_ids)s::uuid[], %(statuses)s::text[]) WITH ORDINALITY AS t (b, s, n);
 
 -- name: get_booking
 SELECT booking_id, event_id, user_id, quantity, status, reason, requested_at, decided_at, seats,
@@ -284,17 +283,45 @@ WHERE s.event_id = %(event_id)s AND s.booking_id IS NOT NULL;
 -- One relay at a time across workers: a session lock, released when its connection ends.
 SELECT pg_try_advisory_lock(%(key)s) AS locked;
 
+-- name: booking_events_backlog
+-- The events whose outbox holds changes the relay has not sent.
+SELECT e.id AS event_id, COALESCE(r.seq, 0) AS sent, e.event_seq
+FROM events AS e LEFT JOIN booking_events_relayed AS r ON r.event_id = e.id
+WHERE e.event_seq > COALESCE(r.seq, 0)
+ORDER BY e.id;
+
 -- name: unsent_booking_events
--- The outbox's unsent rows, each event's in seq order (by the partial index).
-SELECT event_id, seq, message FROM booking_events
-WHERE sent_at IS NULL
-ORDER BY event_id, seq
+-- An event's next changes after `sent`, each as its Kafka message (the JSON of
+-- docs/booking-events.schema.json), the booking's details read from its row.
+SELECT o.seq, json_build_object(
+    'event_id', o.event_id,
+    'seq', o.seq,
+    'booking_id', o.booking_id,
+    'user_id', b.user_id,
+    'status', o.status,
+    'reason', CASE WHEN o.status = 'REJECTED' THEN b.reason END,
+    'seats', b.seats,
+    'quantity', b.quantity,
+    'price_cents', b.price_cents,
+    'hold_expires_at', to_char(b.hold_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    'at', to_char(o.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+)::text AS message
+FROM booking_events AS o JOIN bookings AS b ON b.booking_id = o.booking_id
+WHERE o.event_id = %(event_id)s AND o.seq > %(sent)s
+ORDER BY o.seq
 LIMIT %(limit)s;
 
--- name: mark_booking_events_sent
--- After the broker acknowledged them: each event's range of seqs sent.
-UPDATE booking_events AS o SET sent_at = now()
-FROM unnest(%(event_ids)s::bigint[], %(firsts)s::bigint[], %(lasts)s::bigint[])
-     AS r (event_id, first_seq, last_seq)
-WHERE o.event_id = r.event_id AND o.seq BETWEEN r.first_seq AND r.last_seq
-  AND o.sent_at IS NULL;
+-- name: mark_booking_events_relayed
+-- The broker acknowledged every change of these events up to these seqs.
+INSERT INTO booking_events_relayed (event_id, seq)
+SELECT * FROM unnest(%(event_ids)s::bigint[], %(seqs)s::bigint[])
+ON CONFLICT (event_id) DO UPDATE
+SET seq = greatest(booking_events_relayed.seq, excluded.seq);
+
+-- name: relay_plan
+-- The relay's connection joins the outbox to bookings by primary-key probes only (for a
+-- round of a few thousand rows the planner would rather hash the whole bookings table), and
+-- in one process: parallel workers would cost more CPU than they save on a busy machine.
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SET max_parallel_workers_per_gather = 0;

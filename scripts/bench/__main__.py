@@ -32,7 +32,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         choices=["finalisation", "holds", "seats"],
-        help="the worker's phases alone: finalisation (phase 5, unjudged); holds (phase 5, "
+        help="the worker's phases alone: finalisation (phase 5, and 12c: its twin with the "
+        "booking-events outbox off); holds (phase 5, "
         "then payments and expiry, 9 and 10, judged against it); seats (phase 5, then "
         "choosing seats and reading the seat map, 11a to 11d)",
     )
@@ -65,9 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _nofile_limit() -> tuple[int, int]:
-    """Enough file descriptors for the paced client's connections."""
+    """Enough file descriptors for the paced client's connections and phase 12a's streams
+    (the API process inherits the limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return (min(max(soft, 4096), hard), hard)
+    return (min(max(soft, 16384), hard), hard)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Any
 from scripts.bench.phases.finalisation import DrainResult
 from scripts.bench.phases.flash_sale import FlashResult
 from scripts.bench.phases.holds import ExpiryResult, PaymentsResult
+from scripts.bench.phases.live import StreamsResult
 from scripts.bench.phases.naive import NaiveResult
 from scripts.bench.phases.seats import ChoiceResult, SeatMapRead
 from scripts.bench.proc import PhaseUsage
@@ -121,6 +122,7 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
     rows += token_rows[1:]  # 7t after 7
     rows += lifecycle_rows(r)
     rows += seat_rows(r)
+    rows += live_rows(r)
     extra_ceilings: list[tuple[str, WrkResult | None]] = [
         ("1a HTTP ceiling again (after 2)", around_intake[1]),
         ("1d HTTP ceiling again (after 2t)", r.get("http_ceiling_after_intake_tokens")),
@@ -267,6 +269,60 @@ def seat_rows(r: dict[str, Any]) -> list[Row]:
                 "11d seat map read, whole map (200)",
                 f"{read.whole.rps:,.0f} req/s",
                 f"{read.body_bytes:,} bytes each; {_lat(read.whole)}",
+            )
+        )
+    return rows
+
+
+def live_rows(r: dict[str, Any]) -> list[Row]:
+    """12a-12c, each when its phase ran: open streams and intake, decision -> stream delay
+    in the flash sale, finalisation with the outbox off."""
+    rows = []
+    streams: StreamsResult | None = r.get("streams")
+    if streams is not None:
+        ratio = streams.intake_ratio
+        rows.append(
+            Row(
+                f"12a {streams.streams:,} open SSE streams, one API process",
+                f"{streams.kib_per_stream:.1f} KiB per stream",
+                f"{streams.opened} opened in {streams.open_s:.1f} s, {streams.still_open} still "
+                f"open after; API RSS {streams.rss_before_kib / 1024:.0f} -> "
+                f"{streams.rss_after_kib / 1024:.0f} MiB; intake "
+                f"{streams.intake_with.rps:,.0f} req/s with them, "
+                f"{streams.intake_without.rps:,.0f} without",
+                f"{ratio:.0%} of intake without",
+                ">= 80% of intake without",
+                ratio >= 0.8 and streams.opened == streams.still_open == streams.streams,
+            )
+        )
+    flash: FlashResult | None = r.get("flash")
+    if flash is not None and flash.streams_timed:
+        rows.append(
+            Row(
+                "12b decision -> SSE delivery (flash sale)",
+                f"p99 {flash.stream_p99_ms:.0f} ms",
+                f"p50 {flash.stream_p50_ms:.0f} ms over {flash.streams_timed} buyers watching "
+                f"their booking from before its decision ({flash.streams_opened_late} opened "
+                f"after it, {flash.streams_failed} failed)",
+                "",
+                "p99 < 250 ms",
+                flash.stream_p99_ms < 250 and flash.streams_failed == 0,
+            )
+        )
+    on: DrainResult | None = r.get("finalisation")
+    off: DrainResult | None = r.get("outbox_off")
+    if on is not None and off is not None:
+        share = on.decisions_per_s / off.decisions_per_s
+        rows.append(
+            Row(
+                "12c finalisation with the outbox off (row 5's twin)",
+                f"{off.decisions_per_s:,.0f} decisions/s",
+                f"{off.decided} of {off.backlog} in {off.wall_s:.2f} s; excl. startup "
+                f"{off.steady_decisions_per_s:,.0f}/s off, {on.steady_decisions_per_s:,.0f}/s "
+                f"on ({on.steady_decisions_per_s / off.steady_decisions_per_s:.0%})",
+                f"row 5 (outbox on) = {share:.0%} of it",
+                ">= 85%",
+                share >= 0.85 and off.decided == off.backlog,
             )
         )
     return rows

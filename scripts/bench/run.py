@@ -19,6 +19,7 @@ from scripts.bench.phases.flash_sale import flash_line, phase_flash
 from scripts.bench.phases.holds import phase_expiry, phase_payments
 from scripts.bench.phases.http_ceiling import api_flags_match, phase_http_ceiling
 from scripts.bench.phases.intake import phase_intake
+from scripts.bench.phases.live import phase_streams
 from scripts.bench.phases.memory import memory_of
 from scripts.bench.phases.naive import phase_naive
 from scripts.bench.phases.seats import phase_seat_map_read, phase_specific, phase_together
@@ -35,6 +36,7 @@ from scripts.bench.report import (
     build_rows,
     finalisation_row,
     lifecycle_rows,
+    live_rows,
     markdown,
     seat_rows,
     to_jsonable,
@@ -54,12 +56,15 @@ async def run_phases(world: World) -> dict[str, Any]:
     buyers = await start_token_api(world)
     r["intake_tokens"] = await phase_intake_tokens(world, buyers)
     r["http_ceiling_after_intake_tokens"] = await phase_http_ceiling(world)
+    r["streams"] = await phase_streams(world)
     assert world.pipeline.api is not None
     r["server_flags_match"] = api_flags_match(world.pipeline.api.pid)
     r["storage"] = await phase_storage_ceiling(world)
     prefill_rate = await prefill_backlog(world)
+    quiet_rate = await prefill_backlog(world, "quiet")
     r["naive"] = await phase_naive(world)
     r["finalisation"] = await phase_finalisation(world, prefill_rate)
+    r["outbox_off"] = await phase_finalisation(world, quiet_rate, "quiet")
     r["payments"] = await phase_payments(world)
     r["expiry"] = await phase_expiry(world)
     await seat_phases(world, r)
@@ -96,12 +101,16 @@ async def run_worker_only(world: World, only: str) -> dict[str, Any]:
     then 11a to 11d. Events are created straight in PostgreSQL; the worker builds the gate's
     counters."""
     async with await connect(world.settings.database_url) as conn:
-        world.events["drain"] = await create_bare_event(
-            conn, "bench hot event", world.sizes.backlog, 1
-        )
+        for twin in ("drain", "quiet"):
+            world.events[twin] = await create_bare_event(
+                conn, f"bench hot event ({twin})", world.sizes.backlog, 1
+            )
     await analyze(world.settings.database_url)
     prefill_rate = await prefill_backlog(world)
+    quiet_rate = await prefill_backlog(world, "quiet") if only == "finalisation" else 0.0
     r: dict[str, Any] = {"finalisation": await phase_finalisation(world, prefill_rate)}
+    if only == "finalisation":
+        r["outbox_off"] = await phase_finalisation(world, quiet_rate, "quiet")
     if only == "holds":
         r["payments"] = await phase_payments(world)
         r["expiry"] = await phase_expiry(world)
@@ -158,6 +167,7 @@ async def bench(args: argparse.Namespace) -> int:
             finalisation_row(results["finalisation"]),
             *lifecycle_rows(results),
             *seat_rows(results),
+            *live_rows(results),
         ]
     else:
         rows = build_rows(results)

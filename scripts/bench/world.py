@@ -62,17 +62,20 @@ class Sizes:
     contended: int  # requests naming 2 of the same 100 seats (phase 11a)
     groups: int  # groups of 4 placed together (phase 11b)
     seat_map: int  # seats of 11b's map, whose read phase 11c measures
+    streams: int  # Server-Sent Events connections one API process holds (phase 12a)
+    watched: int  # flash-sale bookings whose stream is timed (phase 12b)
 
 
 FULL = Sizes(
     2, 10, 64, 200_000, 100_000, 5_000, 100_000, 10_000, 128, 420, 120, 50_000, 10_000,
-    10_000, 20_000, 100_000,
+    10_000, 20_000, 100_000, 5_000, 500,
 )  # fmt: skip
 
 
 QUICK = Sizes(
-    1, 3, 64, 20_000, 10_000, 500, 10_000, 1_000, 128, 60, 60, 5_000, 1_000, 1_000, 2_000, 10_000
-)
+    1, 3, 64, 20_000, 10_000, 500, 10_000, 1_000, 128, 60, 60, 5_000, 1_000, 1_000, 2_000, 10_000,
+    500, 50,
+)  # fmt: skip
 
 
 @dataclass
@@ -86,6 +89,7 @@ class World:
     out_dir: Path
     settings: Settings = field(init=False)
     drain: Settings = field(init=False)  # the finalisation phase's topic and group
+    quiet: Settings = field(init=False)  # ... its twin with the booking-events outbox off
     holds: Settings = field(init=False)  # the payment and expiry phases' topic and group
     seats: Settings = field(init=False)  # the seat-choice phases' topic and group
     base_db_url: str = field(init=False)  # baselines live in their own database
@@ -130,6 +134,13 @@ class World:
             dlq_topic=f"{ns}.backlog.dlq",
             consumer_group=f"{ns}-drain",
         )
+        self.quiet = msgspec.structs.replace(
+            self.settings,
+            topic=f"{ns}.backlog-quiet",
+            dlq_topic=f"{ns}.backlog-quiet.dlq",
+            consumer_group=f"{ns}-drain-quiet",
+            outbox=False,
+        )
         self.holds = msgspec.structs.replace(
             self.settings,
             topic=f"{ns}.holds",
@@ -166,6 +177,7 @@ class World:
             await asyncio.to_thread(migrate, url)
         await ensure_topics(self.settings)
         await ensure_topics(self.drain)
+        await ensure_topics(self.quiet)
         await ensure_topics(self.holds)
         await ensure_topics(self.seats)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +198,7 @@ class World:
             await delete_redis_prefix(self.settings)
             await delete_redis_prefix(self.base_settings)
         with contextlib.suppress(KafkaError, OSError):
-            await delete_kafka(self.settings, self.drain, self.holds, self.seats)
+            await delete_kafka(self.settings, self.drain, self.quiet, self.holds, self.seats)
 
 
 async def delete_redis_prefix(settings: Settings) -> int:

@@ -15,16 +15,17 @@ from shared.config import Settings
 from shared.contracts import BookingRequested, new_booking_id
 
 
-async def prefill_backlog(world: World) -> float:
-    """Produce the backlog straight into the drain topic: one hot event, distinct users, one
-    seat each. Returns messages/s."""
-    say("finalisation", f"producing {world.sizes.backlog} requests into {world.drain.topic}")
-    event_id, now_ms = world.events["drain"], int(time.time() * 1000)
+async def prefill_backlog(world: World, twin: str = "drain") -> float:
+    """Produce the backlog straight into the drain topic (or its `quiet` twin's): one hot
+    event, distinct users, one seat each. Returns messages/s."""
+    settings = world.quiet if twin == "quiet" else world.drain
+    say("finalisation", f"producing {world.sizes.backlog} requests into {settings.topic}")
+    event_id, now_ms = world.events[twin], int(time.time() * 1000)
     backlog = [
-        BookingRequested(new_booking_id(), event_id, f"backlog-{world.run_id}-{i}", 1, now_ms)
+        BookingRequested(new_booking_id(), event_id, f"{twin}-{world.run_id}-{i}", 1, now_ms)
         for i in range(world.sizes.backlog)
     ]
-    rate = await produce(world.drain, backlog)
+    rate = await produce(settings, backlog)
     say("finalisation", f"backlog produced at {rate:,.0f} msgs/s")
     return rate
 
@@ -74,13 +75,16 @@ class DrainResult:
     worker_cpu_pct: float
 
 
-async def phase_finalisation(world: World, prefill_rate: float) -> DrainResult:
+async def phase_finalisation(world: World, prefill_rate: float, twin: str = "drain") -> DrainResult:
     """5. The real worker drains the backlog and exits (--stop-when-idle). Every batch has
-    one `decided_at`, so the ledger tells when each batch was decided."""
-    event_id = world.events["drain"]
-    say("finalisation", f"worker draining {world.sizes.backlog} requests for event {event_id}")
+    one `decided_at`, so the ledger tells when each batch was decided. With `twin="quiet"`,
+    the same on the twin backlog with the booking-events outbox off (12c)."""
+    event_id = world.events[twin]
+    phase = "finalisation" if twin == "drain" else "outbox-off"
+    settings = world.quiet if twin == "quiet" else world.drain
+    say(phase, f"worker draining {world.sizes.backlog} requests for event {event_id}")
     spawned_wall = time.time()
-    ended = await burst_worker(world, "finalisation", "worker-drain", world.drain)
+    ended = await burst_worker(world, phase, f"worker-{twin}", settings)
     rows, seats_taken = await decided_batches(world, event_id)
     decided = sum(r["n"] for r in rows)
     first = rows[0]["decided_at"].timestamp() if rows else spawned_wall
@@ -105,7 +109,7 @@ async def phase_finalisation(world: World, prefill_rate: float) -> DrainResult:
         worker_cpu_pct=100 * ended.cpu_s / ended.wall_s,
     )
     say(
-        "finalisation",
+        phase,
         f"{decided} decided in {ended.wall_s:.2f} s (exit {ended.code}): "
         f"{result.decisions_per_s:,.0f}/s incl. startup ({result.startup_s:.2f} s), "
         f"{steady:,.0f}/s steady over {len(rows)} batches",

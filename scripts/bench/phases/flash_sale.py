@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from scripts.bench.paced import Paced, paced_fire, percentile
 from scripts.bench.phases.intake import mean_ms, produce_totals
+from scripts.bench.phases.live import Watchers
 from scripts.bench.progress import say
 from scripts.bench.world import Conn, World, api_client, bench_queries, connect, partitions_of
 from scripts.loadgen.api import settled_audit
@@ -95,6 +96,12 @@ class FlashResult:
     # PostgreSQL checkpoints ran during the sale (None: the server's view was unreadable).
     worst_at_s: float = 0.0  # seconds after the sale's first request
     checkpoints: int | None = None
+    # 12b: buyers watching their booking's stream, from decided_at to the decision's arrival
+    streams_timed: int = 0
+    streams_opened_late: int = 0  # opened after their decision: not timed
+    streams_failed: int = 0
+    stream_p50_ms: float = float("nan")
+    stream_p99_ms: float = float("nan")
 
 
 async def checkpoint_count(conn: Conn) -> int | None:
@@ -146,20 +153,22 @@ class DecidedWatcher:
 
 
 async def fire_and_watch(
-    world: World, client: Client, conn: Conn, rate: float
+    world: World, client: Client, conn: Conn, rate: float, streams: Watchers
 ) -> tuple[Paced, float | None]:
-    """The paced firing, with the ledger watched throughout; returns what the client saw and
-    when the ledger held every accepted booking (None if not within the timeout)."""
+    """The paced firing, with the ledger watched throughout and some buyers watching their
+    booking's stream; returns what the client saw and when the ledger held every accepted
+    booking (None if not within the timeout)."""
     s, event_id = world.sizes, world.events["flash"]
     watcher = DecidedWatcher(conn, event_id)
     watching = asyncio.create_task(watcher.run())
     try:
         with world.monitor.measure("flash-sale", bench_is_loadgen=True):
             bodies = booking_bodies(event_id, s.flash_requests)
-            paced = await paced_fire(client, bodies, rate, "flash-sale")
+            paced = await paced_fire(client, bodies, rate, "flash-sale", streams.accepted)
             accepted = paced.statuses["202"]
             say("flash-sale", f"fired: {dict(paced.statuses)}; waiting for {accepted} decisions")
             all_decided = await watcher.wait_for(accepted, s.decide_timeout_s)
+            await streams.finish()
     finally:
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -174,12 +183,14 @@ async def phase_flash(world: World, intake_rps: float) -> FlashResult:
     rate = max(intake_rps / 2, 1.0)
     say("flash-sale", f"{s.flash_requests} requests for {s.flash_seats} seats at {rate:,.0f}/s")
     client = Client(local_target(world.pipeline.url), s.paced_connections, timeout_s=30.0)
+    every = max(s.flash_seats // s.watched, 1)  # spread over the sale while seats last
+    streams = Watchers(world.pipeline.url, every, s.watched)
     async with await connect(world.settings.database_url) as conn:
         await conn.set_autocommit(True)
         try:
             before = await produce_totals(world.pipeline.url)
             checkpoints_before = await checkpoint_count(conn)
-            paced, all_decided = await fire_and_watch(world, client, conn, rate)
+            paced, all_decided = await fire_and_watch(world, client, conn, rate, streams)
             checkpoints_after = await checkpoint_count(conn)
             ack_ms = mean_ms(before, await produce_totals(world.pipeline.url))
             row = await (
@@ -219,6 +230,11 @@ async def phase_flash(world: World, intake_rps: float) -> FlashResult:
         loadgen_cpu_pct=100 * paced.cpu_s / paced.seconds,
         kafka_ack_mean_ms=ack_ms,
         worst_at_s=row["worst_at_s"] or 0.0,
+        streams_timed=len(streams.delays_s),
+        streams_opened_late=streams.opened_late,
+        streams_failed=streams.failed,
+        stream_p50_ms=streams.p50_ms,
+        stream_p99_ms=streams.p99_ms,
         checkpoints=(
             checkpoints_after - checkpoints_before
             if checkpoints_before is not None and checkpoints_after is not None

@@ -26,6 +26,8 @@ async def start_api(world: World) -> None:
         world.events["flash"] = await create_event(client, token, "bench flash", s.flash_seats, 1)
         world.events["warm"] = await create_event(client, token, "bench warm-up", 100, 1)
         world.events["drain"] = await create_event(client, token, "bench hot event", s.backlog, 1)
+        world.events["quiet"] = await create_event(client, token, "bench quiet twin", s.backlog, 1)
+        world.events["streams"] = await create_event(client, token, "bench streams", 100, 1)
     finally:
         client.close()
     await analyze(world.settings.database_url)
