@@ -34,13 +34,14 @@ from consumer.booking_mail import MAILED
 from consumer.delivery import Delivery, Result
 from consumer.mailer import Mailer, SmtpTarget
 from consumer.notifications import Mailing
+from consumer.positions import report_lag
 from consumer.worker import stop_on_signals
 from shared import logs
 from shared.config import Settings, load_or_exit
 from shared.contracts import BookingEvent, decode_booking_event
 from shared.db import Pool, open_pool
 from shared.errors import ConfigError, Stopped
-from shared.metrics import NOTIFICATIONS, NOTIFY_OUTCOMES
+from shared.metrics import NOTIFICATIONS, NOTIFY_LAG, NOTIFY_OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +119,12 @@ class Notifier:
             fetched = await consumer.getmany(
                 timeout_ms=self.settings.poll_timeout_ms, max_records=BATCH_MAX
             )
-            if not fetched:
-                continue
-            async with self.batch_lock:
-                done = await batches.handle([r for part in fetched.values() for r in part])
-                if done:
-                    await _commit(consumer, done)
+            if fetched:
+                async with self.batch_lock:
+                    done = await batches.handle([r for part in fetched.values() for r in part])
+                    if done:
+                        await _commit(consumer, done)
+            await report_lag(consumer, NOTIFY_LAG)
 
 
 class _Batches:

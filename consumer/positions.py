@@ -6,16 +6,18 @@ from __future__ import annotations
 import contextlib
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import Gauge
 
 from shared.metrics import CONSUMER_LAG
 
 
-async def report_lag(consumer: AIOKafkaConsumer) -> None:
+async def report_lag(consumer: AIOKafkaConsumer, gauge: Gauge = CONSUMER_LAG) -> None:
+    """Set `gauge` per assigned partition: the messages not consumed yet."""
     for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
         if highwater is not None:
             lag = max(highwater - await consumer.position(tp), 0)
-            CONSUMER_LAG.labels(str(tp.partition)).set(lag)
+            gauge.labels(str(tp.partition)).set(lag)
 
 
 def forget_lag(revoked: set[TopicPartition]) -> None:

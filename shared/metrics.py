@@ -140,6 +140,12 @@ AUDIT_RUNS = Counter("tickets_audit_runs", "Audit rounds completed by the worker
 NOTIFY_OUTCOMES = (
     "sent", "in_doubt", "duplicate", "not_mailed", "no_account", "refused", "undecodable",
 )  # fmt: skip
+NOTIFY_LAG = Gauge(
+    "tickets_notify_lag",
+    "Booking events not yet handled by the notifier, per assigned partition of the "
+    "booking-events topic",
+    ["partition"],
+)
 NOTIFICATIONS = Counter(
     "tickets_notifications",
     "Booking events handled by the notifier, by outcome: sent (the SMTP server accepted the "

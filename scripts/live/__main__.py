@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a worker's /metrics URL; repeat for several workers "
         "(default http://127.0.0.1:$TICKETS_WORKER_METRICS_PORT/metrics)",
     )
+    parser.add_argument(
+        "--notifier-metrics",
+        metavar="URL",
+        help="the notifier's /metrics URL, for its lag (default: none watched)",
+    )
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--once", action="store_true", help="print one snapshot and exit")
     stop.add_argument("--duration", type=float, help="stop after this many seconds")
@@ -84,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.interval <= 0 or (args.duration is not None and args.duration <= 0):
         parser.error("--interval and --duration must be positive")
-    for url in [args.api, *(args.worker_metrics or ())]:
+    for url in [args.api, *(args.worker_metrics or ()), *filter(None, [args.notifier_metrics])]:
         if not url.startswith(("http://", "https://")):
             parser.error(f"not an http(s) URL: {url}")
     settings = load_or_exit()
@@ -93,7 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         port = settings.worker_metrics_port
         workers = [f"http://127.0.0.1:{port}/metrics"] if port else []
     sources = Sources(
-        args.api.rstrip("/"), workers, args.event, settings.admin_token or admin_token_from_env()
+        args.api.rstrip("/"),
+        workers,
+        args.event,
+        settings.admin_token or admin_token_from_env(),
+        args.notifier_metrics,
     )
     if args.once:
         snapshot = sources.snapshot()

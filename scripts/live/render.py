@@ -68,6 +68,16 @@ def render_panel(
     lines.append("BACKLOG")
     lag = "unknown (no answer from a worker)" if summary.lag is None else f"{summary.lag} messages"
     lines.append(f"  consumer lag  {lag}")
+    lines.append("LIVE UPDATES")
+    lines.append(_row("booking events relayed", summary.relayed))
+    unsent = "unknown" if summary.outbox_unsent is None else str(summary.outbox_unsent)
+    lines.append(f"  outbox not yet relayed  {unsent}")
+    streams = ", ".join(f"{name} {n}" for name, n in sorted(summary.streams.items())) or "none"
+    lines.append(f"  open streams (API)  {streams}")
+    if snap.notifier_error is not None:
+        lines.append(f"  notifier  not answering ({snap.notifier_error})")
+    elif summary.notify_lag is not None:
+        lines.append(f"  notifier lag  {summary.notify_lag} booking events")
     lines.append(f"EVENT {snap.event_id} (audit)")
     if audit is not None:
         lines.append(

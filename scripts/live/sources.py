@@ -17,11 +17,15 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.metrics import (
+    BOOKING_EVENTS_RELAYED,
     BOOKING_REQUESTS,
     CONSUMER_LAG,
     DEAD_LETTERS,
     DECISION_LATENCY,
     DECISIONS,
+    NOTIFY_LAG,
+    OUTBOX_UNSENT,
+    STREAM_CONNECTIONS,
     BatchHistogram,
 )
 
@@ -51,6 +55,18 @@ LAG = _family(CONSUMER_LAG)
 
 
 LATENCY_BUCKETS = _family(DECISION_LATENCY) + "_bucket"
+
+
+RELAYED = _family(BOOKING_EVENTS_RELAYED) + "_total"
+
+
+UNSENT = _family(OUTBOX_UNSENT)
+
+
+STREAMS = _family(STREAM_CONNECTIONS)
+
+
+NOTIFY_BEHIND = _family(NOTIFY_LAG)
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,8 @@ class Snapshot:
     event: dict[str, Any] | None
     audit: dict[str, Any] | None
     audit_error: str | None
+    notifier: Scrape | None = None
+    notifier_error: str | None = None  # None too when no notifier is watched
 
 
 @dataclass(frozen=True)
@@ -135,6 +153,7 @@ class Sources:
     worker_metrics: list[str]
     event_id: int
     admin_token: str
+    notifier_metrics: str | None = None
 
     def _metrics(self, url: str) -> Scrape:
         status, body = _get(url)
@@ -180,6 +199,12 @@ class Sources:
                 audit = self._json(f"/api/events/{self.event_id}/audit", auth)
             except FETCH_ERRORS as exc:
                 audit_error = _problem(exc)
+        notifier = notifier_error = None
+        if self.notifier_metrics:
+            try:
+                notifier = self._metrics(self.notifier_metrics)
+            except FETCH_ERRORS as exc:
+                notifier_error = _problem(exc)
         return Snapshot(
             self.event_id,
             at,
@@ -192,4 +217,6 @@ class Sources:
             event,
             audit,
             audit_error,
+            notifier,
+            notifier_error,
         )

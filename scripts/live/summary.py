@@ -12,7 +12,11 @@ from scripts.live.sources import (
     DECIDED,
     LAG,
     LATENCY_BUCKETS,
+    NOTIFY_BEHIND,
+    RELAYED,
     REQUESTS,
+    STREAMS,
+    UNSENT,
     Scrape,
     Snapshot,
     combine,
@@ -72,6 +76,10 @@ class Summary:
     lag: int | None
     latency: dict[float, float | None] = field(default_factory=dict)
     latency_window: str = ""
+    relayed: Count | None = None  # booking events the relay published
+    outbox_unsent: int | None = None
+    streams: dict[str, int] = field(default_factory=dict)  # open SSE connections, by stream
+    notify_lag: int | None = None
 
     @property
     def workers_up(self) -> int:
@@ -114,7 +122,8 @@ def summarize(previous: Snapshot | None, current: Snapshot) -> Summary:
         s is None for s in current.workers
     ]:
         before_workers = combine([s for s in previous.workers if s is not None])
-    decided = dead = None
+    decided = dead = relayed = None
+    unsent = None
     decisions: dict[tuple[str, str], Count] = {}
     lag = None
     latency: dict[float, float | None] = {}
@@ -128,8 +137,30 @@ def summarize(previous: Snapshot | None, current: Snapshot) -> Summary:
         if len(up) == len(current.workers) and workers.has(LAG):
             lag = int(workers.total(LAG))
         latency, window = _latency(workers, before_workers, seconds)
+        relayed = _sum(workers, before_workers, RELAYED, seconds)
+        if workers.has(UNSENT):
+            unsent = int(workers.total(UNSENT))
+    streams = {}
+    if current.api is not None:
+        streams = {key[0]: int(n) for key, n in current.api.by(STREAMS, "stream").items()}
+    notify_lag = None
+    if current.notifier is not None and current.notifier.has(NOTIFY_BEHIND):
+        notify_lag = int(current.notifier.total(NOTIFY_BEHIND))
     return Summary(
-        current, seconds, requests, outcomes, decided, decisions, dead, lag, latency, window
+        current,
+        seconds,
+        requests,
+        outcomes,
+        decided,
+        decisions,
+        dead,
+        lag,
+        latency,
+        window,
+        relayed,
+        unsent,
+        streams,
+        notify_lag,
     )
 
 

@@ -150,9 +150,13 @@ async def test_live_once_shows_the_sale_and_the_clean_verdict(
 
     async def all_decided() -> Ran | None:
         view = await view_once()
-        return view if row(view.lines, "decided")[-1] == str(codes[202]) else None
+        relayed = row(view.lines, "booking events relayed")[-1]
+        return view if row(view.lines, "decided")[-1] == relayed == str(codes[202]) else None
 
-    view = await poll_until(all_decided, 30) or await view_once()
+    # A buyer watching the event's availability while the operator looks.
+    async with sale.http.stream("GET", f"/api/events/{event}/stream") as watching:
+        assert watching.status_code == 200
+        view = await poll_until(all_decided, 30) or await view_once()
     decided = row(view.lines, "decided")
     assert view.lines[0].startswith(f'tickets live - event {event} "Test"'), view.out
     assert "API up - workers 1/1 up" in view.lines
@@ -164,6 +168,8 @@ async def test_live_once_shows_the_sale_and_the_clean_verdict(
     assert row(view.lines, "confirmed")[-1] == "20"
     assert row(view.lines, "rejected SOLD_OUT")[-1] == str(codes[202] - 20)
     assert "consumer lag  0 messages" in [line.strip() for line in view.lines]
+    assert "outbox not yet relayed  0" in [line.strip() for line in view.lines]
+    assert "open streams (API)  event 1" in [line.strip() for line in view.lines], view.out
     assert "capacity 20  sold 20  available 0  in flight 0  drift 0" in view.out
     assert row(view.lines, "verdict") == ["verdict", "CLEAN"], view.out
 
