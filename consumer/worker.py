@@ -220,9 +220,15 @@ class Worker:
                         # A side task that dies stops the worker loudly rather than limping.
                         task.result()
                         raise RuntimeError(f"side task {task.get_name()} ended unexpectedly")
-                fetched = await consumer.getmany(
-                    timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max
-                )
+                batch_max = self.settings.batch_max
+                fetched = await consumer.getmany(timeout_ms=0, max_records=batch_max)
+                if not fetched:
+                    # About to wait for the broker: record the last batch meanwhile (rule 1
+                    # of consumer/tail.py), so its buyers hear of it without that wait.
+                    self._tail.start()
+                    fetched = await consumer.getmany(
+                        timeout_ms=self.settings.poll_timeout_ms, max_records=batch_max
+                    )
                 if fetched:
                     fetched_at = time.monotonic()
                     records = [record for part in fetched.values() for record in part]

@@ -63,18 +63,18 @@ class Sizes:
     groups: int  # groups of 4 placed together (phase 11b)
     seat_map: int  # seats of 11b's map, whose read phase 11c measures
     streams: int  # Server-Sent Events connections one API process holds (phase 12a)
-    watched: int  # flash-sale bookings whose stream is timed (phase 12b)
+    watched: int  # flash-sale bookings whose stream is opened (phase 12b)
 
 
 FULL = Sizes(
     2, 10, 64, 200_000, 100_000, 5_000, 100_000, 10_000, 128, 420, 120, 50_000, 10_000,
-    10_000, 20_000, 100_000, 5_000, 500,
+    10_000, 20_000, 100_000, 5_000, 10_000,
 )  # fmt: skip
 
 
 QUICK = Sizes(
     1, 3, 64, 20_000, 10_000, 500, 10_000, 1_000, 128, 60, 60, 5_000, 1_000, 1_000, 2_000, 10_000,
-    500, 50,
+    500, 1_000,
 )  # fmt: skip
 
 

@@ -183,8 +183,9 @@ async def phase_flash(world: World, intake_rps: float) -> FlashResult:
     rate = max(intake_rps / 2, 1.0)
     say("flash-sale", f"{s.flash_requests} requests for {s.flash_seats} seats at {rate:,.0f}/s")
     client = Client(local_target(world.pipeline.url), s.paced_connections, timeout_s=30.0)
-    every = max(s.flash_seats // s.watched, 1)  # spread over the sale while seats last
-    streams = Watchers(world.pipeline.url, every, s.watched)
+    # Every accepted buyer watches, up to the cap: only a stream opened before its booking
+    # is decided times a push, and most decisions beat the stream's opening.
+    streams = Watchers(world.pipeline.url, 1, s.watched)
     async with await connect(world.settings.database_url) as conn:
         await conn.set_autocommit(True)
         try:
