@@ -4,6 +4,7 @@ limit that holds when the API runs as two processes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import uuid
@@ -17,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from scripts.pipeline import Pipeline
+from scripts.sse import events
 from scripts.waiting import eventually
 from shared.config import Settings
 from tests.sale import SaleClient
@@ -85,6 +87,13 @@ async def test_a_buyer_signs_in_books_and_sees_only_their_own_bookings(
     theirs = await http.get(f"/api/bookings/{ids[0]}", headers=as_bob)
     assert theirs.status_code == 404, theirs.text  # not 403: nothing says it exists
     assert (await http.get(f"/api/bookings/{ids[0]}")).status_code == 401
+    # Her booking's stream too: hers, and the decision at once; nobody else's.
+    url = f"/api/bookings/{ids[0]}/events"
+    async with http.stream("GET", url, headers=as_alice) as stream:
+        statuses = [json.loads(e.data)["status"] async for e in events(stream)]
+    assert statuses == ["CONFIRMED"]
+    assert (await http.get(url, headers=as_bob)).status_code == 404
+    assert (await http.get(url)).status_code == 401
 
     first = await http.get("/api/me/bookings", params={"limit": 2}, headers=as_alice)
     assert first.status_code == 200, first.text

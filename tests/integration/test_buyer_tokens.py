@@ -307,3 +307,19 @@ async def test_an_identity_providers_tokens_are_verified_with_its_public_key(
     # The service signs nothing itself here: no register, no login.
     login = await api.post("/api/auth/login", json={"email": "a@example.com", "password": PASSWORD})
     assert login.status_code in (404, 405)
+
+
+async def test_a_booking_stream_is_refused_to_anyone_but_its_buyer(
+    api: AsyncTestClient[Litestar], event: int
+) -> None:
+    mine = {"Authorization": f"Bearer {signed({'sub': 'buyer-7'})}"}
+    theirs = {"Authorization": f"Bearer {signed({'sub': 'buyer-8'})}"}
+    booked = await api.post("/api/bookings", json={"event_id": event}, headers=mine)
+    assert booked.status_code == 202, booked.text
+    url = f"/api/bookings/{booked.json()['booking_id']}/events"
+    assert (await api.get(url)).status_code == 401
+    forged = {"Authorization": f"Bearer {signed({'sub': 'buyer-7'}, key=b'x' * 32)}"}
+    assert (await api.get(url, headers=forged)).status_code == 401
+    hidden = await api.get(url, headers=theirs)
+    assert hidden.status_code == 404, hidden.text
+    assert hidden.headers["content-type"].startswith("application/problem+json")
