@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import time
 import uuid
+from collections.abc import Callable
 from http import HTTPStatus
 
 import msgspec
@@ -64,7 +65,6 @@ class HoldController(Controller):
         caller = identify(svc.settings, svc.auth, request.headers.get("authorization"))
         if caller is not None and caller.is_admin and caller.user_id != view.user_id:
             raise Forbidden("only the booking's buyer pays for it")
-        _must_be_payable(view)
         now_ms = deadlines.now_ms()
         message = PaymentReceived(
             booking_id=uuid.UUID(view.booking_id),
@@ -76,7 +76,7 @@ class HoldController(Controller):
         )
         key = idempotency_key(request.headers)
         print_ = _fingerprint("pay", view.booking_id, data.payment_ref)
-        await _publish_once(svc, view, key, print_, message)
+        await _publish_once(svc, view, key, print_, message, lambda: _must_be_payable(view))
         return _accepted(view.booking_id, Status.HELD)
 
     @post(
@@ -126,16 +126,25 @@ def _passed(iso: str) -> bool:
 
 
 async def _publish_once(
-    svc: Services, view: BookingView, key: str | None, print_: str, message: Command
+    svc: Services,
+    view: BookingView,
+    key: str | None,
+    print_: str,
+    message: Command,
+    check: Callable[[], None],
 ) -> None:
-    """Publish, or with an Idempotency-Key already used for the same request, nothing."""
+    """Publish if `check()` lets it; with an Idempotency-Key already used for the same
+    request, nothing: a replay gets the first answer, whatever the booking became since
+    (and a key reused with another body is refused first)."""
     if key is None:
+        check()
         await svc.publisher.publish(message)
         return
     claim = await svc.idempotency.claim(f"pay\x00{view.user_id}", key, print_, view.booking_id)
     if not claim.first:
         return
     try:
+        check()
         await svc.publisher.publish(message)
     except BaseException:
         await svc.idempotency.abandon(claim)
