@@ -1,12 +1,13 @@
 """Live updates for the API's Server-Sent Events: one Redis subscription per API process,
 fanned out to the connections that wait for them.
 
-The worker publishes on two channels (shared/keys.py): the decision keys of every batch it
-recorded, and an event's availability whenever it publishes the seat map. Each connection
-registers a wake-up (an `asyncio.Event`, a queue of depth one: a stream re-reads the current
-state when woken, so a burst of changes costs one read, and nothing is queued per change).
-A lost subscription wakes every connection once it is back, so a change published meanwhile
-is read rather than missed.
+The worker publishes on two channels (shared/keys.py): every batch of decision records it
+wrote for polling clients, and an event's availability whenever it publishes the seat map.
+Each connection registers a `Watch`: a wake-up and the newest record or availability seen
+(a queue of depth one: a burst of changes wakes a stream once, with the latest, and nothing
+is queued per change). A lost subscription wakes every connection, with nothing attached,
+once it is back: the stream then reads the current state, so a change published meanwhile
+is not missed.
 """
 
 from __future__ import annotations
@@ -36,40 +37,67 @@ class _Head(msgspec.Struct):
 _head = msgspec.json.Decoder(_Head).decode
 
 
+class Watch:
+    """One connection's wake-up, and what woke it (None: read the current state)."""
+
+    __slots__ = ("record", "woken")
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self.record: bytes | None = None
+
+    def wake(self, record: bytes | None) -> None:
+        self.record = record
+        self.woken.set()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Until woken (True), or `timeout_s` passed (False); the wake-up is consumed."""
+        try:
+            await asyncio.wait_for(self.woken.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        self.woken.clear()
+        return True
+
+    def take(self) -> bytes | None:
+        record, self.record = self.record, None
+        return record
+
+
 class Hub:
     def __init__(self, redis_url: str, keys: RedisKeys) -> None:
         # Its own client: raw bytes, and no read timeout (a quiet channel is not a failure;
         # the health check pings it).
         self._redis = Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=15)
         self._keys = keys
-        self._bookings: dict[bytes, set[asyncio.Event]] = {}  # decision key -> waiters
-        self._events: dict[int, set[asyncio.Event]] = {}  # event id -> waiters
+        self._bookings: dict[bytes, set[Watch]] = {}  # decision key -> its watchers
+        self._events: dict[int, set[Watch]] = {}  # event id -> its watchers
         self._latest: dict[int, tuple[int, bytes]] = {}  # event id -> (version, JSON)
         self._booking_changes = keys.booking_changes.encode()
         self.connected = asyncio.Event()
         self._closing = False
 
     @contextlib.contextmanager
-    def booking(self, booking_id: str) -> Iterator[asyncio.Event]:
-        """A wake-up set whenever the worker records this booking, for as long as the
-        `with` block runs."""
+    def booking(self, booking_id: str) -> Iterator[Watch]:
+        """Woken with the booking's record whenever the worker records it, for as long as
+        the `with` block runs."""
         key = self._keys.decision(booking_id).encode()
-        woken = asyncio.Event()
-        self._bookings.setdefault(key, set()).add(woken)
+        watch = Watch()
+        self._bookings.setdefault(key, set()).add(watch)
         try:
-            yield woken
+            yield watch
         finally:
-            _discard(self._bookings, key, woken)
+            _discard(self._bookings, key, watch)
 
     @contextlib.contextmanager
-    def availability(self, event_id: int) -> Iterator[asyncio.Event]:
-        """A wake-up set whenever the event's availability is published."""
-        woken = asyncio.Event()
-        self._events.setdefault(event_id, set()).add(woken)
+    def availability(self, event_id: int) -> Iterator[Watch]:
+        """Woken whenever the event's availability is published (`latest` has it)."""
+        watch = Watch()
+        self._events.setdefault(event_id, set()).add(watch)
         try:
-            yield woken
+            yield watch
         finally:
-            _discard(self._events, event_id, woken)
+            _discard(self._events, event_id, watch)
 
     def latest(self, event_id: int) -> tuple[int, bytes] | None:
         """The newest availability this process has seen: (version, JSON)."""
@@ -117,9 +145,10 @@ class Hub:
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         if channel == self._booking_changes:
             if self._bookings:
-                for key in data.split(b" "):
-                    for woken in self._bookings.get(key, ()):
-                        woken.set()
+                for line in data.split(b"\n"):
+                    key, _, record = line.partition(b"\t")
+                    for watch in self._bookings.get(key, ()):
+                        watch.wake(record)
             return
         try:
             head = _head(data)
@@ -127,21 +156,21 @@ class Hub:
             log.warning("live updates: ignoring an undecodable availability message")
             return
         self.offer(head.event_id, head.version, data)
-        for woken in self._events.get(head.event_id, ()):
-            woken.set()
+        for watch in self._events.get(head.event_id, ()):
+            watch.wake(None)
 
     def _wake_all(self) -> None:
-        for waiters in (*self._bookings.values(), *self._events.values()):
-            for woken in waiters:
-                woken.set()
+        for watches in (*self._bookings.values(), *self._events.values()):
+            for watch in watches:
+                watch.wake(None)
 
 
 K = TypeVar("K")
 
 
-def _discard(table: dict[K, set[asyncio.Event]], key: K, woken: asyncio.Event) -> None:
-    waiters = table.get(key)
-    if waiters is not None:
-        waiters.discard(woken)
-        if not waiters:
+def _discard(table: dict[K, set[Watch]], key: K, watch: Watch) -> None:
+    watches = table.get(key)
+    if watches is not None:
+        watches.discard(watch)
+        if not watches:
             del table[key]

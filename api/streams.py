@@ -25,6 +25,7 @@ from api.context import InjectedServices, Services
 from api.events import EventIdParam, services
 from api.seats import snapshot_of
 from shared.contracts import Status
+from shared.decisions import view_of
 from shared.metrics import STREAM_CONNECTIONS
 from shared.seating import SeatMapView, availability_of
 
@@ -47,16 +48,6 @@ def _counted(stream: str) -> Iterator[None]:
 
 def _heartbeat() -> ServerSentEventMessage:
     return ServerSentEventMessage(data=None, comment="heartbeat")
-
-
-async def _woken(woken: asyncio.Event, timeout_s: float) -> bool:
-    """Wait for the wake-up; False when the heartbeat is due first."""
-    try:
-        await asyncio.wait_for(woken.wait(), timeout_s)
-    except TimeoutError:
-        return False
-    woken.clear()
-    return True
 
 
 class StreamController(Controller):
@@ -103,24 +94,28 @@ class StreamController(Controller):
 
 async def _booking_stream(svc: Services, booking_id: str) -> AsyncIterator[ServerSentEventMessage]:
     heartbeat_s = svc.settings.sse_heartbeat_s
-    with _counted("booking"), svc.hub.booking(booking_id) as woken:
+    with _counted("booking"), svc.hub.booking(booking_id) as watch:
         sent = None
+        view = await find_booking(svc, booking_id)  # after subscribing: nothing missed
         while True:
-            view = await find_booking(svc, booking_id)  # after subscribing: nothing missed
             if view != sent:
                 yield ServerSentEventMessage(data=msgspec.json.encode(view), event="status")
                 sent = view
             if view.status in FINAL:
                 return
-            while not await _woken(woken, heartbeat_s):
+            while not await watch.wait(heartbeat_s):
                 yield _heartbeat()
+            # The record the worker just wrote, as a poll would read it; else read it.
+            record = watch.take()
+            pushed = view_of(booking_id, record) if record else None
+            view = pushed or await find_booking(svc, booking_id)
 
 
 async def _availability_stream(
     svc: Services, event_id: int, seen: int
 ) -> AsyncIterator[ServerSentEventMessage]:
     heartbeat_s = svc.settings.sse_heartbeat_s
-    with _counted("event"), svc.hub.availability(event_id) as woken:
+    with _counted("event"), svc.hub.availability(event_id) as watch:
         latest = svc.hub.latest(event_id) or await _availability(svc, event_id)
         sent_at = 0.0
         while True:
@@ -131,7 +126,7 @@ async def _availability_stream(
                 version, data = svc.hub.latest(event_id) or latest
                 yield ServerSentEventMessage(data=data, event="availability", id=version)
                 seen, sent_at = version, time.monotonic()
-            while not await _woken(woken, heartbeat_s):
+            while not await watch.wait(heartbeat_s):
                 yield _heartbeat()
             latest = svc.hub.latest(event_id) or latest
 

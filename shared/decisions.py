@@ -146,27 +146,33 @@ class DecisionCache:
         raw = await self._redis.get(self._keys.decision(booking_id))
         if raw is None:
             return None
-        record = _decode(raw)
-        # A hold past its deadline is the ledger's to tell: the worker may have expired (or
-        # a payment confirmed) it and crashed before updating this record.
-        deadline_ms = record.hold_expires_at_ms
-        if record.status is Status.HELD and deadline_ms and deadline_ms <= time.time() * 1000:
-            return None
-        return BookingView(
-            booking_id=str(booking_id),
-            event_id=record.event_id,
-            user_id=record.user_id,
-            quantity=record.quantity,
-            status=record.status.value,
-            reason=record.reason,
-            seats=list(record.seats),
-            requested_at=iso_from_ms(record.requested_at_ms),
-            decided_at=_iso_ms(record.decided_at_ms),
-            hold_expires_at=_iso_ms(record.hold_expires_at_ms),
-            price_cents=record.price_cents,
-            paid_at=_iso_ms(record.paid_at_ms),
-            cancelled_at=_iso_ms(record.cancelled_at_ms),
-        )
+        return view_of(booking_id, raw)
+
+
+def view_of(booking_id: uuid.UUID | str, raw: bytes | str) -> BookingView | None:
+    """A stored record as the API shows it; None when only the ledger can tell (a hold past
+    its deadline)."""
+    record = _decode(raw)
+    # A hold past its deadline is the ledger's to tell: the worker may have expired (or
+    # a payment confirmed) it and crashed before updating this record.
+    deadline_ms = record.hold_expires_at_ms
+    if record.status is Status.HELD and deadline_ms and deadline_ms <= time.time() * 1000:
+        return None
+    return BookingView(
+        booking_id=str(booking_id),
+        event_id=record.event_id,
+        user_id=record.user_id,
+        quantity=record.quantity,
+        status=record.status.value,
+        reason=record.reason,
+        seats=list(record.seats),
+        requested_at=iso_from_ms(record.requested_at_ms),
+        decided_at=_iso_ms(record.decided_at_ms),
+        hold_expires_at=_iso_ms(record.hold_expires_at_ms),
+        price_cents=record.price_cents,
+        paid_at=_iso_ms(record.paid_at_ms),
+        cancelled_at=_iso_ms(record.cancelled_at_ms),
+    )
 
 
 def _iso(stamp: dt.datetime | None) -> str | None:

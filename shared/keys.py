@@ -64,8 +64,9 @@ class RedisKeys:
 
     @property
     def booking_changes(self) -> str:
-        """Pub/sub channel: the `decision` keys of each batch of decisions recorded, space
-        separated (one message per batch, however many API processes listen)."""
+        """Pub/sub channel: each batch of decisions recorded, one `decision` key and its
+        record per line, tab between (one message per batch, however many API processes
+        listen)."""
         return f"{self.prefix}:booking-changes"
 
     @property

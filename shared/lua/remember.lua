@@ -1,8 +1,9 @@
 -- Store booking records for polling clients, a whole batch in one call.
 -- KEYS: one record key per booking; ARGV: 1 TTL in seconds, 2 "NX" (only where no record
 -- exists yet: the API's PENDING, which must never hide a decision) or "ALWAYS" (the
--- worker's decisions), 3 a pub/sub channel told the keys written (space-separated), or ""
--- for none, then one value per key, in the same order.
+-- worker's decisions), 3 a pub/sub channel told every record written, one "key<TAB>value"
+-- line each (so a listener needs no read of its own), or "" for none, then one value per
+-- key, in the same order.
 -- Returns how many records were written.
 -- The keys are not hash-tagged (a poll only knows the booking id), so on a Redis Cluster a
 -- batch would have to be split by slot before calling this.
@@ -20,6 +21,10 @@ for i, key in ipairs(KEYS) do
 end
 -- After the writes, so a listener that reads a record it was told about finds it.
 if ARGV[3] ~= '' and #KEYS > 0 then
-  redis.call('PUBLISH', ARGV[3], table.concat(KEYS, ' '))
+  local lines = {}
+  for i, key in ipairs(KEYS) do
+    lines[i] = key .. '\t' .. ARGV[i + 3]
+  end
+  redis.call('PUBLISH', ARGV[3], table.concat(lines, '\n'))
 end
 return written
