@@ -1,8 +1,9 @@
-"""A real SMTP server for the notifier's tests: aiosmtpd on 127.0.0.1, in a thread of the
-test process, keeping every message it accepted. It can be stopped and started again on
-the same port (the SMTP server down for a while). It refuses recipients whose address
-starts with `refuse` (550), as a server does for an unknown mailbox, and answers the first
-message to an address starting with `flaky` with 451 (try again later)."""
+"""A real SMTP server for the notifier's tests and the chaos runner: aiosmtpd on 127.0.0.1,
+in a thread of the calling process, keeping every message it accepted. It can be stopped
+and started again on the same port (the SMTP server down for a while). It refuses
+recipients whose address starts with `refuse` (550), as a server does for an unknown
+mailbox, and answers the first message to an address starting with `flaky` with 451 (try
+again later)."""
 
 from __future__ import annotations
 
