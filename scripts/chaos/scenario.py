@@ -125,11 +125,6 @@ class Run:
         self.say(f"notifier {proc.pid} started")
         return proc
 
-    async def stop_notifier(
-        self, proc: subprocess.Popen[bytes], sig: signal.Signals, timeout_s: float = 25.0
-    ) -> int | None:
-        return await self.stop_worker(proc, sig, timeout_s)
-
     @property
     def mails(self) -> int:
         """Mails the SMTP sink has accepted so far."""
