@@ -23,6 +23,7 @@ from scripts.pipeline import free_port
 class Received:
     recipients: tuple[str, ...]
     message: EmailMessage
+    connection: str = ""  # the client's host:port, one per SMTP connection
 
     @property
     def message_id(self) -> str:
@@ -51,7 +52,9 @@ class _Handler:
             return "451 4.3.0 try again later"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        self._sink.keep(Received(tuple(envelope.rcpt_tos), message))
+        peer = session.peer if isinstance(session.peer, tuple) else (session.peer,)
+        connection = ":".join(map(str, peer))
+        self._sink.keep(Received(tuple(envelope.rcpt_tos), message, connection))
         return "250 2.0.0 queued"
 
 
