@@ -133,7 +133,7 @@ class Hub:
                 # Not closed on cancellation: `close()` closes its connection with the rest.
                 self.connected.clear()
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             await asyncio.sleep(RESUBSCRIBE_PAUSE_S)
 
     async def close(self) -> None:

@@ -6,9 +6,11 @@ the faults heal, then prove the invariants in the README from the outside.
         [--buyer-auth token|open]
 
 Each scenario gets its own database (migrated from sql/), Redis key prefix, Kafka topics and
-consumer group, and its own API and worker processes (scripts/pipeline.py). Services are
-broken through `scripts/stack kill9|start|stop|restart NAME` of this repository (so the ports
-come from the environment, as for the stack itself); workers through their process handles.
+consumer group, and its own API and worker processes (scripts/pipeline.py); a scenario that
+asks for one also gets a notifier (`python -m consumer.notify`) mailing to an SMTP sink in
+the runner (scripts/mail_sink.py), every buyer with an account. Services are broken through
+`scripts/stack kill9|start|stop|restart NAME` of this repository (so the ports come from the
+environment, as for the stack itself); workers and notifiers through their process handles.
 Buyers are simulated with httpx: paced, bounded concurrency, every request carries an
 Idempotency-Key and is retried with it on 503, 429 and transport errors (bounded), so no
 request is lost from the buyer's view. With `--buyer-auth token` (default TICKETS_BUYER_AUTH,
@@ -16,16 +18,19 @@ else open) the scenario's API wants signed tokens (with a secret of its own) and
 carries one, minted by the runner as login would issue it; the per-buyer rate limit stays on.
 After the faults heal, the runner waits (condition-polled, bounded) until every accepted
 booking is decided and the audit is CLEAN, then checks, through the API and by direct SQL:
-the 202 booking ids are exactly the decided ones, no oversell, no undersell, no seat twice, no
-booking twice, no user above the limit, the audit CLEAN, Kafka offsets committed only for
-what PostgreSQL committed. If one of those checks fails and `consumer/reconcile.py` exists,
-`python -m consumer.reconcile` is run once and they are repeated; the verdict then says
-"reconciled" if that helped, and the report shows what the reconciler printed. Every stack
-service is brought back up after every scenario.
+the 202 booking ids are exactly the decided ones, no oversell, no undersell, no seat twice,
+no booking twice, no user above the limit, the audit CLEAN, Kafka offsets committed only for
+what PostgreSQL committed, the booking-events topic as the ledger tells it, and with a
+notifier, one mail per change that mails (none twice, none missing, each to its buyer) once
+its group has caught up with the topic. If one of those checks fails and
+`consumer/reconcile.py` exists, `python -m consumer.reconcile` is run once and they are
+repeated; the verdict then says "reconciled" if that helped, and the report shows what the
+reconciler printed. Every stack service is brought back up after every scenario.
 
 Scenarios (default: all, in this order): worker_kill9, fault_points, rebalance, kafka_kill9,
 redis_wipe, postgres_restart, duplicates, worker_sigterm, and with holds expiry_kill9,
-payment_kill9, redis_wipe_holds. Exit status 1 if any check failed.
+payment_kill9, redis_wipe_holds, and notify_kill9 (with a notifier). Exit status 1 if any
+check failed.
 `run_scenario` is also called in-process by tests/chaos.
 
 Layout of this package:
@@ -35,9 +40,10 @@ Layout of this package:
 - `scenarios/`: one module per scenario (its `SPEC` and the fault injection), and the registry
   `SCENARIOS` in their default order.
 - `scenario.py`: what a scenario declares (`Spec`) and what its injection works with (`Run`).
-- `checks.py`: the invariant checks, through the API and by SQL.
-- `traffic.py`: the simulated buyers. `faults.py`: the stack's services and the worker
-  processes. `sandbox.py`: a scenario's own database, prefix, topics and group.
-  `observe.py`: reading the API, the ledger and the Kafka topics. `report.py`: the results
-  and their table. `logs.py`: progress lines and log files.
+- `checks.py`: the invariant checks, through the API, by SQL, on Kafka and on the mails.
+- `traffic.py`: the simulated buyers (and their accounts). `faults.py`: the stack's
+  services, the worker and notifier processes, the notifier's SMTP sink. `sandbox.py`: a
+  scenario's own database, prefix, topics and group. `observe.py`: reading the API, the
+  ledger and the Kafka topics. `report.py`: the results and their table. `logs.py`: progress
+  lines and log files.
 """

@@ -1,23 +1,31 @@
 """The invariant checks every scenario ends with, once the faults have healed: through the
-API, by direct SQL on the scenario's ledger, and on Kafka (committed offsets, dead letters)."""
+API, by direct SQL on the scenario's ledger, on Kafka (committed offsets, dead letters, the
+booking-events topic) and, where a notifier runs, on the mails the SMTP sink received."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
+import msgspec
 import psycopg
 from aiokafka.errors import KafkaError
 
 from scripts import booking_events
-from scripts.chaos.observe import query, read_topic
+from scripts.chaos.observe import caught_up, query, read_records, read_topic
 from scripts.chaos.report import Check
 from scripts.chaos.scenario import Run
-from scripts.chaos.traffic import PER_USER_LIMIT, Outcome
+from scripts.chaos.traffic import PER_USER_LIMIT, Outcome, address_of
 from scripts.loadgen.seat_modes import side_by_side
+from scripts.mail_sink import MailSink, Received
+from shared.contracts import decode_booking_event
 
 # Why a booking may be refused: stock, the per-user limit, and seat choices.
 REASONS = ("SOLD_OUT", "LIMIT_EXCEEDED", "SEAT_TAKEN", "NO_ADJACENT_SEATS")
+# The state changes the buyer is mailed about (docs/notifications.md); HELD and REJECTED not.
+MAILED = ("CONFIRMED", "EXPIRED", "CANCELLED")
+# How long the notifier may take to mail what is left once the topic is complete.
+MAILS_TIMEOUT_S = 60.0
 
 
 async def invariants(run: Run, views: dict[str, dict[str, Any]] | None) -> list[Check]:
@@ -164,6 +172,8 @@ async def _verify(run: Run, views: dict[str, dict[str, Any]] | None) -> None:
                 verdict.ok,
                 str(verdict),
             )
+        if run.pipeline.sink is not None:
+            await _check_mails(run, run.pipeline.sink)
 
 
 async def _verify_sql(run: Run, views: dict[str, dict[str, Any]], demand: Counter[int]) -> None:
@@ -313,3 +323,92 @@ async def _check_holds(run: Run, views: dict[str, dict[str, Any]]) -> None:
         f"{row['payments']} payments recorded ({row['refs']} distinct), {len(paid)} accepted, "
         f"{row['expired_paid']} applied to expired bookings",
     )
+
+
+async def _check_mails(run: Run, sink: MailSink) -> None:
+    """Once the notifier's group has committed to the end of the (complete) booking-events
+    topic: one mail per change that mails, keyed by its Message-ID, to the booking's buyer;
+    none twice, none missing, none for HELD or REJECTED."""
+    s, expect = run.settings, run.expect
+    try:
+        behind = await caught_up(s, s.notify_group, s.events_topic, MAILS_TIMEOUT_S)
+        records = await read_records(s, s.events_topic)
+        parked = await read_records(s, s.notify_dlq_topic)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        expect("mails: the notifier's topics readable", False, repr(exc))
+        return
+    expect(
+        "the notifier's group caught up with the booking-events topic",
+        not behind,
+        behind or f"committed to the end within {MAILS_TIMEOUT_S:g}s",
+    )
+    expect("nothing dead-lettered by the notifier", not parked, f"{len(parked)} dead letters")
+    accepted = run.traffic.accepted
+    wanted: dict[str, str] = {}  # Message-ID -> the buyer's address
+    unmailed: set[str] = set()  # Message-IDs of HELD and REJECTED
+    kinds = Counter[str]()
+    for record in records:
+        try:
+            change = decode_booking_event(record.value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue  # the booking-events check reports it
+        message_id = f"<booking-event.{change.event_id}.{change.seq}@tickets>"
+        if change.status.value not in MAILED:
+            unmailed.add(message_id)
+        elif message_id not in wanted:  # a resent message is the same change
+            outcome = accepted.get(str(change.booking_id))
+            wanted[message_id] = address_of(outcome.ask.user_id if outcome else change.user_id)
+            kinds[change.status.value] += 1
+    received = sink.received
+    count = Counter(m.message_id for m in received)
+    wrong = {
+        "twice": {m for m, n in count.items() if n > 1},
+        "missing": wanted.keys() - count.keys(),
+        "for HELD or REJECTED": count.keys() & unmailed,
+        "for no change on the topic": count.keys() - wanted.keys() - unmailed,
+        "to another address": {
+            m.message_id
+            for m in received
+            if m.message_id in wanted and m.recipients != (wanted[m.message_id],)
+        },
+    }
+    cut = _cut_short(received, wrong["twice"])
+    kills = sum(1 for fault in run.result.faults if "notifier" in fault)
+    # A mail sent twice is a failure unless it is the window docs/notifications.md admits
+    # (killed between the end of DATA and the claim's COMMIT), at most once per kill.
+    unexplained = {**wrong, "twice": wrong["twice"] - cut}
+    found = sorted(set().union(*unexplained.values()))
+    by_status = ", ".join(f"{n} {status}" for status, n in sorted(kinds.items()))
+    counts = ", ".join(f"{len(ids)} {what}" for what, ids in wrong.items())
+    expect(
+        "mails: every CONFIRMED, EXPIRED or CANCELLED change mailed to the booking's buyer, "
+        "none for HELD or REJECTED, none twice but in the notifier's crash window",
+        bool(wanted) and not found and len(cut) <= kills,
+        f"{len(wanted)} changes that mail ({by_status}), {len(received)} mails, {counts}"
+        + (f"; e.g. {found[:3]}" if found else "")
+        + (
+            f"; of those twice, {len(cut)} first sent as the last mail of its connection "
+            f"({kills} notifier kills), as when a notifier is killed between the end of DATA "
+            "and its claim's COMMIT"
+            if wrong["twice"]
+            else ""
+        ),
+    )
+    run.note(
+        f"mails exactly once: {'yes' if not wrong['twice'] else 'no'} "
+        f"({len(wrong['twice'])} of {len(wanted)} sent twice, all in the crash window)"
+        if not found
+        else "mails exactly once: no"
+    )
+
+
+def _cut_short(received: list[Received], twice: set[str]) -> set[str]:
+    """Of the Message-IDs mailed twice, those whose first copy was the last mail of its SMTP
+    connection: the notifier that sent it died right after (a notifier that mails it twice
+    for another reason goes on mailing on the same connection)."""
+    last: dict[str, str] = {}  # connection -> its last Message-ID
+    first: dict[str, str] = {}  # Message-ID -> the connection of its first copy
+    for mail in received:
+        last[mail.connection] = mail.message_id
+        first.setdefault(mail.message_id, mail.connection)
+    return {m for m in twice if last.get(first[m]) == m}

@@ -1,5 +1,6 @@
 """What the runner breaks things with: the stack's services (`scripts/stack` of this
-repository) and the scenario's API and worker processes (their handles and logs)."""
+repository) and the scenario's API, worker and notifier processes (their handles and logs),
+the notifier mailing to an SMTP sink in the runner's process."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import asyncio
 import re
 import signal
 import subprocess
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from scripts.chaos.logs import append_log, read_log
-from scripts.pipeline import ROOT, Pipeline
+from scripts.mail_sink import MailSink
+from scripts.pipeline import ROOT, Pipeline, free_port
 from scripts.waiting import poll_until
 
 STACK = ROOT / "scripts" / "stack"
@@ -59,7 +64,25 @@ class Stack:
 
 @dataclass
 class ChaosPipeline(Pipeline):
-    """Pipeline that reads its processes' logs and waits without blocking the loop."""
+    """Pipeline that reads its processes' logs and waits without blocking the loop, and
+    runs notifiers (`python -m consumer.notify`) that mail to `sink` when it has one."""
+
+    sink: MailSink | None = None
+    notifiers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_notifier(self) -> subprocess.Popen[bytes]:
+        """A notifier in the scenario's group, mailing to the sink, with a metrics port of
+        its own (none of two notifiers, or of the stack's, clash)."""
+        assert self.sink is not None, "a notifier needs the pipeline's SMTP sink"
+        settings = msgspec.structs.replace(
+            self.settings, smtp_url=self.sink.url, notify_metrics_port=free_port()
+        )
+        proc = self._spawn("notifier", [sys.executable, "-m", "consumer.notify"], settings)
+        self.notifiers.append(proc)
+        return proc
+
+    def live_notifiers(self) -> list[subprocess.Popen[bytes]]:
+        return [n for n in self.notifiers if n.poll() is None]
 
     def log_of(self, proc: subprocess.Popen[bytes]) -> str:
         return read_log(self.logs[proc.pid])
@@ -97,7 +120,8 @@ class ChaosPipeline(Pipeline):
         return await poll_until(assigned_or_exited, timeout_s, interval_s=0.05) == "assigned"
 
     async def stop_all(self) -> None:
-        procs = [*self.workers, *([self.api] if self.api is not None else [])]
+        """Every process (SIGTERM, then SIGKILL after 20 s), then the sink they mailed to."""
+        procs = [*self.workers, *self.notifiers, *([self.api] if self.api is not None else [])]
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -105,3 +129,5 @@ class ChaosPipeline(Pipeline):
             if await self.wait_exit(proc, 20.0) is None:
                 proc.kill()
                 await self.wait_exit(proc, 10.0)
+        if self.sink is not None:
+            self.sink.stop()

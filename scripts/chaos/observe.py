@@ -129,6 +129,37 @@ async def read_offsets(settings: Settings, timeout_s: float = 20.0) -> Offsets:
     return Offsets(committed, await read_topic(settings, settings.topic, timeout_s))
 
 
+async def caught_up(settings: Settings, group: str, topic: str, timeout_s: float) -> str:
+    """Wait (bounded) until `group` has committed offsets at the end of every partition of
+    `topic` that has records. Returns "" then, else what it saw last."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await consumer.start()
+    await admin.start()
+    behind = ""
+    try:
+        # ensure_topics creates the booking and events topics with topic_partitions.
+        tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]
+        ends = await consumer.end_offsets(tps)
+
+        async def committed_to_end() -> bool:
+            nonlocal behind
+            committed = await admin.list_consumer_group_offsets(group)
+            at = {tp: committed[tp].offset if tp in committed else None for tp in tps}
+            behind = ", ".join(
+                f"partition {tp.partition}: committed {at[tp]} of {end}"
+                for tp, end in ends.items()
+                if end > 0 and (at[tp] is None or at[tp] < end)
+            )
+            return not behind
+
+        await poll_until(committed_to_end, timeout_s, interval_s=0.2)
+        return behind
+    finally:
+        await admin.close()
+        await consumer.stop()
+
+
 async def read_topic(
     settings: Settings, topic: str, timeout_s: float = 20.0
 ) -> list[tuple[int, int, str | None]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from scripts.chaos.checks import invariants
 from scripts.chaos.faults import ChaosPipeline, Stack, StackError
@@ -25,8 +26,15 @@ from scripts.chaos.report import Check, ScenarioResult
 from scripts.chaos.sandbox import Sandbox, partition_of
 from scripts.chaos.scenario import Run, Spec
 from scripts.chaos.scenarios import SCENARIOS
-from scripts.chaos.traffic import PER_USER_LIMIT, Traffic, buyer_tokens, plan_demand
+from scripts.chaos.traffic import (
+    PER_USER_LIMIT,
+    Traffic,
+    buyer_tokens,
+    open_accounts,
+    plan_demand,
+)
 from scripts.loadgen.tokens import BuyerAuth
+from scripts.mail_sink import MailSink
 from scripts.pipeline import ROOT, settings_env
 from scripts.waiting import poll_until
 from shared.config import Settings
@@ -67,12 +75,19 @@ async def run_scenario(
     try:
         await stack.heal()
         sandbox = await Sandbox.create(base, spec.partitions, buyer_auth)
-        pipeline = ChaosPipeline(sandbox.settings, log_dir=log_dir)
+        settings = sandbox.settings
+        if spec.session_timeout_ms is not None:
+            settings = msgspec.structs.replace(
+                settings, consumer_session_timeout_ms=spec.session_timeout_ms
+            )
+        pipeline = ChaosPipeline(
+            settings, log_dir=log_dir, sink=MailSink() if spec.notifier else None
+        )
+        if pipeline.sink is not None:
+            pipeline.sink.start()
         pipeline.start_api()
         await pipeline.wait_ready(timeout_s=60, path="/ready")
-        await _run(
-            spec, sandbox.settings, pipeline, stack, rng, result, capacity, demand_factor, verbose
-        )
+        await _run(spec, settings, pipeline, stack, rng, result, capacity, demand_factor, verbose)
     except Exception as exc:  # noqa: BLE001 - reported as the scenario's failure
         result.error = f"{type(exc).__name__}: {exc}"
         append_log(log_dir / "error.log", traceback.format_exc())
@@ -132,9 +147,14 @@ async def _run(
             f"{events} (capacity each {capacity}), over {spec.duration_s:.0f}s, buyers in "
             f"{settings.buyer_auth} mode; logs {pipeline.log_dir}"
         )
+        if pipeline.sink is not None:
+            opened = await open_accounts(settings, asks)
+            run.say(f"{opened} buyers have an account; their mails go to {pipeline.sink.url}")
         if spec.start_workers:
             for _ in range(spec.workers):
                 run.start_worker()
+        if spec.notifier:
+            run.start_notifier()
         supervisor = asyncio.create_task(run.supervisor())
         traffic.started = time.monotonic()  # the clock of Run.at()
         sale = asyncio.create_task(traffic.run())
@@ -146,6 +166,9 @@ async def _run(
             if not pipeline.live_workers():
                 run.note("no worker alive after the faults: starting one")
                 run.start_worker()
+            if spec.notifier and not pipeline.live_notifiers():
+                run.note("no notifier alive after the faults: starting one")
+                run.start_notifier()
             healed = time.monotonic()
             run.say("faults healed; waiting for every accepted booking to be decided")
             views = await _converge(run, CONVERGE_TIMEOUT_S + spec.hold_seconds)

@@ -48,6 +48,13 @@ class Spec:
     # (the rest let the hold run out); the checks then follow every hold to its end.
     hold_seconds: int = 0
     pay_share: float = 0.5
+    # A notifier (`python -m consumer.notify`) runs with the workers, supervised like them,
+    # mailing to an SMTP sink in the runner; every buyer has an account, so every change
+    # that mails does, and the checks then count the mails.
+    notifier: bool = False
+    # How long a group waits for a member killed by kill -9 (None: the settings' default).
+    # 6 s, the broker's minimum, lets a scenario kill more often in the same time.
+    session_timeout_ms: int | None = None
 
 
 @dataclass
@@ -107,10 +114,29 @@ class Run:
     async def stop_worker(
         self, proc: subprocess.Popen[bytes], sig: signal.Signals, timeout_s: float = 25.0
     ) -> int | None:
+        """Send `sig` to a worker (or a notifier) and wait for its exit, which is expected."""
         self.expected_exits.add(proc.pid)
         if proc.poll() is None:
             proc.send_signal(sig)
         return await self.pipeline.wait_exit(proc, timeout_s)
+
+    def start_notifier(self) -> subprocess.Popen[bytes]:
+        proc = self.pipeline.start_notifier()
+        self.say(f"notifier {proc.pid} started")
+        return proc
+
+    @property
+    def mails(self) -> int:
+        """Mails the SMTP sink has accepted so far."""
+        return len(self.pipeline.sink.received) if self.pipeline.sink is not None else 0
+
+    async def wait_mails(self, count: int, timeout_s: float) -> bool:
+        """Until the sink has accepted `count` mails (bounded): mails are flowing."""
+
+        async def enough() -> bool:
+            return self.mails >= count
+
+        return bool(await poll_until(enough, timeout_s, interval_s=0.005))
 
     async def sold(self) -> int | None:
         """Tickets sold over the scenario's events, per PostgreSQL (None while it is down)."""
@@ -224,33 +250,12 @@ class Run:
         return {str(b) for b in marked}
 
     async def supervisor(self) -> None:
-        """A worker (or the API) that dies without being told to is noted and restarted,
-        as a process supervisor would."""
+        """A worker or notifier (or the API) that dies without being told to is noted and
+        restarted, as a process supervisor would."""
         while True:
             await asyncio.sleep(0.2)
-            for proc in list(self.pipeline.workers):
-                if proc.poll() is None or proc.pid in self.seen_exits:
-                    continue
-                self.seen_exits.add(proc.pid)
-                if proc.pid in self.expected_exits:
-                    continue
-                log = self.pipeline.log_of(proc)
-                tail = " | ".join(log.strip().splitlines()[-3:])
-                if proc.returncode == 0 and re.search(r"(SIGTERM|SIGINT): finishing", log):
-                    # Stopped cleanly by a signal the runner did not send (on a shared machine,
-                    # someone's `pkill -f`): not the worker's fault; restart it.
-                    self.note(f"worker {proc.pid} stopped by an external signal: {tail}")
-                else:
-                    self.note(f"worker {proc.pid} exited by itself with {proc.returncode}: {tail}")
-                    self.result.checks.append(
-                        Check(
-                            f"worker {proc.pid} did not crash",
-                            False,
-                            f"exit {proc.returncode}; log {self.pipeline.logs[proc.pid]}",
-                        )
-                    )
-                if self.supervise:
-                    self.start_worker()
+            self._supervise("worker", self.pipeline.workers, self.start_worker)
+            self._supervise("notifier", self.pipeline.notifiers, self.start_notifier)
             api = self.pipeline.api
             if api is not None and api.poll() is not None and api.pid not in self.seen_exits:
                 self.seen_exits.add(api.pid)
@@ -260,3 +265,33 @@ class Run:
                 self.note(f"API exited by itself with {api.returncode}; restarting it")
                 if self.supervise:
                     self.pipeline.start_api()
+
+    def _supervise(
+        self,
+        kind: str,
+        procs: list[subprocess.Popen[bytes]],
+        restart: Callable[[], subprocess.Popen[bytes]],
+    ) -> None:
+        for proc in list(procs):
+            if proc.poll() is None or proc.pid in self.seen_exits:
+                continue
+            self.seen_exits.add(proc.pid)
+            if proc.pid in self.expected_exits:
+                continue
+            log = self.pipeline.log_of(proc)
+            tail = " | ".join(log.strip().splitlines()[-3:])
+            if proc.returncode == 0 and re.search(r"(SIGTERM|SIGINT): finishing", log):
+                # Stopped cleanly by a signal the runner did not send (on a shared machine,
+                # someone's `pkill -f`): not its fault; restart it.
+                self.note(f"{kind} {proc.pid} stopped by an external signal: {tail}")
+            else:
+                self.note(f"{kind} {proc.pid} exited by itself with {proc.returncode}: {tail}")
+                self.result.checks.append(
+                    Check(
+                        f"{kind} {proc.pid} did not crash",
+                        False,
+                        f"exit {proc.returncode}; log {self.pipeline.logs[proc.pid]}",
+                    )
+                )
+            if self.supervise:
+                restart()

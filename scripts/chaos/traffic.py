@@ -1,6 +1,7 @@
 """The buyers: a planned demand of booking requests, sent paced and with bounded concurrency,
 each retried with its Idempotency-Key until it gets a final answer. In token mode each buyer
-carries a signed token of their own, as after a login."""
+carries a signed token of their own, as after a login; where a notifier runs, each has an
+account with a mail address."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import psycopg
 
 from scripts.chaos.observe import json_body
 from scripts.loadgen.tokens import TokenMinter
@@ -104,6 +106,27 @@ def buyer_tokens(settings: Settings, asks: Iterable[Ask]) -> dict[str, str] | No
         return None
     minter = TokenMinter(settings.jwt_secret)
     return {user: minter.mint(user) for user in sorted({a.user_id for a in asks})}
+
+
+def address_of(user_id: str) -> str:
+    """The mail address of a buyer's account."""
+    return f"{user_id}@buyers.test"
+
+
+async def open_accounts(settings: Settings, asks: Iterable[Ask]) -> int:
+    """An account for every buyer, as registering makes one, so that the notifier mails each
+    of them (buyers without one get no mail). Returns how many."""
+    users = sorted({a.user_id for a in asks})
+    async with (
+        await psycopg.AsyncConnection.connect(settings.database_url) as conn,
+        conn.cursor() as cur,
+    ):
+        # No password verifies against "!": these buyers never log in.
+        await cur.executemany(
+            "INSERT INTO accounts (user_id, email, password_hash) VALUES (%s, %s, '!')",
+            [(user, address_of(user)) for user in users],
+        )
+    return len(users)
 
 
 @dataclass

@@ -202,3 +202,17 @@ async def test_redis_restarted_empty_with_1000_holds_live(chaos: Runner) -> None
         "the rebuilt counter counts the live holds (CLEAN with holds live)",
         holds=True,
     )
+
+
+async def test_worker_and_notifier_kill9_while_mails_flow(chaos: Runner) -> None:
+    result = await chaos("notify_kill9")
+    assert_passed(
+        result,
+        "5 kill -9 of the worker and 5 of the notifier, each while mails flowed",
+        "the notifier's group caught up with the booking-events topic",
+        "nothing dead-lettered by the notifier",
+        "mails: every CONFIRMED, EXPIRED or CANCELLED change mailed to the booking's buyer",
+        holds=True,
+    )
+    for kind in ("worker", "notifier"):
+        assert sum(f"kill -9 {kind} " in f for f in result.faults) == 5, result.faults

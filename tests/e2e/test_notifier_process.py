@@ -19,6 +19,7 @@ import msgspec
 import psycopg
 import pytest
 
+from scripts.mail_sink import MailSink, Received
 from scripts.pipeline import free_port, settings_env, spawn, terminate
 from scripts.waiting import eventually
 from shared.config import Settings
@@ -31,7 +32,6 @@ from tests.booking_events import (
     publish,
     wait_consumed,
 )
-from tests.mail_sink import MailSink, Received
 
 pytestmark = pytest.mark.e2e
 

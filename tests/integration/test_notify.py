@@ -1,5 +1,5 @@
 """The notifier in this process, against real Kafka, PostgreSQL and a real SMTP server
-(tests/mail_sink.py): who is mailed about what, once; what is dead-lettered; the SMTP
+(scripts/mail_sink.py): who is mailed about what, once; what is dead-lettered; the SMTP
 server down for a while."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from psycopg.rows import DictRow
 from consumer import delivery
 from consumer.mailer import SmtpTarget
 from consumer.notify import Notifier
+from scripts.mail_sink import MailSink, Received
 from scripts.waiting import eventually
 from shared.config import Settings
 from shared.contracts import Status
@@ -30,7 +31,6 @@ from tests.booking_events import (
     publish,
     wait_consumed,
 )
-from tests.mail_sink import MailSink, Received
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,7 @@ from scripts.chaos.scenarios import (
     expiry_kill9,
     fault_points,
     kafka_kill9,
+    notify_kill9,
     payment_kill9,
     postgres_restart,
     rebalance,
@@ -32,5 +33,6 @@ SCENARIOS: dict[str, Spec] = {
         expiry_kill9,
         payment_kill9,
         redis_wipe_holds,
+        notify_kill9,
     )
 }

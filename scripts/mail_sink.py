@@ -1,8 +1,9 @@
-"""A real SMTP server for the notifier's tests: aiosmtpd on 127.0.0.1, in a thread of the
-test process, keeping every message it accepted. It can be stopped and started again on
-the same port (the SMTP server down for a while). It refuses recipients whose address
-starts with `refuse` (550), as a server does for an unknown mailbox, and answers the first
-message to an address starting with `flaky` with 451 (try again later)."""
+"""A real SMTP server for the notifier's tests and the chaos runner: aiosmtpd on 127.0.0.1,
+in a thread of the calling process, keeping every message it accepted. It can be stopped
+and started again on the same port (the SMTP server down for a while). It refuses
+recipients whose address starts with `refuse` (550), as a server does for an unknown
+mailbox, and answers the first message to an address starting with `flaky` with 451 (try
+again later)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from scripts.pipeline import free_port
 class Received:
     recipients: tuple[str, ...]
     message: EmailMessage
+    connection: str = ""  # the client's host:port, one per SMTP connection
 
     @property
     def message_id(self) -> str:
@@ -50,7 +52,9 @@ class _Handler:
             return "451 4.3.0 try again later"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        self._sink.keep(Received(tuple(envelope.rcpt_tos), message))
+        peer = session.peer if isinstance(session.peer, tuple) else (session.peer,)
+        connection = ":".join(map(str, peer))
+        self._sink.keep(Received(tuple(envelope.rcpt_tos), message, connection))
         return "250 2.0.0 queued"
 
 
