@@ -42,6 +42,8 @@ from shared.rules import RulesCache
 
 log = logging.getLogger(__name__)
 
+LISTENER_GRACE_S = 2.0  # at shutdown, for the live-updates listener to end
+
 
 async def _log_unexpected(exc: BaseException, scope: Scope) -> None:
     """Errors answered 500 are bugs: log them with their traceback."""
@@ -111,7 +113,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             mirror.cancel()
             await hub.close()
-            await listener
+            # A listener that a close cannot reach (no connection yet) is cancelled.
+            if not (await asyncio.wait({listener}, timeout=LISTENER_GRACE_S))[0]:
+                listener.cancel()
+            await hub.aclose()
             await publisher.stop()
             await redis_client.aclose()
             await pool.close()

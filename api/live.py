@@ -21,6 +21,7 @@ from typing import TypeVar
 import msgspec
 import redis.exceptions
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from shared.keys import RedisKeys
 
@@ -76,6 +77,7 @@ class Hub:
         self._booking_changes = keys.booking_changes.encode()
         self.connected = asyncio.Event()
         self._closing = False
+        self._pubsub: PubSub | None = None
 
     @contextlib.contextmanager
     def booking(self, booking_id: str) -> Iterator[Watch]:
@@ -116,7 +118,7 @@ class Hub:
     async def run(self) -> None:
         """Listen until `close()`; a lost connection is subscribed again."""
         while not self._closing:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._keys.booking_changes, self._keys.availability_changes)
                 self.connected.set()
@@ -124,22 +126,28 @@ class Hub:
                 async for message in pubsub.listen():
                     self._dispatch(message["channel"], message["data"])
             except (redis.exceptions.RedisError, OSError) as exc:
-                if self._closing:
-                    return
-                log.warning("live updates: Redis subscription lost (%r); subscribing again", exc)
+                if not self._closing:
+                    log.warning("live updates: Redis subscription lost (%r); again", exc)
             except Exception:
                 log.exception("live updates: unexpected error; subscribing again")
             finally:
-                # Not closed on cancellation: `close()` closes its connection with the rest.
                 self.connected.clear()
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 await pubsub.aclose()
-            await asyncio.sleep(RESUBSCRIBE_PAUSE_S)
+            if not self._closing:
+                await asyncio.sleep(RESUBSCRIBE_PAUSE_S)
 
     async def close(self) -> None:
-        """End `run()`: closing the client ends its subscription (redis-py does not let a
-        cancellation through a blocked read)."""
+        """End `run()` by dropping its connection: redis-py does not let a cancellation
+        through a blocked read. Then the client closes."""
         self._closing = True
+        pubsub = self._pubsub
+        if pubsub is not None and pubsub.connection is not None:
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                await pubsub.connection.disconnect()
+
+    async def aclose(self) -> None:
+        """After `run()` has ended: the client's connections."""
         await self._redis.aclose()
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
