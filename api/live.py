@@ -75,7 +75,6 @@ class Hub:
         self._events: dict[int, set[Watch]] = {}  # event id -> its watchers
         self._latest: dict[int, tuple[int, bytes]] = {}  # event id -> (version, JSON)
         self._booking_changes = keys.booking_changes.encode()
-        self.connected = asyncio.Event()
         self._closing = False
         self._pubsub: PubSub | None = None
 
@@ -121,7 +120,6 @@ class Hub:
             pubsub = self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._keys.booking_changes, self._keys.availability_changes)
-                self.connected.set()
                 self._wake_all()  # whatever happened while not subscribed is read now
                 async for message in pubsub.listen():
                     self._dispatch(message["channel"], message["data"])
@@ -130,8 +128,6 @@ class Hub:
                     log.warning("live updates: Redis subscription lost (%r); again", exc)
             except Exception:
                 log.exception("live updates: unexpected error; subscribing again")
-            finally:
-                self.connected.clear()
             with contextlib.suppress(redis.exceptions.RedisError, OSError):
                 await pubsub.aclose()
             if not self._closing:

@@ -26,7 +26,6 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
-from prometheus_client import start_http_server
 
 from consumer import notifications
 from consumer.backoff import Backoff
@@ -36,7 +35,7 @@ from consumer.mailer import Mailer, SmtpTarget
 from consumer.notifications import Mailing
 from consumer.positions import report_lag
 from consumer.worker import stop_on_signals
-from shared import logs
+from shared import logs, metrics
 from shared.config import Settings, load_or_exit
 from shared.contracts import BookingEvent, decode_booking_event
 from shared.db import Pool, open_pool
@@ -77,11 +76,7 @@ class Notifier:
 
     async def run(self) -> None:
         s = self.settings
-        if s.notify_metrics_port:
-            try:
-                start_http_server(s.notify_metrics_port, addr=s.worker_metrics_host)
-            except OSError as exc:
-                log.error("metrics port %s unavailable: %s", s.notify_metrics_port, exc)
+        metrics.serve(s.notify_metrics_port, s.worker_metrics_host)
         # A short wait for a connection, so a batch fails fast and backs off while
         # PostgreSQL is down, and a SIGTERM is honoured within seconds.
         pool = open_pool(s, max_size=2, acquire_timeout_s=3.0)

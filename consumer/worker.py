@@ -19,7 +19,6 @@ from collections.abc import Iterator
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from prometheus_client import start_http_server
 
 from consumer.auditor import Auditor
 from consumer.backoff import Backoff
@@ -31,7 +30,7 @@ from consumer.reconcile import Reconciler
 from consumer.relay import Relay
 from consumer.settling import Settling
 from consumer.tail import BatchTail, DecidedBatch
-from shared import deadlines, heap
+from shared import deadlines, heap, metrics
 from shared.config import Settings
 from shared.contracts import BookingRequested, Command, decode_command
 from shared.db import open_pool
@@ -124,11 +123,7 @@ class Worker:
 
     async def run(self) -> None:
         s = self.settings
-        if s.worker_metrics_port:
-            try:
-                start_http_server(s.worker_metrics_port, addr=s.worker_metrics_host)
-            except OSError as exc:
-                log.error("metrics port %s unavailable: %s", s.worker_metrics_port, exc)
+        metrics.serve(s.worker_metrics_port, s.worker_metrics_host)
         # A short wait for a connection: while PostgreSQL is down the batch fails fast, backs
         # off, and a SIGTERM is honoured within seconds.
         pool = open_pool(s, max_size=4, acquire_timeout_s=3.0)

@@ -5,12 +5,13 @@ notifier on another (TICKETS_NOTIFY_METRICS_PORT)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -59,6 +60,8 @@ class BatchHistogram(Collector):
             self._name, self._documentation, buckets=buckets, sum_value=total
         )
 
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -194,3 +197,14 @@ STREAM_CONNECTIONS = Gauge(
     "Open Server-Sent Events connections of this API process, by stream",
     ["stream"],
 )
+
+
+def serve(port: int, host: str) -> None:
+    """A worker's or the notifier's own /metrics (port 0: none). A port in use is logged,
+    not fatal: the process does its work without it."""
+    if not port:
+        return
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        log.error("metrics port %s unavailable: %s", port, exc)
