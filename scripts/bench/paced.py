@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from scripts.bench.progress import say
@@ -33,11 +33,9 @@ async def paced_fire(
     bodies: Iterable[bytes],
     rate: float,
     phase: str,
-    on_accepted: Callable[[bytes], None] | None = None,
 ) -> Paced:
     """POST every body at `rate` per second, on schedule, whatever the API's latency (up to
-    the client's connection cap). Bounded: each request times out in the client. Each 202's
-    body goes to `on_accepted`."""
+    the client's connection cap). Bounded: each request times out in the client."""
     out = Paced(offered_rps=rate)
     cpu0 = time.process_time()
     start = time.perf_counter() + 0.05
@@ -46,7 +44,7 @@ async def paced_fire(
 
     async def one(body: bytes, due: float) -> None:
         try:
-            status, answer = await client.request("POST", "/api/bookings", body)
+            status, _ = await client.request("POST", "/api/bookings", body)
         except TRANSPORT_ERRORS as exc:
             out.statuses[type(exc).__name__] += 1
             return
@@ -54,8 +52,6 @@ async def paced_fire(
         out.statuses[str(status)] += 1
         if status == 202:
             out.last_202 = time.time()
-            if on_accepted is not None:
-                on_accepted(answer)
 
     for i, body in enumerate(bodies):
         due = start + i / rate

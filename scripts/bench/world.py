@@ -63,7 +63,7 @@ class Sizes:
     groups: int  # groups of 4 placed together (phase 11b)
     seat_map: int  # seats of 11b's map, whose read phase 11c measures
     streams: int  # Server-Sent Events connections one API process holds (phase 12a)
-    watched: int  # flash-sale bookings whose stream is opened (phase 12b)
+    watched: int  # at most this many buyers pay for a hold while watching (phase 12b)
 
 
 FULL = Sizes(
@@ -267,8 +267,11 @@ async def create_bare_event(
     return int(event["id"])
 
 
-async def create_event(client: Client, token: str, name: str, capacity: int, limit: int) -> int:
-    body = json.dumps({"name": name, "capacity": capacity, "per_user_limit": limit}).encode()
+async def create_event(
+    client: Client, token: str, name: str, capacity: int, limit: int, hold_seconds: int = 0
+) -> int:
+    fields = {"name": name, "capacity": capacity, "per_user_limit": limit}
+    body = json.dumps(fields | {"hold_seconds": hold_seconds}).encode()
     status, raw = await client.request("POST", "/api/events", body, bearer(token))
     if status != 201:
         raise RuntimeError(f"creating event {name!r} failed: {status} {raw[:300]!r}")

@@ -28,6 +28,9 @@ async def start_api(world: World) -> None:
         world.events["drain"] = await create_event(client, token, "bench hot event", s.backlog, 1)
         world.events["quiet"] = await create_event(client, token, "bench quiet twin", s.backlog, 1)
         world.events["streams"] = await create_event(client, token, "bench streams", 100, 1)
+        world.events["watched"] = await create_event(
+            client, token, "bench watched holds", s.watched, 1, hold_seconds=600
+        )
     finally:
         client.close()
     await analyze(world.settings.database_url)

@@ -1,15 +1,15 @@
 """Phase 12, live updates: (a) one API process holding thousands of open Server-Sent Events
 streams, its memory per stream and its intake while they are open; (b) how soon a decision
-reaches the stream of a buyer watching it during the flash sale (`Watchers`, run inside
-phase 6); (c) the finalisation with the booking-events outbox off, against phase 5's."""
+reaches the stream of a buyer watching it during the flash sale (`Watchers`, run beside
+phase 6's firing); (c) the finalisation with the booking-events outbox off, against phase 5's."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from scripts.bench.paced import percentile
@@ -17,7 +17,7 @@ from scripts.bench.proc import read_proc
 from scripts.bench.progress import say
 from scripts.bench.world import World
 from scripts.bench.wrk import WrkResult, measured_wrk
-from scripts.loadgen.client import local_target
+from scripts.loadgen.client import Client, local_target
 from scripts.loadgen.streams import Stream
 
 OPEN_AT_ONCE = 200  # streams being opened concurrently
@@ -101,60 +101,79 @@ async def phase_streams(world: World) -> StreamsResult:
 
 @dataclass
 class Watchers:
-    """12b. During the flash sale, every `every`-th accepted booking's stream is opened at
-    once (up to `limit`); a stream that saw PENDING first times the decision's arrival
-    against its `decided_at` (the worker's clock is this machine's)."""
+    """12b. While the flash sale fires, buyers of a second event, one with holds, each book,
+    open their booking's stream and, once it shows HELD, pay: the CONFIRMED decision comes
+    from the flash sale's worker, in its batches, after the stream opened, so every buyer
+    times one push, from the decision's `paid_at` to its arrival (the worker's clock is this
+    machine's). Buyers watching a flash-sale booking could not: most of those decisions beat
+    the stream's opening."""
 
     url: str
-    every: int
+    event_id: int
     limit: int
+    at_once: int = 20  # buyers in flight together
     delays_s: list[float] = field(default_factory=list)
-    opened_late: int = 0  # the decision was made before the stream opened: not timed
-    failed: int = 0
-    _seen: int = 0
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    failed: Counter[str] = field(default_factory=Counter)
+    _started: int = 0
 
-    def accepted(self, body: bytes) -> None:
-        """The paced client got a 202 with this body."""
-        self._seen += 1
-        if self._seen % self.every or len(self._tasks) + len(self.delays_s) >= self.limit:
+    async def run(self, until: asyncio.Event) -> None:
+        """Buyers one after another in `at_once` lanes, until `until` is set or `limit`
+        have started."""
+        client = Client(local_target(self.url), self.at_once)
+
+        async def lane() -> None:
+            while not until.is_set() and self._started < self.limit:
+                self._started += 1
+                try:
+                    await self._buyer(client, self._started)
+                except (OSError, ValueError, TimeoutError) as exc:
+                    self.failed[type(exc).__name__] += 1
+
+        try:
+            await asyncio.gather(*(lane() for _ in range(self.at_once)))
+        finally:
+            client.close()
+
+    async def _buyer(self, client: Client, n: int) -> None:
+        body = json.dumps({"event_id": self.event_id, "user_id": f"watch-{n}", "quantity": 1})
+        status, raw = await client.request("POST", "/api/bookings", body.encode())
+        if status != 202:
+            self.failed[f"booking {status}"] += 1
             return
-        booking_id = json.loads(body)["booking_id"]
-        task = asyncio.create_task(self._watch(booking_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _watch(self, booking_id: str) -> None:
+        booking_id = json.loads(raw)["booking_id"]
         path = f"/api/bookings/{booking_id}/events"
+        stream = await asyncio.wait_for(Stream.open(local_target(self.url), path), 30)
         try:
-            stream = await asyncio.wait_for(Stream.open(local_target(self.url), path), 30)
-        except (OSError, ValueError, TimeoutError):
-            self.failed += 1
-            return
-        try:
-            first = True
-            while (data := await asyncio.wait_for(stream.data(), 120)) is not None:
+            paid = False
+            while (data := await asyncio.wait_for(stream.data(), 60)) is not None:
                 view = json.loads(data)
-                if view["status"] != "PENDING":
-                    if first:
-                        self.opened_late += 1
-                    else:
-                        decided = dt.datetime.fromisoformat(view["decided_at"]).timestamp()
-                        self.delays_s.append(time.time() - decided)
+                if view["status"] == "HELD" and not paid:
+                    pay = json.dumps({"payment_ref": f"bench-{booking_id}"}).encode()
+                    status, _ = await client.request(
+                        "POST", f"/api/bookings/{booking_id}/payment", pay
+                    )
+                    if status != 202:
+                        self.failed[f"payment {status}"] += 1
+                        return
+                    paid = True
+                elif view["status"] == "CONFIRMED" and paid:
+                    decided = dt.datetime.fromisoformat(view["paid_at"]).timestamp()
+                    self.delays_s.append(time.time() - decided)
                     return
-                first = False
-        except (OSError, TimeoutError):
-            self.failed += 1
+                elif view["status"] != "PENDING":
+                    self.failed[f"stream showed {view['status']}"] += 1
+                    return
+            self.failed["stream ended early"] += 1
         finally:
             stream.close()
 
-    async def finish(self, timeout_s: float = 30.0) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout_s)
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    @property
+    def timed(self) -> int:
+        return len(self.delays_s)
+
+    @property
+    def failures(self) -> int:
+        return sum(self.failed.values())
 
     @property
     def p99_ms(self) -> float:
