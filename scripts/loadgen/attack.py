@@ -470,9 +470,13 @@ async def _holds_run_out(
     )
     final.wait_seconds = decisions.wait_seconds
     final.last_decided_at = decisions.last_decided_at
-    judge_holds(holds, paying.holders, paying.paid, final.views)
-    progress.done(f"holds: {holds.confirmed} paid and confirmed, {holds.expired} expired")
     report = await settled_audit(client, config.token, int(event["id"]), deadline)
+    refunds_due = {str(r["booking_id"]) for r in report.get("refunds_due") or ()}
+    judge_holds(holds, paying.holders, paying.paid, final.views, refunds_due)
+    progress.done(
+        f"holds: {holds.confirmed} paid and confirmed, {holds.expired} expired "
+        f"({holds.refunded} of them paid too late for the worker: refund due)"
+    )
     return holds, final, report
 
 

@@ -24,6 +24,7 @@ class HoldOutcome:
     payment_errors: Counter[str] = field(default_factory=Counter)
     confirmed: int = 0  # holds that ended CONFIRMED
     expired: int = 0  # holds that ended EXPIRED
+    refunded: int = 0  # paid in time for the API, too late for the worker: a refund is due
     failures: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -34,6 +35,7 @@ class HoldOutcome:
             "payment_errors": dict(self.payment_errors),
             "confirmed": self.confirmed,
             "expired": self.expired,
+            "refunded": self.refunded,
         }
 
 
@@ -88,20 +90,28 @@ class Paying:
 
 
 def judge_holds(
-    out: HoldOutcome, holders: list[str], paid: set[str], views: dict[str, dict[str, Any]]
+    out: HoldOutcome,
+    holders: list[str],
+    paid: set[str],
+    views: dict[str, dict[str, Any]],
+    refunds_due: set[str],
 ) -> None:
-    """Exactly the paid holds are CONFIRMED, every other hold EXPIRED, none left HELD."""
+    """Exactly the paid holds are CONFIRMED, every other hold EXPIRED, none left HELD. A
+    payment the API took just before the deadline may reach the worker after it: that hold
+    EXPIRED with its payment among the audit's refunds due, as documented."""
     out.held = len(holders)
     finals = Counter(views[b]["status"] for b in holders)
     out.confirmed, out.expired = finals["CONFIRMED"], finals["EXPIRED"]
     if finals["HELD"]:
         out.failures.append(f"{finals['HELD']} holds neither paid nor expired before the deadline")
     unpaid_confirmed = [b for b in holders if b not in paid and views[b]["status"] == "CONFIRMED"]
-    paid_not_confirmed = [b for b in paid if views[b]["status"] != "CONFIRMED"]
+    refunded = {b for b in paid if views[b]["status"] == "EXPIRED" and b in refunds_due}
+    out.refunded = len(refunded)
+    paid_not_confirmed = [b for b in paid - refunded if views[b]["status"] != "CONFIRMED"]
     if paid_not_confirmed:
         out.failures.append(
-            f"{len(paid_not_confirmed)} paid holds did not end CONFIRMED, e.g. "
-            f"{paid_not_confirmed[0]} is {views[paid_not_confirmed[0]]['status']}"
+            f"{len(paid_not_confirmed)} paid holds did not end CONFIRMED nor with a refund due, "
+            f"e.g. {paid_not_confirmed[0]} is {views[paid_not_confirmed[0]]['status']}"
         )
     if unpaid_confirmed:
         out.failures.append(f"{len(unpaid_confirmed)} holds CONFIRMED without a payment")

@@ -16,7 +16,8 @@ def _hold_rows(result: Result) -> list[tuple[str, str]]:
         (
             "holds",
             f"{h['held']} HELD ({result.hold_seconds} s): {h['paid']} paid ({h['late']} too "
-            f"late), {h['confirmed']} CONFIRMED, {h['expired']} EXPIRED",
+            f"late), {h['confirmed']} CONFIRMED, {h['expired']} EXPIRED ({h['refunded']} paid "
+            "too late for the worker: refund due)",
         )
     ]
 
