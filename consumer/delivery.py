@@ -9,7 +9,8 @@ For each mail, on one PostgreSQL connection:
    not committed makes this insert wait for that one's outcome.
 2. SMTP: MAIL, RCPT, DATA and the whole message, except the end-of-data line.
 3. The end-of-data line, then COMMIT, written back to back in the same tick of the event
-   loop (consumer/mailer.py `Mailer.end`).
+   loop (consumer/mailer.py `Mailer.end`), the SMTP socket corked meanwhile: the end of
+   DATA reaches the server only after the COMMIT has left.
 4. The server's reply to the end of DATA.
 
 An SMTP server takes responsibility for a message when it reads the end-of-data line, and
@@ -24,11 +25,16 @@ So, with SIGKILL at any moment:
 - after step 3: the mail is accepted and the claim committed; the event comes again, finds
   its row and is not mailed again.
 - between the two writes of step 3 (a few microseconds of Python between two send()
-  calls): the mail is accepted but the claim is rolled back, so it is mailed a second time.
-  This is the only window left for a crash. The other order (commit, wait for its answer,
-  then the end-of-data line) leaves a window where the mail is lost instead, of a whole
-  PostgreSQL round trip and event-loop wake-up, and loses the mail too whenever the
-  COMMIT's outcome is unknown; psycopg cannot send a COMMIT without awaiting its answer.
+  calls): the kernel still sends the corked end of DATA when it closes the dead process'
+  socket, so the mail is accepted but the claim is rolled back: mailed a second time. This
+  is the only window left for a crash, and nothing outside this process can time a kill
+  into it: the server sees the end of DATA only after the COMMIT has been answered.
+  Uncorked, the end of DATA woke the server first, and a kill timed by the server's receipt
+  of a mail often duplicated it (measured in docs/performance.md).
+  The other order (commit, wait for its answer, then the end-of-data line) leaves a window
+  where the mail is lost instead, of a whole PostgreSQL round trip and event-loop wake-up,
+  and loses the mail too whenever the COMMIT's outcome is unknown; psycopg cannot send a
+  COMMIT without awaiting its answer.
 
 What else can go wrong, and what follows:
 

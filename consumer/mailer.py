@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
@@ -128,14 +129,15 @@ class Mailer:
         reply = asyncio.ensure_future(protocol.read_response(timeout=self._timeout_s))
         try:
             await asyncio.sleep(0)  # the reader's first step runs now, ahead of this task
-            try:
-                protocol.write(END_OF_DATA)
-                await self._flushed(protocol)
-            except (SMTPException, OSError) as exc:
-                # Not handed to the kernel: the server never saw the end, the mail is void.
-                self.close()
-                raise MailUnavailable(f"SMTP connection failed: {exc!r}") from exc
-            done = await then()
+            with _corked(protocol):
+                try:
+                    protocol.write(END_OF_DATA)
+                    await self._flushed(protocol)
+                except (SMTPException, OSError) as exc:
+                    # Not handed to the kernel: the server never saw the end, the mail is void.
+                    self.close()
+                    raise MailUnavailable(f"SMTP connection failed: {exc!r}") from exc
+                done = await then()
             try:
                 response = await reply
             except (SMTPException, OSError) as exc:
@@ -210,6 +212,28 @@ class Mailer:
             if transport.is_closing():
                 raise MailUnavailable("SMTP connection lost while sending")
             await asyncio.sleep(FLUSH_POLL_S)
+
+
+@contextlib.contextmanager
+def _corked(protocol: SMTPProtocol) -> Iterator[None]:
+    """Hold what is written in the kernel until the block ends (TCP_CORK, Linux). Sending
+    the end of DATA wakes the server; woken, it can run ahead of this process before the
+    claim's COMMIT goes out, widening the crash window between the two writes from
+    microseconds to a scheduler slice. Corked, the end of DATA leaves after the COMMIT; a
+    process killed in between still sends it: closing a socket flushes what it holds."""
+    transport = protocol.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    cork = getattr(socket, "TCP_CORK", None)
+    if sock is None or cork is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        yield
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # closed meanwhile: the kernel flushed it
+            sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
 
 
 def as_data(message: bytes) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -63,6 +64,9 @@ class MailSink:
         self.port = free_port()
         self._lock = threading.Lock()
         self._received: list[Received] = []
+        # Called with each mail and how many came so far, once it is kept and before the
+        # server answers the end of DATA (in the server's thread).
+        self.on_mail: Callable[[Received, int], None] | None = None
         self._tried: set[str] = set()
         self._controller: Controller | None = None
 
@@ -78,6 +82,9 @@ class MailSink:
     def keep(self, mail: Received) -> None:
         with self._lock:
             self._received.append(mail)
+            count = len(self._received)
+        if self.on_mail is not None:
+            self.on_mail(mail, count)
 
     def first_try(self, address: str) -> bool:
         with self._lock:
