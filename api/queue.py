@@ -15,7 +15,7 @@ from altcha.v1 import ChallengeOptions, Payload, create_challenge, verify_soluti
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import admin_only, buyer_of, identify
@@ -299,7 +299,7 @@ class QueueController(Controller):
         summary='Change the admission rate (admin): `{"admit_per_s"}`',
     )
     async def rate(
-        self, event_id: EventIdParam, data: RateChange, svc: InjectedServices
+        self, event_id: EventIdParam, data: JSONBody[RateChange], svc: InjectedServices
     ) -> QueueStatsView:
         return await _control(svc, event_id, "rate", data.admit_per_s)
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
 from collections import Counter
 
+import httpx
 import jwt
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from scripts.loadgen.client import Client, local_target
 from scripts.loadgen.queue import admin, join_all, wait_and_book
 from scripts.pipeline import Pipeline
+from scripts.sse import events
 from shared.contracts import BookingRequested, encode_command, event_key
 from tests.sale import SaleClient
 
@@ -37,6 +41,17 @@ async def create_queued_event(sale: SaleClient, capacity: int, opens_in_s: float
     assert response.status_code == 201, response.text
     assert response.json()["queue"] is True
     return int(response.json()["id"])
+
+
+async def watch(http: httpx.AsyncClient, event: int, entry: str) -> list[str]:
+    """The statuses an entry's stream sent, until it ended."""
+    seen = []
+    url = f"/api/events/{event}/queue/{entry}/events"
+    async with http.stream("GET", url) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for message in events(response):
+            seen.append(msgspec.json.decode(message.data)["status"])
+    return seen
 
 
 async def test_5000_buyers_for_500_seats_through_the_queue(
@@ -63,12 +78,16 @@ async def test_5000_buyers_for_500_seats_through_the_queue(
             client, pipeline.settings.admin_token, event, "rate", {"admit_per_s": RATE}
         )
         assert stats["admit_per_s"] == RATE
+        watching = asyncio.create_task(watch(http, event, journeys.final["b0"]["queue_id"]))
         await admin(client, pipeline.settings.admin_token, event, "open")
         await wait_and_book(client, event, journeys, timeout_s=240)
+        streamed = await asyncio.wait_for(watching, 30)
     finally:
         client.close()
 
     ends = journeys.ends
+    # One buyer watched her entry as Server-Sent Events instead: it ended with her wait.
+    assert streamed[0] == "WAITING" and streamed[-1] == journeys.final["b0"]["status"]
     assert set(ends) == {"ADMITTED", "SOLD_OUT"}, ends
     assert ends["ADMITTED"] >= SEATS
     assert journeys.polls_rate_known > 0  # ETAs came from a measured rate
