@@ -17,7 +17,7 @@ import base64
 import enum
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +147,15 @@ class Queues:
         joined = await self._call(event_id, "join", entry, buyer)
         assert joined is not None
         return joined
+
+    async def join_many(self, event_id: int, entries: Sequence[tuple[str, str]]) -> None:
+        """(queue id, buyer) pairs joined through the same script as `join`, in one pipeline:
+        bulk loading for the benchmark."""
+        keys = list(self.keys.queue(event_id))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry, buyer in entries:
+                await self._entry(keys=keys, args=["join", entry, buyer], client=pipe)
+            await pipe.execute()
 
     async def poll(self, event_id: int, entry: str) -> Entry | None:
         """The entry, now seen; None when there is no such entry; QueueLost when the queue's
