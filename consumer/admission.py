@@ -6,7 +6,8 @@ for each queued event, it reads the event's stock from PostgreSQL and the lag of
 partition from Kafka, and calls queue_admit.lua, which opens the queue (the draw), expires
 entries not polled, admits at the configured rate, and ends the wait of everyone left once
 the event is sold out. Admission is held while the event's held stock or its partition's
-lag is above its threshold (Settings.queue_pause_held_pct, queue_pause_lag).
+lag is above its threshold (Settings.queue_pause_held_pct, queue_pause_lag), and while the
+gate has no stock left to give (the admitted buyers' bookings in flight may still sell out).
 
 Nothing here decides a booking: an admission is only the right to ask, and the worker
 still checks every request against the gate and the ledger.
@@ -31,6 +32,7 @@ from shared.config import Settings
 from shared.contracts import partition_of
 from shared.db import Pool, fetch_all, queries
 from shared.failures import classify
+from shared.inventory import Inventory
 from shared.keys import RedisKeys
 from shared.lua import register
 from shared.metrics import QUEUE_ADMISSION_RATE, QUEUE_ENDED, QUEUE_PAUSED, QUEUE_WAITING
@@ -76,6 +78,7 @@ class Admitter:
         self._pool = pool
         self._keys = RedisKeys(settings.redis_prefix)
         self.queues = Queues(redis, self._keys)
+        self._inventory = Inventory(redis, settings.redis_prefix)
         self._lease = register(redis, "lease")
         self._holder = secrets.token_hex(8)
         self._rates: dict[int, _Rate] = {}
@@ -121,6 +124,9 @@ class Admitter:
             unsold = row["capacity"] - row["sold"]
             sold_out = unsold <= 0
             held = row["held"] > 0 and row["held"] * 100 > s.queue_pause_held_pct * unsold
+            # Every seat taken at the gate (sold, or in flight to the ledger): the buyers
+            # already admitted will settle whether it is sold out; more would only hear so.
+            held = held or (not sold_out and await self._inventory.available(event_id) == 0)
             lagging = lags.get(event_id, 0) > s.queue_pause_lag
             rate = self._rates.setdefault(event_id, _Rate())
             measured = rate.measured()
