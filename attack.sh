@@ -10,7 +10,7 @@ usage() {
   cat <<EOF
 usage: $PROG [N] [--event ID] [--capacity C] [--concurrency K] [--timeout S] [--json FILE]
           [--buyer-auth token|open] [--hold-seconds S] [--pay-ratio P]
-          [--seats specific|together]
+          [--seats specific|together] [--queue [--admit-rate R]]
 
 Fires N concurrent booking requests (default 500, one seat each, distinct users) at an
 event, waits until every accepted (202) booking is decided, prints a summary and the
@@ -36,6 +36,11 @@ sold.
                     together  each buyer asks for 4 seats side by side in the section:
                               each group must get 4 adjacent seats in one row
                     No seat may be held or sold twice.
+  --queue           the demo event sells through its on-sale queue: every buyer joins
+                    before the opening, the admin opens it, each buyer polls its entry until
+                    admitted (then books with its admission token) or told SOLD_OUT; the
+                    summary counts joins, admissions and SOLD_OUT answers
+  --admit-rate R    with --queue: admissions per second (default 200)
   --buyer-auth M    how buyers identify themselves, as the API's TICKETS_BUYER_AUTH says
                     (default: TICKETS_BUYER_AUTH, else open):
                     open   the request body's user_id names the buyer
@@ -75,6 +80,8 @@ buyer_auth=""
 hold_seconds=""
 pay_ratio=""
 seats=""
+queue=""
+admit_rate=""
 
 while [ $# -gt 0 ]; do
   arg="$1"
@@ -83,7 +90,7 @@ while [ $# -gt 0 ]; do
   case "$arg" in
     --*=*) value="${arg#*=}"; arg="${arg%%=*}" ;;
     --event | --capacity | --concurrency | --timeout | --json | --buyer-auth | --hold-seconds | \
-      --pay-ratio | --seats)
+      --pay-ratio | --seats | --admit-rate)
       [ $# -gt 0 ] || die_usage "$arg needs a value"
       value="$1"
       shift
@@ -124,6 +131,12 @@ while [ $# -gt 0 ]; do
         die_usage "--seats must be specific or together, got '$value'"
       seats="$value"
       ;;
+    --queue) queue=1 ;;
+    --admit-rate)
+      [[ "$value" =~ ^[0-9]+([.][0-9]+)?$ && "$value" =~ [1-9] ]] ||
+        die_usage "--admit-rate must be a positive number, got '$value'"
+      admit_rate="$value"
+      ;;
     -[0-9]*) die_usage "N must be a positive integer, got '$arg'" ;;
     -*) die_usage "unknown option '$arg'" ;;
     *)
@@ -142,6 +155,12 @@ if [ -n "$event" ] && [ -n "$hold_seconds" ]; then
 fi
 if [ -z "$event" ] && [ -n "$pay_ratio" ] && [ -z "$hold_seconds" ]; then
   die_usage "--pay-ratio needs holds: give --hold-seconds"
+fi
+if [ -n "$queue" ] && { [ -n "$event" ] || [ -n "$seats" ] || [ -n "$hold_seconds" ]; }; then
+  die_usage "--queue runs on a new demo event of its own, without --event, --seats or --hold-seconds"
+fi
+if [ -n "$admit_rate" ] && [ -z "$queue" ]; then
+  die_usage "--admit-rate needs --queue"
 fi
 if [ -z "$event" ] && [ -n "$seats" ] && [ $(( ${capacity:-100} % 20 )) -ne 0 ]; then
   die_usage "--capacity must be a multiple of 20 with --seats (rows of 20 seats)"
@@ -166,6 +185,8 @@ if [ -n "$buyer_auth" ]; then args+=(--buyer-auth "$buyer_auth"); fi
 if [ -n "$hold_seconds" ]; then args+=(--hold-seconds "$hold_seconds"); fi
 if [ -n "$pay_ratio" ]; then args+=(--pay-ratio "$pay_ratio"); fi
 if [ -n "$seats" ]; then args+=(--seats "$seats"); fi
+if [ -n "$queue" ]; then args+=(--queue); fi
+if [ -n "$admit_rate" ]; then args+=(--admit-rate "$admit_rate"); fi
 
 cd "$ROOT"
 python="${PYTHON:-python3}"

@@ -26,6 +26,7 @@ from api.idempotency import IdempotencyStore
 from api.live import Hub
 from api.problems import failure_of
 from api.publisher import Publisher
+from api.queue import QueueController
 from api.rate_limit import ClientAddresses, Limits, RateLimiter
 from api.seat_snapshots import SeatMapSnapshots
 from api.seats import SeatMapController
@@ -38,6 +39,7 @@ from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.inventory import Inventory, open_redis
 from shared.keys import RedisKeys
+from shared.queue import Queues
 from shared.rules import RulesCache
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             limits=Limits.of(settings),
             addresses=ClientAddresses(settings.proxies),
             hub=hub,
+            queues=Queues(redis_client, keys),
         )
         heap.settle(settings.gc_young_threshold)
         mirror = asyncio.create_task(revocations.run())
@@ -131,6 +134,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BookingController,
             HoldController,
             StreamController,
+            QueueController,
             MeController,
             *([AccountController] if settings.signs_tokens else []),
             *([StripeWebhook] if settings.stripe_webhook_secret else []),

@@ -27,7 +27,7 @@ from api.idempotency import fingerprint
 from api.problems import documented, failure_of
 from api.rate_limit import Check, Refusal
 from api.seats import choose
-from shared import deadlines
+from shared import admission, deadlines
 from shared.audit import AuditReport
 from shared.contracts import BookingRequested, EventId, Quantity, UserId, new_booking_id
 from shared.db import fetch_one, queries
@@ -35,6 +35,7 @@ from shared.decisions import BookingView
 from shared.errors import (
     BrokerUnavailable,
     InvalidRequest,
+    NotAdmitted,
     NotFound,
     Unauthenticated,
 )
@@ -97,6 +98,8 @@ class BookingCreate(msgspec.Struct, forbid_unknown_fields=True):
     seats: Annotated[list[SeatLabel], msgspec.Meta(min_length=1, max_length=100)] | None = None
     section: Annotated[str, msgspec.Meta(min_length=1, max_length=16)] | None = None
     together: bool = False
+    # For an event sold through its queue: the token its queue entry got on admission.
+    admission_token: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
 
 
 class Accepted(msgspec.Struct):
@@ -161,6 +164,20 @@ _SOLD_OUT_BODY = msgspec.json.encode(SoldOut("REJECTED", "SOLD_OUT", "the event 
 
 def _sold_out() -> Response[bytes]:
     return Response(_SOLD_OUT_BODY, status_code=409, media_type=MediaType.JSON)
+
+
+def _check_admission(svc: Services, wanted: BookingCreate, user_id: str) -> None:
+    """A queued event's booking needs this buyer's admission token for it (403 otherwise);
+    the worker checks it again."""
+    why = admission.refusal(
+        svc.settings.admission_key,
+        wanted.admission_token,
+        user_id,
+        wanted.event_id,
+        deadlines.now_ms(),
+    )
+    if why is not None:
+        raise NotAdmitted(f"{why}: this event sells to buyers its queue admitted")
 
 
 class BookingIntake(Controller):
@@ -237,6 +254,8 @@ class BookingIntake(Controller):
         limits are counted after the sold-out fast path (a 409 costs no Redis round trip)
         and before anything is published."""
         rules = await svc.event_rules(wanted.event_id)
+        if rules.queue:
+            _check_admission(svc, wanted, user_id)
         choice = choose(rules, wanted.quantity, wanted.seats, wanted.section, wanted.together)
         booking_uuid = new_booking_id()
         booking_id = str(booking_uuid)
@@ -263,6 +282,7 @@ class BookingIntake(Controller):
                     seats=choice.seats,
                     section=choice.section,
                     together=choice.together,
+                    admission=wanted.admission_token if rules.queue else None,
                 )
                 await svc.publisher.publish(message)
         except BaseException as exc:

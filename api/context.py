@@ -20,6 +20,7 @@ from shared.db import Pool
 from shared.decisions import DecisionCache
 from shared.errors import NotFound
 from shared.inventory import Inventory
+from shared.queue import Queues
 from shared.rules import EventRules, RulesCache
 
 
@@ -41,6 +42,7 @@ class Services:
     limits: Limits
     addresses: ClientAddresses
     hub: Hub  # live updates for the Server-Sent Events streams
+    queues: Queues  # the on-sale queues (waiting rooms)
 
     async def event_rules(self, event_id: int) -> EventRules:
         rules = await self.rules.get(event_id)

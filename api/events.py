@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from typing import Annotated
@@ -19,7 +20,7 @@ from shared.audit import AuditReport, audit_event
 from shared.db import queries
 from shared.errors import InvalidRequest, NotFound
 from shared.seating import GA, MAX_SEATS, Layout, SectionSpec
-from shared.venue import create_event
+from shared.venue import OnSale, create_event
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,20 @@ class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     per_user_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEATS)] = 10
     # 0: bookings are CONFIRMED when decided; above 0: HELD until paid, for this long.
     hold_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 0
+    # On sale from `opens_at` (default: at once); with `queue`, only to buyers the on-sale
+    # queue admitted, those who joined before `opens_at` in one random order. `queue_pow`:
+    # each joiner first solves an ALTCHA proof of work this hard (its largest number).
+    opens_at: dt.datetime | None = None
+    queue: bool = False
+    queue_pow: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 0
+
+    def on_sale(self) -> OnSale:
+        if self.queue_pow and not self.queue:
+            raise InvalidRequest("queue_pow needs queue: true")
+        opens_at = self.opens_at
+        if opens_at is not None and opens_at.tzinfo is None:
+            raise InvalidRequest("opens_at needs a time zone (e.g. 2030-01-01T18:00:00Z)")
+        return OnSale(opens_at, self.queue, self.queue_pow)
 
     def layout(self) -> Layout:
         """The seats this event is made of, or InvalidRequest saying what is wrong."""
@@ -71,6 +86,8 @@ class EventView(msgspec.Struct):
     sold: int
     held: int
     sections: list[SectionSummary]
+    opens_at: dt.datetime | None = None
+    queue: bool = False
 
 
 def summaries(layout: Layout) -> list[SectionSummary]:
@@ -110,7 +127,19 @@ async def get_event_view(svc: Services, event_id: int) -> EventView:
         row["sold"],
         row["held"],
         summaries(rules.layout),
+        row["opens_at"],
+        row["queue"],
     )
+
+
+async def open_queue(svc: Services, event_id: int, opens_at: dt.datetime | None) -> None:
+    """The event's queue in Redis; if Redis fails now, the queue is missing, which fails
+    closed (nobody admitted) until an admin opens it (POST /api/events/{id}/queue/open)."""
+    opens_at_ms = int(opens_at.timestamp() * 1000) if opens_at else 0
+    try:
+        await svc.queues.create(event_id, opens_at_ms, svc.settings.queue_admit_per_s)
+    except redis.exceptions.RedisError as exc:
+        log.warning("event %s created but its queue was not: %r", event_id, exc)
 
 
 async def audit_or_404(svc: Services, event_id: int) -> AuditReport:
@@ -136,9 +165,12 @@ class EventController(Controller):
     )
     async def create(self, data: JSONBody[EventCreate], svc: InjectedServices) -> EventView:
         layout = data.layout()
+        sale = data.on_sale()
         started = time.monotonic()
         async with svc.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            row = await create_event(cur, data.name, data.per_user_limit, data.hold_seconds, layout)
+            row = await create_event(
+                cur, data.name, data.per_user_limit, data.hold_seconds, layout, sale
+            )
         log.info(
             "event %s created with %d seats in %.2f s",
             row["id"],
@@ -151,6 +183,8 @@ class EventController(Controller):
         except redis.exceptions.RedisError as exc:
             # The worker rebuilds a missing counter from PostgreSQL before admitting anyone.
             log.warning("event %s created but its counter was not opened: %r", row["id"], exc)
+        if sale.queue:
+            await open_queue(svc, row["id"], sale.opens_at)
         return EventView(
             row["id"],
             row["name"],
@@ -161,6 +195,8 @@ class EventController(Controller):
             0,
             0,
             summaries(layout),
+            row["opens_at"],
+            row["queue"],
         )
 
     @get("/{event_id:int}", summary="An event with its live availability")

@@ -88,6 +88,8 @@ def _to_problem(exc: Exception) -> ProblemDetailsException:
         return _problem(status, str(exc.detail))
     if isinstance(exc, errors.RateLimited):
         return _problem(status, str(exc), rate_limit_headers(exc))
+    if isinstance(exc, errors.NotAdmitted):
+        return _problem(status, str(exc), reason="NOT_ADMITTED")
     if isinstance(exc, errors.WrongStatus):
         return _problem(status, str(exc), booking_status=exc.status)
     if isinstance(exc, errors.TicketsError) and status != HTTPStatus.INTERNAL_SERVER_ERROR:

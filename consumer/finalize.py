@@ -58,6 +58,7 @@ from consumer.seat_map import (
     seat_choice,
 )
 from consumer.settling import Settle, Settling
+from shared import admission
 from shared.config import Settings
 from shared.contracts import (
     LIVE,
@@ -234,6 +235,26 @@ class Finalizer:
     async def knows_event(self, event_id: int) -> bool:
         return await self._rules.get(event_id) is not None
 
+    def _not_admitted(self, requests: list[BookingRequested]) -> dict[uuid.UUID, Reason]:
+        """The requests of a queued event without a valid admission token, each with a
+        NOT_ADMITTED verdict; the batch logs how many, and why the first was refused."""
+        key = self._settings.admission_key
+        refused: dict[uuid.UUID, Reason] = {}
+        first = ""
+        for r in requests:
+            why = admission.refusal(key, r.admission, r.user_id, r.event_id, r.requested_at_ms)
+            if why is not None:
+                refused[r.booking_id] = Reason.NOT_ADMITTED
+                first = first or f"booking {r.booking_id}: {why}"
+        if refused:
+            log.warning(
+                "%d bookings rejected NOT_ADMITTED (the first, %s)",
+                len(refused),
+                first,
+                extra={"event_id": requests[0].event_id},
+            )
+        return refused
+
     async def _reserve(
         self,
         cur: AsyncCursor[Any],
@@ -326,7 +347,10 @@ class Finalizer:
             life = await lifecycle.plan(cur, event_id, event, changes, decided_at, layout)
             seat_map.mark(life.paid_seats, SOLD)
             seat_map.mark(life.freed_seats, FREE)  # after: a hold paid then cancelled is free
-            choices = [seat_choice(r, layout) for r in todo]
+            # A queued event sells only to admitted buyers: the rest are refused before the
+            # gate, as invalid requests are (an event without a queue pays one lookup).
+            refused = self._not_admitted(todo) if event["queue"] else {}
+            choices = [INVALID if r.booking_id in refused else seat_choice(r, layout) for r in todo]
             asks = [
                 Ask(r.booking_id, r.user_id, r.quantity)
                 if c.seats is None
@@ -368,7 +392,8 @@ class Finalizer:
             # In offset order: the gate's answer, PostgreSQL's own count, named seats.
             for request, choice in zip(todo, choices, strict=True):
                 if choice is INVALID:
-                    verdicts[request.booking_id] = (Status.REJECTED, Reason.INVALID)
+                    refusal = refused.get(request.booking_id, Reason.INVALID)
+                    verdicts[request.booking_id] = (Status.REJECTED, refusal)
                     continue
                 gate = next(gates)
                 status, reason = _arbitrate(request, gate, limit, capacity, taken, users)

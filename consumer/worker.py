@@ -20,6 +20,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
+from consumer.admission import Admitter
 from consumer.auditor import Auditor
 from consumer.backoff import Backoff
 from consumer.dead_letters import DeadLetters, Poison
@@ -165,6 +166,8 @@ class Worker:
             side_tasks.append(asyncio.create_task(auditor.run(self.stop), name="auditor"))
             if s.outbox:
                 side_tasks.append(asyncio.create_task(self.relay.run(self.stop), name="relay"))
+            admitter = Admitter(s, pool, redis_client)
+            side_tasks.append(asyncio.create_task(admitter.run(self.stop), name="admission"))
             heap.settle(s.gc_young_threshold)
             batches = _Batches(self._tail, finalizer, dead_letters, auditor, cache)
             sweep = ExpirySweep(pool, consumer, s.topic, s.expiry_sweep_interval_s)

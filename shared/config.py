@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import sys
@@ -20,7 +22,7 @@ PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Rate = Annotated[float, msgspec.Meta(ge=0)]  # per second; 0 turns the limit off
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MIN_SECRET_CHARS = 32
-_SECRETS = ("admin_token", "jwt_secret", "stripe_webhook_secret")
+_SECRETS = ("admin_token", "jwt_secret", "stripe_webhook_secret", "queue_secret")
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -72,6 +74,19 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Payments: Stripe's signing secret of the webhook endpoint (whsec_...); empty turns
     # POST /api/webhooks/stripe off.
     stripe_webhook_secret: str = ""
+    # The on-sale queue (docs/queue.md). Admission tokens are HS256 JWTs signed with a key
+    # derived from queue_secret (at least 32 characters), else from jwt_secret, else from
+    # admin_token: the API and the worker must have the same one.
+    queue_secret: str = ""
+    queue_admit_per_s: PositiveFloat = 50.0  # a new queue's admission rate (admins change it)
+    queue_admission_ttl_s: Positive = 600  # how long an admission token is valid
+    queue_idle_expiry_s: PositiveFloat = 300.0  # an entry not polled this long expires
+    queue_tick_s: PositiveFloat = 0.1  # how often the admission loop moves the queues
+    # Admission pauses while the event's held quantity is above this share of its unsold
+    # stock, or while its partition has more than queue_pause_lag messages not yet decided.
+    queue_pause_held_pct: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
+    queue_pause_lag: Positive = 20000
+    queue_stream_interval_s: PositiveFloat = 1.0  # a queue stream reads its entry this often
     # API
     produce_timeout_s: PositiveFloat = 5.0
     max_body_bytes: Positive = 4096
@@ -153,6 +168,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ConfigError(f"TICKETS_JWT_SECRET must be at least {MIN_SECRET_CHARS} characters")
         if self.jwt_secret and self.jwt_algorithm != "HS256":
             raise ConfigError("TICKETS_JWT_SECRET signs HS256: set TICKETS_JWT_ALGORITHM=HS256")
+        if self.queue_secret and len(self.queue_secret) < MIN_SECRET_CHARS:
+            raise ConfigError(
+                f"TICKETS_QUEUE_SECRET must be at least {MIN_SECRET_CHARS} characters"
+            )
         if self.jwt_public_key and self.jwt_algorithm == "HS256":
             raise ConfigError(
                 "TICKETS_JWT_PUBLIC_KEY verifies RS256 or ES256: set it in TICKETS_JWT_ALGORITHM"
@@ -170,6 +189,16 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def token_key(self) -> str:
         """What verifies buyers' tokens; empty when none is configured."""
         return self.jwt_public_key or self.jwt_secret
+
+    @property
+    def admission_key(self) -> bytes:
+        """What signs and verifies admission tokens: derived, so an admission token is never
+        a valid access token (or the other way round) even when both come from one secret.
+        Empty when no secret is configured: then nobody is admitted (fail closed)."""
+        secret = self.queue_secret or self.jwt_secret or self.admin_token
+        if not secret:
+            return b""
+        return hmac.new(secret.encode(), b"tickets admission tokens v1", hashlib.sha256).digest()
 
     @property
     def signs_tokens(self) -> bool:

@@ -67,6 +67,9 @@ class BookingRequested(
     seats: tuple[int, ...] | None = None
     section: str | None = None
     together: bool = False
+    # For an event sold through its queue: the buyer's admission token (shared/admission.py),
+    # checked again by the worker, so a message published around the API skips no queue.
+    admission: str | None = None
 
 
 class PaymentReceived(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="pay.v1"):

@@ -85,3 +85,18 @@ def abandon_settled_at_ms(late: Iterable[BookingRequested]) -> int:
     """When every one of these late requests has been answered by the API, and marked
     abandoned if it was answered 503."""
     return max(r.expires_at_ms or 0 for r in late) + ABANDON_SETTLE_MS
+
+
+# The on-sale queue (shared/queue.py, shared/admission.py).
+
+
+def admission_expires_at_s(admitted_at_ms: int, ttl_s: int) -> int:
+    """An admission token's `exp` (epoch s): `ttl_s` after the admission."""
+    return admitted_at_ms // 1000 + ttl_s
+
+
+def admission_valid_at(expires_at_s: int, at_ms: int) -> bool:
+    """Whether an admission token is valid for a request made at `at_ms`: the API asks with
+    its clock, the worker with the request's `requested_at_ms`, so a redelivered request is
+    judged as its first delivery was."""
+    return at_ms < expires_at_s * 1000

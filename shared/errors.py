@@ -30,6 +30,11 @@ class Forbidden(TicketsError):
     """This caller may not do that."""
 
 
+class NotAdmitted(Forbidden):
+    """This event sells through its queue: join it, wait for admission, then book with the
+    admission token."""
+
+
 class EmailTaken(TicketsError):
     """An account with this email already exists."""
 
@@ -74,6 +79,15 @@ class Unavailable(TicketsError):
 
 class BrokerUnavailable(Unavailable):
     """Kafka did not acknowledge the booking request; nothing was accepted."""
+
+
+class QueueLost(Unavailable):
+    """The event's queue has lost its data (Redis): nobody is admitted until an admin opens
+    it again; admission tokens already given still work."""
+
+
+class QueueNotConfigured(Unavailable):
+    """No secret signs admission tokens (TICKETS_QUEUE_SECRET): nobody can be admitted."""
 
 
 class MailUnavailable(Unavailable):

@@ -38,6 +38,7 @@ _BY_TYPE: dict[type[BaseException], Failure] = {
     errors.InvalidRequest: Failure(HTTPStatus.BAD_REQUEST, "invalid"),
     errors.Unauthenticated: Failure(HTTPStatus.UNAUTHORIZED, "unauthenticated"),
     errors.Forbidden: Failure(HTTPStatus.FORBIDDEN, "forbidden"),
+    errors.NotAdmitted: Failure(HTTPStatus.FORBIDDEN, "not_admitted"),
     errors.EmailTaken: Failure(HTTPStatus.CONFLICT, "conflict"),
     errors.WrongStatus: Failure(HTTPStatus.CONFLICT, "conflict"),
     errors.RateLimited: Failure(HTTPStatus.TOO_MANY_REQUESTS, "rate_limited"),

@@ -34,6 +34,18 @@ class EventKeys(NamedTuple):
     seat_holds: str
 
 
+class QueueKeys(NamedTuple):
+    """An event's waiting room (shared/queue.py), in the order queue_*.lua take them as KEYS.
+    Under the event's hash tag, so every script on it stays atomic in a Redis Cluster."""
+
+    meta: str  # hash: opens_at, state, seed, rate, counters (shared/queue.py lists them)
+    pre: str  # sorted set: who joined before the opening, by arrival (kept: the draw's record)
+    line: str  # sorted set: the waiting entries by place (drawn, then arrival order)
+    seen: str  # sorted set: waiting entries by when they were last polled (epoch ms)
+    owner: str  # hash: queue id -> buyer
+    done: str  # hash: queue id -> how its wait ended (admitted, expired, sold out)
+
+
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
     prefix: str
@@ -49,6 +61,26 @@ class RedisKeys:
             f"{tag}:seats",
             f"{tag}:seat-holds",
         )
+
+    def queue(self, event_id: int) -> QueueKeys:
+        tag = f"{self.prefix}:{{ev:{event_id}}}:q"
+        return QueueKeys(
+            f"{tag}:meta", f"{tag}:pre", f"{tag}:line", f"{tag}:seen", f"{tag}:owner", f"{tag}:done"
+        )
+
+    @property
+    def queues(self) -> str:
+        """Set: the ids of the events whose queue the admission loop moves."""
+        return f"{self.prefix}:queues"
+
+    @property
+    def queue_admitter(self) -> str:
+        """The admission loop's lease: one process moves every queue at a time."""
+        return f"{self.prefix}:queue-admitter"
+
+    def queue_challenge(self, signature: str) -> str:
+        """A proof-of-work challenge already spent on a join (each solves one join)."""
+        return f"{self.prefix}:queue-pow:{signature}"
 
     def seat_map(self, event_id: int) -> str:
         """Hash: the event's seat map as the worker last published it (`version`, `body`)."""
@@ -109,5 +141,6 @@ class RedisKeys:
 
     @staticmethod
     def is_gate_key(key: str) -> bool:
-        """True for an event's gate key (rebuilt from PostgreSQL when lost)."""
-        return "{ev:" in key
+        """True for an event's gate key (rebuilt from PostgreSQL when lost); its queue's keys
+        are not (a lost queue is not rebuilt: docs/queue.md)."""
+        return "{ev:" in key and "}:q:" not in key

@@ -69,14 +69,15 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 BOOKING_OUTCOMES = (
     "accepted", "replayed", "sold_out", "invalid", "not_found", "over_limit",
     "conflict", "unavailable", "too_large", "unauthenticated", "forbidden", "rate_limited",
-    "error",
+    "not_admitted", "error",
 )  # fmt: skip
 BOOKING_REQUESTS = Counter(
     "tickets_booking_requests",
     "POST /api/bookings by outcome: accepted (202, published), replayed (202, same "
     "Idempotency-Key), sold_out (409 fast path), invalid (400), not_found (404), over_limit "
     "and conflict (422/409), unavailable (503), too_large (413), unauthenticated (401), "
-    "forbidden (403), rate_limited (429), error (500)",
+    "forbidden (403), rate_limited (429), not_admitted (403: a queued event, no valid "
+    "admission token), error (500)",
     ["outcome"],
 )
 PRODUCE_SECONDS = Histogram(
@@ -165,7 +166,7 @@ def _create_series() -> None:
     for outcome in BOOKING_OUTCOMES:
         BOOKING_REQUESTS.labels(outcome)
     DECISIONS.labels("CONFIRMED", "none")
-    for reason in ("SOLD_OUT", "LIMIT_EXCEEDED", "INVALID"):
+    for reason in ("SOLD_OUT", "LIMIT_EXCEEDED", "INVALID", "NOT_ADMITTED"):
         DECISIONS.labels("REJECTED", reason)
     for dependency in ("postgres", "redis", "kafka", "smtp", "other"):
         DEPENDENCY_ERRORS.labels(dependency)
@@ -197,6 +198,32 @@ STREAM_CONNECTIONS = Gauge(
     "Open Server-Sent Events connections of this API process, by stream",
     ["stream"],
 )
+
+
+# The on-sale queue: the admission loop (worker holding the lease), over every queued event.
+QUEUE_WAITING = Gauge(
+    "tickets_queue_waiting",
+    "Queue entries still holding a place, over every queue (as the admission loop last saw "
+    "them; 0 on a worker that does not hold the lease)",
+)
+QUEUE_ENDED = Counter(
+    "tickets_queue_entries",
+    "Queue entries whose wait ended, by outcome: admitted, expired (not polled), sold_out",
+    ["outcome"],
+)
+QUEUE_ADMISSION_RATE = Gauge(
+    "tickets_queue_admission_rate",
+    "Admissions per second the admission loop measured, over every queue",
+)
+QUEUE_PAUSED = Gauge(
+    "tickets_queue_paused",
+    "Queues whose admission is paused, by why: admin, held (held stock), lag (the worker's)",
+    ["why"],
+)
+for _outcome in ("admitted", "expired", "sold_out"):
+    QUEUE_ENDED.labels(_outcome)
+for _why in ("admin", "held", "lag"):
+    QUEUE_PAUSED.labels(_why)
 
 
 def serve(port: int, host: str) -> None:

@@ -1,19 +1,23 @@
 -- Every query the service runs, by name. Loaded once by shared/db.py; parameters are bound.
 
 -- name: create_event
-INSERT INTO events (name, capacity, per_user_limit, hold_seconds)
-VALUES (%(name)s, %(capacity)s, %(per_user_limit)s, %(hold_seconds)s)
-RETURNING id, name, capacity, per_user_limit, hold_seconds, sold, held;
+INSERT INTO events (name, capacity, per_user_limit, hold_seconds, opens_at, queue, queue_pow)
+VALUES (%(name)s, %(capacity)s, %(per_user_limit)s, %(hold_seconds)s, %(opens_at)s, %(queue)s,
+        %(queue_pow)s)
+RETURNING id, name, capacity, per_user_limit, hold_seconds, sold, held, opens_at, queue,
+          queue_pow;
 
 -- name: get_event
-SELECT id, name, capacity, per_user_limit, hold_seconds, sold, held, seat_version
+SELECT id, name, capacity, per_user_limit, hold_seconds, sold, held, seat_version, opens_at, queue,
+       queue_pow
 FROM events WHERE id = %(event_id)s;
 
 -- name: event_ids
 SELECT id FROM events ORDER BY id;
 
 -- name: lock_event
-SELECT capacity, per_user_limit, hold_seconds, sold, held, next_seat, seat_version, event_seq
+SELECT capacity, per_user_limit, hold_seconds, sold, held, next_seat, seat_version, event_seq,
+       queue
 FROM events WHERE id = %(event_id)s FOR UPDATE;
 
 -- name: probes_only
@@ -325,3 +329,7 @@ SET seq = greatest(booking_events_relayed.seq, excluded.seq);
 SET enable_hashjoin = off;
 SET enable_mergejoin = off;
 SET max_parallel_workers_per_gather = 0;
+
+-- name: queue_stock
+-- The admission loop's view of its queued events: sold out, or too much held to admit more.
+SELECT id, capacity, sold, held FROM events WHERE id = ANY(%(event_ids)s::bigint[]);

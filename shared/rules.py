@@ -28,6 +28,8 @@ class EventRules:
     capacity: int
     per_user_limit: int
     layout: Layout = field(compare=False)
+    queue: bool = False  # sold only to buyers the on-sale queue admitted
+    queue_pow: int = 0  # joining its queue needs a proof of work this hard (0: none)
 
 
 class RulesCache:
@@ -51,6 +53,14 @@ class RulesCache:
         if row is None or layout is None:
             self._seen.pop(event_id, None)
             return None
-        rules = EventRules(row["id"], row["name"], row["capacity"], row["per_user_limit"], layout)
+        rules = EventRules(
+            row["id"],
+            row["name"],
+            row["capacity"],
+            row["per_user_limit"],
+            layout,
+            row["queue"],
+            row["queue_pow"],
+        )
         self._seen[event_id] = (now, rules)
         return rules

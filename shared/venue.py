@@ -3,6 +3,8 @@ transaction, and reading its layout back."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncCursor
@@ -14,8 +16,24 @@ from shared.seating import Layout, Section
 COPY_SEATS = "COPY seats (event_id, seat_no, label) FROM STDIN (FORMAT BINARY)"
 
 
+@dataclass(frozen=True, slots=True)
+class OnSale:
+    """When and how an event goes on sale: at `opens_at` (None: at once), through the
+    waiting room when `queue` (shared/queue.py), each joiner first solving a proof of work
+    of `pow` (ALTCHA's largest number; 0: none)."""
+
+    opens_at: dt.datetime | None = None
+    queue: bool = False
+    pow: int = 0
+
+
 async def create_event(
-    cur: AsyncCursor[Any], name: str, per_user_limit: int, hold_seconds: int, layout: Layout
+    cur: AsyncCursor[Any],
+    name: str,
+    per_user_limit: int,
+    hold_seconds: int,
+    layout: Layout,
+    sale: OnSale = OnSale(),
 ) -> dict[str, Any]:
     """The event row (capacity: the layout's), its sections and its seats, all free. The
     caller owns the transaction. Returns the event row."""
@@ -26,6 +44,9 @@ async def create_event(
             "capacity": layout.capacity,
             "per_user_limit": per_user_limit,
             "hold_seconds": hold_seconds,
+            "opens_at": sale.opens_at,
+            "queue": sale.queue,
+            "queue_pow": sale.pow,
         },
     )
     event = await cur.fetchone()

@@ -31,7 +31,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["finalisation", "holds", "seats"],
+        choices=["finalisation", "holds", "seats", "queue"],
         help="the worker's phases alone: finalisation (phase 5, and 12c: its twin with the "
         "booking-events outbox off); holds (phase 5, "
         "then payments and expiry, 9 and 10, judged against it); seats (phase 5, then "

@@ -12,6 +12,7 @@ from scripts.bench.phases.flash_sale import FlashResult
 from scripts.bench.phases.holds import ExpiryResult, PaymentsResult
 from scripts.bench.phases.live import StreamsResult
 from scripts.bench.phases.naive import NaiveResult
+from scripts.bench.phases.queue import QueueResult
 from scripts.bench.phases.seats import ChoiceResult, SeatMapRead
 from scripts.bench.proc import PhaseUsage
 from scripts.bench.wrk import WrkResult
@@ -123,6 +124,7 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
     rows += lifecycle_rows(r)
     rows += seat_rows(r)
     rows += live_rows(r)
+    rows += queue_rows(r)
     extra_ceilings: list[tuple[str, WrkResult | None]] = [
         ("1a HTTP ceiling again (after 2)", around_intake[1]),
         ("1d HTTP ceiling again (after 2t)", r.get("http_ceiling_after_intake_tokens")),
@@ -449,3 +451,36 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
     return value
+
+
+def queue_rows(r: dict[str, Any]) -> list[Row]:
+    """13a-13c: the on-sale queue's joins and position polls against the HTTP ceilings right
+    before and after them, and Redis's memory per entry (when the phase ran)."""
+    q: QueueResult | None = r.get("queue")
+    if q is None:
+        return []
+    ceilings = [q.ceiling_before, q.ceiling_after]
+    keys = ", ".join(f"{name} {size / 2**20:.0f}" for name, size in q.key_bytes.items())
+    return [
+        Row(
+            "13a queue joins (201), a new buyer each",
+            f"{q.joins.rps:,.0f} req/s",
+            _lat(q.joins),
+            f"{q.joins.rps / mean_rps(ceilings):.0%} of the ceiling right before and after "
+            f"({cpu_ratio(q.joins, ceilings)} per CPU-second)",
+        ),
+        Row(
+            f"13b Redis memory, {q.entries:,} queue entries",
+            f"{q.bytes_per_entry:,.0f} B/entry ({q.drawn_bytes / 2**20:,.0f} MiB)",
+            f"{q.pre_bytes / 2**20:,.0f} MiB before the draw; MEMORY USAGE (MiB): {keys}; "
+            f"joined through the join script in {q.load_s:.1f} s (pipelined), drawn in "
+            f"{q.draw_s:.1f} s",
+        ),
+        Row(
+            "13c position polls (200), one waiting entry",
+            f"{q.polls.rps:,.0f} req/s",
+            _lat(q.polls),
+            f"{q.polls.rps / mean_rps(ceilings):.0%} of the ceiling right before and after "
+            f"({cpu_ratio(q.polls, ceilings)} per CPU-second)",
+        ),
+    ]

@@ -18,10 +18,11 @@ from scripts.bench.phases.finalisation import phase_finalisation, prefill_backlo
 from scripts.bench.phases.flash_sale import flash_line, phase_flash
 from scripts.bench.phases.holds import phase_expiry, phase_payments
 from scripts.bench.phases.http_ceiling import api_flags_match, phase_http_ceiling
-from scripts.bench.phases.intake import phase_intake
+from scripts.bench.phases.intake import phase_intake, start_api
 from scripts.bench.phases.live import phase_streams
 from scripts.bench.phases.memory import memory_of
 from scripts.bench.phases.naive import phase_naive
+from scripts.bench.phases.queue import phase_queue
 from scripts.bench.phases.seats import phase_seat_map_read, phase_specific, phase_together
 from scripts.bench.phases.sold_out import phase_sold_out
 from scripts.bench.phases.storage import phase_storage_ceiling
@@ -38,6 +39,7 @@ from scripts.bench.report import (
     lifecycle_rows,
     live_rows,
     markdown,
+    queue_rows,
     seat_rows,
     to_jsonable,
 )
@@ -75,6 +77,7 @@ async def run_phases(world: World) -> dict[str, Any]:
     r["http_ceiling_again"] = await phase_http_ceiling(world)
     r["sold_out_tokens"] = await phase_sold_out_tokens(world, buyers)
     r["http_ceiling_after_sold_out_tokens"] = await phase_http_ceiling(world)
+    r["queue"] = await phase_queue(world)
     world.monitor.sample()
     r["memory"] = [
         m
@@ -147,7 +150,14 @@ async def bench(args: argparse.Namespace) -> int:
     sampler = asyncio.create_task(world.monitor.run())
     try:
         await world.create()
-        results = await (run_worker_only(world, args.only) if args.only else run_phases(world))
+        results: dict[str, Any]
+        if args.only == "queue":
+            await start_api(world)
+            results = {"queue": await phase_queue(world)}
+        elif args.only:
+            results = await run_worker_only(world, args.only)
+        else:
+            results = await run_phases(world)
     finally:
         sampler.cancel()
         world.stop_processes()
@@ -162,7 +172,9 @@ async def bench(args: argparse.Namespace) -> int:
     meta["seconds"] = time.monotonic() - STARTED
     meta["server_flags_match"] = results.pop("server_flags_match", "n/a")
     # Alone, phase 5 has no naive baseline or storage ceiling to be judged against.
-    if args.only:
+    if args.only == "queue":
+        rows = queue_rows(results)
+    elif args.only:
         rows = [
             finalisation_row(results["finalisation"]),
             *lifecycle_rows(results),

@@ -13,6 +13,7 @@ from scripts.pipeline import spawn, wait_child
 
 WRK_SCRIPT = Path(__file__).with_name("post.lua")
 GET_SCRIPT = Path(__file__).with_name("get.lua")
+JOIN_SCRIPT = Path(__file__).with_name("join.lua")
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,16 @@ async def run_wrk(
     good: str,
     buyers: Path | None = None,
     get: Get | None = None,
+    join: bool = False,
 ) -> WrkResult:
     """wrk, one thread (the machine has two cores to share), distinct users per request (or
-    the signed-in `buyers` of a file, in turn), or the GETs of `get`."""
+    the signed-in `buyers` of a file, in turn), or the GETs of `get`, or with `join` distinct
+    buyers joining the event's queue."""
     script, script_args = WRK_SCRIPT, [str(event_id), tag, *([str(buyers)] if buyers else [])]
     if get is not None:
         script, script_args = GET_SCRIPT, [get.path, get.etag]
+    if join:
+        script, script_args = JOIN_SCRIPT, [str(event_id), tag]
     args = [
         "wrk",
         "-t1",
@@ -123,16 +128,17 @@ async def measured_wrk(
     server: str,
     buyers: Path | None = None,
     get: Get | None = None,
+    join: bool = False,
 ) -> WrkResult:
     """A short wrk warm-up, then the measured run inside a CPU-accounting window; notes the
     CPU share the `server` process got, for the CPU-normalised rate."""
     s = world.sizes
     say(phase, f"wrk warm-up {s.warmup_s:g} s, {s.connections} connections")
     tag = f"{world.run_id}-{phase}"
-    await run_wrk(url, event_id, f"{tag}-w", s.warmup_s, s.connections, good, buyers, get)
+    await run_wrk(url, event_id, f"{tag}-w", s.warmup_s, s.connections, good, buyers, get, join)
     say(phase, f"wrk measuring {seconds:g} s")
     with world.monitor.measure(phase) as usage:
-        result = await run_wrk(url, event_id, tag, seconds, s.connections, good, buyers, get)
+        result = await run_wrk(url, event_id, tag, seconds, s.connections, good, buyers, get, join)
         usage.loadgen_cpu_pct = result.loadgen_cpu_pct
     result.server_cpu_pct = usage.cpu_pct.get(server)
     say(phase, wrk_line(result))

@@ -104,6 +104,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="specific: each buyer names 2 seats of the front row; together: each asks for 4 "
         "side by side",
     )
+    parser.add_argument(
+        "--queue",
+        action="store_true",
+        help="the demo event sells through its on-sale queue: join, wait, book with the token",
+    )
+    parser.add_argument(
+        "--admit-rate", type=_positive_float, default=200.0, help="with --queue: admissions/s"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser.parse_args(argv)
 
@@ -144,6 +152,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             hold_seconds=args.hold_seconds,
             pay_ratio=args.pay_ratio,
             seats=args.seats,
+            queue=args.queue,
+            admit_per_s=args.admit_rate,
         )
         result = _run_loop(attack(config, None if args.quiet else sys.stderr))
     except UsageError as exc:

@@ -26,6 +26,8 @@ from scripts.loadgen.api import (
 from scripts.loadgen.client import TRANSPORT_ERRORS, Client, UsageError, bearer, local_target
 from scripts.loadgen.holds import HoldOutcome, Paying, judge_holds
 from scripts.loadgen.progress import Progress
+from scripts.loadgen.queue import Journeys, join_all, no_headers, wait_and_book
+from scripts.loadgen.queue import admin as queue_admin
 from scripts.loadgen.seat_modes import (
     SeatCheck,
     SeatMode,
@@ -55,6 +57,8 @@ class AttackConfig:
     hold_seconds: int = 0  # of the demo event: above 0, bookings are HELD until paid
     pay_ratio: float = 0.0  # the fraction of holders who pay
     seats: SeatMode | None = None  # name seats, or ask for seats together
+    queue: bool = False  # the demo event sells through its on-sale queue
+    admit_per_s: float = 200.0  # ... at this rate
 
     def problem(self) -> str | None:
         """What is wrong with this combination, or None."""
@@ -64,6 +68,8 @@ class AttackConfig:
             return "--pay-ratio needs holds: give --hold-seconds"
         if self.pay_ratio and not (0 <= self.pay_ratio <= 1):
             return f"--pay-ratio must be between 0 and 1, got {self.pay_ratio:g}"
+        if self.queue and (self.event_id is not None or self.seats or self.hold_seconds):
+            return "--queue runs on a new demo event of its own (no --event, seats or holds)"
         if self.event_id is None and self.seats is not None:
             return usable_capacity(self.capacity)
         return None
@@ -124,6 +130,7 @@ class Result:
     holds: dict[str, Any] | None = None  # HoldOutcome.to_json(), with holds
     seat_mode: str | None = None
     seats: dict[str, Any] | None = None  # SeatCheck.to_json(), with a seat mode
+    queue: dict[str, Any] | None = None  # Journeys.to_json(), with the queue
 
     @property
     def ok(self) -> bool:
@@ -391,7 +398,13 @@ async def prepare_event(
     if config.event_id is None:
         sections = None if config.seats is None else demo_sections(config.capacity)
         event = await create_event(
-            client, config.token, config.capacity, DEMO_EVENT_NAME, config.hold_seconds, sections
+            client,
+            config.token,
+            config.capacity,
+            DEMO_EVENT_NAME,
+            config.hold_seconds,
+            sections,
+            queue=config.queue,
         )
     else:
         event = await get_event(client, config.event_id)
@@ -414,13 +427,17 @@ async def attack(config: AttackConfig, progress_stream: TextIO | None = sys.stde
     client = Client(local_target(config.url), config.concurrency, config.request_timeout_s)
     holds: HoldOutcome | None = None
     seats: SeatCheck | None = None
+    journeys: Journeys | None = None
     try:
         await check_reachable(client)
         event, fresh, baseline = await prepare_event(client, config)
         event_id = int(event["id"])
-        chooser = None if config.seats is None else SeatRequests.of(config.seats, event)
-        requests = booking_requests(event_id, config.requests, minter, progress, chooser)
-        firing = await fire(client, requests, config.requests, progress, config.seats)
+        if config.queue:
+            firing, journeys = await through_queue(client, config, event_id, minter, progress)
+        else:
+            chooser = None if config.seats is None else SeatRequests.of(config.seats, event)
+            requests = booking_requests(event_id, config.requests, minter, progress, chooser)
+            firing = await fire(client, requests, config.requests, progress, config.seats)
         paying = None
         if int(event.get("hold_seconds") or 0) > 0:
             paying = Paying(client, config.pay_ratio, firing.auth, progress)
@@ -442,7 +459,48 @@ async def attack(config: AttackConfig, progress_stream: TextIO | None = sys.stde
             seats = check_seats(config.seats, firing.named, decisions.views)
     finally:
         client.close()
-    return _result(config, event, fresh, firing, decisions, report, holds, seats)
+    return _result(config, event, fresh, firing, decisions, report, holds, seats, journeys)
+
+
+async def through_queue(
+    client: Client,
+    config: AttackConfig,
+    event_id: int,
+    minter: TokenMinter | None,
+    progress: Progress,
+) -> tuple[Firing, Journeys]:
+    """Every buyer joins the queue, the admin opens it at the configured rate, each buyer
+    waits and the admitted ones book: their bookings are the attack's firing."""
+    users = list(buyer_ids(config.requests))
+    auth = {u: bearer(minter.mint(u)) for u in users} if minter is not None else {}
+    headers = auth.__getitem__ if auth else no_headers
+    started = time.perf_counter()
+    journeys = await join_all(client, event_id, users, headers, progress)
+    await queue_admin(client, config.token, event_id, "rate", {"admit_per_s": config.admit_per_s})
+    await queue_admin(client, config.token, event_id, "open")
+    await wait_and_book(client, event_id, journeys, headers, progress, config.timeout_s)
+    firing = Firing(
+        sent=sum(journeys.booked.values()),
+        statuses=Counter(journeys.booked),
+        accepted_ids=list(journeys.accepted),
+        auth=journeys.auth if auth else {},
+        seconds=time.perf_counter() - started,
+        last_accepted_at=journeys.last_accepted_at,
+    )
+    return firing, journeys
+
+
+def queue_failures(journeys: Journeys) -> list[str]:
+    """A queue run passes when every buyer's wait ended ADMITTED or SOLD_OUT and every
+    admitted buyer's booking was answered 202 or 409."""
+    failures = []
+    unended = {k: v for k, v in journeys.ends.items() if k not in ("ADMITTED", "SOLD_OUT")}
+    if unended:
+        failures.append(f"queue waits that did not end ADMITTED or SOLD_OUT: {unended}")
+    refused = {k: v for k, v in journeys.joins.items() if k not in ("200", "201")}
+    if refused:
+        failures.append(f"joins refused: {refused}")
+    return failures
 
 
 async def _holds_run_out(
@@ -489,6 +547,7 @@ def _result(
     report: dict[str, Any],
     holds: HoldOutcome | None = None,
     seats: SeatCheck | None = None,
+    journeys: Journeys | None = None,
 ) -> Result:
     capacity = int(event["capacity"])
     drain = None
@@ -521,9 +580,11 @@ def _result(
         failures=refused_buyers(config, firing)
         + judge(config, fresh, capacity, decisions, report)
         + (holds.failures if holds else [])
-        + (seats.failures[:10] if seats else []),
+        + (seats.failures[:10] if seats else [])
+        + (queue_failures(journeys) if journeys else []),
         hold_seconds=int(event.get("hold_seconds") or 0),
         holds=holds.to_json() if holds else None,
         seat_mode=config.seats,
         seats=seats.to_json() if seats else None,
+        queue=journeys.to_json() if journeys else None,
     )

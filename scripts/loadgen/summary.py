@@ -30,6 +30,23 @@ def _seat_rows(result: Result) -> list[tuple[str, str]]:
     return [("seats", f"{result.seats['got_what_asked']} got {what}; refused {refused}")]
 
 
+def _queue_rows(result: Result) -> list[tuple[str, str]]:
+    if result.queue is None:
+        return []
+    q = result.queue
+    ends = q["ends"]
+    others = {k: v for k, v in ends.items() if k not in ("ADMITTED", "SOLD_OUT")}
+    return [
+        (
+            "queue",
+            f"{q['joined']} joined in {q['join_seconds']:.2f} s; {ends.get('ADMITTED', 0)} "
+            f"admitted, {ends.get('SOLD_OUT', 0)} told SOLD_OUT"
+            + (f", {others}" if others else "")
+            + f"; {q['polls']} polls over {q['wait_seconds']:.2f} s",
+        )
+    ]
+
+
 BUYERS = {
     "open": "open mode: each named by user_id in the body",
     "token": "token mode: each sends a token of their own, signed with TICKETS_JWT_SECRET",
@@ -45,6 +62,7 @@ def summary(result: Result) -> str:
     drain += f" (by decided_at; all checked {result.decide_wait_seconds:.2f} s after firing)"
     rows = [
         ("buyers", BUYERS[result.buyer_auth]),
+        *_queue_rows(result),
         ("sent", f"{result.sent}"),
         ("accepted (202)", f"{result.accepted}"),
         ("sold out (409)", f"{result.sold_out}"),

@@ -195,3 +195,27 @@ def test_attack_rejects_bad_arguments(args: list[str], message: str) -> None:
     )
     assert done.returncode == 2, done
     assert message in done.stderr and "usage:" in done.stderr, done.stderr
+
+
+async def test_attack_through_the_queue(pipeline: Pipeline, tmp_path: Path) -> None:
+    result_file = tmp_path / "attack.json"
+    code, output = await _attack(
+        pipeline,
+        "600",
+        "--queue",
+        "--admit-rate",
+        "300",
+        "--json",
+        str(result_file),
+        **_buyer_env(pipeline.settings),
+    )
+
+    assert code == 0, output
+    assert "told SOLD_OUT" in output, output
+    result = json.loads(result_file.read_text())
+    queue = result["queue"]
+    assert queue["joined"] == 600 and set(queue["joins"]) == {"201"}
+    ends = queue["ends"]
+    assert ends["ADMITTED"] >= 100 and ends["ADMITTED"] + ends.get("SOLD_OUT", 0) == 600
+    assert result["sent"] == ends["ADMITTED"]  # every admitted buyer booked, with its token
+    assert result["confirmed"] == 100 and result["verdict"] == "CLEAN", output
