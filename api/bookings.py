@@ -254,8 +254,6 @@ class BookingIntake(Controller):
         limits are counted after the sold-out fast path (a 409 costs no Redis round trip)
         and before anything is published."""
         rules = await svc.event_rules(wanted.event_id)
-        if rules.queue:
-            _check_admission(svc, wanted, user_id)
         choice = choose(rules, wanted.quantity, wanted.seats, wanted.section, wanted.together)
         booking_uuid = new_booking_id()
         booking_id = str(booking_uuid)
@@ -266,6 +264,10 @@ class BookingIntake(Controller):
             if not claim.first:
                 return "replayed", self._accepted(claim.booking_id)
         try:
+            # After the claim: a retry of a request already accepted gets its 202 again,
+            # even once its admission token has lapsed.
+            if rules.queue:
+                _check_admission(svc, wanted, user_id)
             sold_out = await svc.availability.get(wanted.event_id) == 0
             if not sold_out:
                 limited = self._count_against_limits(svc, request, user_id)
