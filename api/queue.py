@@ -164,19 +164,22 @@ async def _entry_for(
     return entry
 
 
-async def _solved(svc: Services, payload: str | None, key: bytes) -> None:
-    """The joiner's proof of work: a valid ALTCHA solution of a challenge we signed, not
-    spent on another join."""
+async def _solved(svc: Services, event_id: int, payload: str | None, key: bytes) -> None:
+    """The joiner's proof of work: a valid ALTCHA solution of a challenge we signed for this
+    event (its salt carries `eid`, covered by the signature), not spent on another join."""
     if payload is None:
         raise Forbidden("this queue asks for a proof of work: solve GET .../queue/challenge")
     try:
         ok, error = verify_solution(payload, key.hex(), check_expires=True)
-        signature = str(Payload.from_base64(payload).signature)
-    except (ValueError, TypeError, KeyError):
-        ok, error, signature = False, "malformed payload", ""
+        solved = Payload.from_base64(payload)
+        signature, eid = str(solved.signature), solved.parse_salt()[2].get("eid")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        ok, error, signature, eid = False, "malformed payload", "", None
     if not ok:
         raise Forbidden(f"the proof of work is not valid: {error or 'wrong solution'}")
-    spent = svc.queues.keys.queue_challenge(signature)
+    if eid != [str(event_id)]:
+        raise Forbidden("the proof of work was for another event: solve this event's challenge")
+    spent = svc.queues.keys.queue_challenge(event_id, signature)
     if not await svc.redis.set(spent, 1, nx=True, ex=CHALLENGE_TTL_S):
         raise Forbidden("this proof of work was spent already: solve a new challenge")
 
@@ -214,7 +217,7 @@ class QueueController(Controller):
             checks.append((limits.address, svc.addresses.of(request)))
         await svc.limiter.admit(*checks)
         if rules.queue_pow:
-            await _solved(svc, wanted.altcha, key)
+            await _solved(svc, event_id, wanted.altcha, key)
         entry = await svc.queues.join(event_id, queue_id(key, event_id, buyer), buyer)
         return Response(view_of(svc, event_id, entry), status_code=201 if entry.created else 200)
 
@@ -231,6 +234,7 @@ class QueueController(Controller):
             ChallengeOptions(
                 hmac_key=_key(svc).hex(),
                 max_number=rules.queue_pow,
+                params={"eid": str(event_id)},  # a solution joins this event only
                 expires=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CHALLENGE_TTL_S),
             )
         )
