@@ -9,6 +9,7 @@ import secrets
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from scripts.waiting import eventually
 from shared.config import Settings
@@ -151,6 +152,24 @@ async def test_pause_holds_admission_and_sold_out_tells_everyone(queues: Queues)
     first = await queues.poll(1, ids[0])
     assert first is not None and first.status is QueueStatus.ADMITTED
     assert first.admission_no == 1
+    # Every join is accounted for, the one after the sell-out too.
+    stats = await queues.stats(1)
+    assert stats is not None and stats.sold_out == 10 - moved.admitted + 1
+    assert stats.joined == stats.waiting + stats.admitted + stats.expired + stats.sold_out
+
+
+async def test_a_failing_check_writes_nothing(queues: Queues) -> None:
+    await queues.create(1, FAR, 10)
+    keys = list(queues.keys.queue(1))
+    entry = queue_id(KEY, 1, "ann")
+    with pytest.raises(redis.exceptions.ResponseError, match="arrivals"):
+        await queues._entry(keys=keys, args=["join", entry, "ann"])  # no ARRIVALS
+    assert not await queues.redis.hexists(queues.keys.queue(1).owner, entry)
+    with pytest.raises(redis.exceptions.ResponseError, match="chunk"):
+        await queues._admit(keys=keys, args=["seed", "0", "0", IDLE_MS, 0, "12.5"])
+    assert not await queues.redis.hexists(queues.keys.queue(1).meta, "measured")
+    stats = await queues.stats(1)
+    assert stats is not None and (stats.joined, stats.waiting) == (0, 0)
 
 
 async def test_a_lost_queue_says_so(queues: Queues) -> None:
