@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from api.queue import _entry_stream
 from shared import admission, deadlines
 from shared.config import Settings
 from shared.inventory import open_redis
@@ -229,3 +231,22 @@ async def test_in_token_mode_a_buyer_sees_only_her_entry(
     assert (await token_api.get(entry, headers=sale.admin)).status_code == 200
     other = await token_api.post(path, json={"user_id": "ivan"}, headers=bearer("hana"))
     assert other.status_code == 403
+
+
+async def test_a_stream_whose_queue_is_lost_ends_with_an_error_event(
+    sale: SaleClient, queues: Queues, api_settings: Settings
+) -> None:
+    event = await queued_event(sale)
+    joined = (await sale.http.post(f"/api/events/{event}/queue", json={"user_id": "lea"})).json()
+    entry = await queues.poll(event, joined["queue_id"])
+    assert entry is not None
+    # The stream's generator on this test's loop (the test client's app runs on its own).
+    svc = SimpleNamespace(settings=api_settings, queues=queues)
+    stream = _entry_stream(svc, event, entry)  # type: ignore[arg-type]
+    first = await anext(stream)
+    assert (first.event, msgspec.json.decode(first.data)["status"]) == ("status", "WAITING")
+    await queues.redis.delete(*queues.keys.queue(event))
+    last = await asyncio.wait_for(anext(stream), 10)
+    assert last.event == "error" and "lost" in msgspec.json.decode(last.data)["detail"]
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
