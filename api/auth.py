@@ -197,6 +197,19 @@ def may_read(settings: Settings, caller: Caller | None, owner: str) -> bool:
     return caller is not None and (caller.user_id == owner or caller.is_admin)
 
 
+def reader(
+    settings: Settings, authenticator: Authenticator, authorization: str | None
+) -> Caller | None:
+    """Who asks to read a buyer's record, for `may_read`: in `token` mode the caller
+    (Unauthenticated without a valid token); None in `open` mode, where anyone may."""
+    if settings.buyer_auth != "token":
+        return None
+    caller = identify(settings, authenticator, authorization)
+    if caller is None:
+        raise Unauthenticated()
+    return caller
+
+
 def identify(
     settings: Settings, authenticator: Authenticator, authorization: str | None
 ) -> Caller | None:

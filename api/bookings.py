@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -20,12 +19,11 @@ from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.params import FromPath, QueryParameter
 
-from api.auth import admin_only, buyer_of, identify, may_read
+from api.auth import admin_only, buyer_of, may_read, reader
 from api.context import InjectedServices, Services
 from api.events import audit_or_404, get_event_view, services
 from api.idempotency import fingerprint
 from api.problems import documented, failure_of
-from api.rate_limit import Check, Refusal
 from api.seats import choose
 from shared import admission, deadlines
 from shared.audit import AuditReport
@@ -37,7 +35,6 @@ from shared.errors import (
     InvalidRequest,
     NotAdmitted,
     NotFound,
-    Unauthenticated,
 )
 from shared.metrics import BOOKING_OUTCOME
 
@@ -254,8 +251,6 @@ class BookingIntake(Controller):
         limits are counted after the sold-out fast path (a 409 costs no Redis round trip)
         and before anything is published."""
         rules = await svc.event_rules(wanted.event_id)
-        if rules.queue:
-            _check_admission(svc, wanted, user_id)
         choice = choose(rules, wanted.quantity, wanted.seats, wanted.section, wanted.together)
         booking_uuid = new_booking_id()
         booking_id = str(booking_uuid)
@@ -266,9 +261,13 @@ class BookingIntake(Controller):
             if not claim.first:
                 return "replayed", self._accepted(claim.booking_id)
         try:
+            # After the claim: a retry of a request already accepted gets its 202 again,
+            # even once its admission token has lapsed.
+            if rules.queue:
+                _check_admission(svc, wanted, user_id)
             sold_out = await svc.availability.get(wanted.event_id) == 0
             if not sold_out:
-                limited = self._count_against_limits(svc, request, user_id)
+                limited = svc.count_against_limits(request, user_id)
                 if limited is not None:
                     svc.limiter.judge(await limited)
                 now_ms = deadlines.now_ms()
@@ -303,21 +302,6 @@ class BookingIntake(Controller):
         except redis.exceptions.RedisError as exc:
             log.warning("booking %s accepted but not cached: %r", booking_id, exc)
         return "accepted", self._accepted(booking_id)
-
-    @staticmethod
-    def _count_against_limits(
-        svc: Services, request: Request[object, object, State], user_id: str
-    ) -> asyncio.Future[Refusal | None] | None:
-        """The rate limits' answer to await: per buyer (in `token` mode only: a buyer the
-        request names itself is no one to limit) and per client address; None when no
-        limit is on (RateLimiter.ask)."""
-        limits = svc.limits
-        checks: list[Check] = []
-        if svc.settings.buyer_auth == "token":
-            checks.append((limits.buyer, user_id))
-        if limits.address.on:  # the address is worked out only when it counts
-            checks.append((limits.address, svc.addresses.of(request)))
-        return svc.limiter.ask(*checks)
 
     @staticmethod
     async def _abandon(svc: Services, booking_id: str) -> None:
@@ -382,11 +366,7 @@ async def booking_for(
 ) -> BookingView:
     """The booking, if the caller may see it: in `token` mode its buyer or an admin; anyone
     else gets 404, which does not tell that it exists."""
-    caller = None
-    if svc.settings.buyer_auth == "token":
-        caller = identify(svc.settings, svc.auth, request.headers.get("authorization"))
-        if caller is None:
-            raise Unauthenticated()
+    caller = reader(svc.settings, svc.auth, request.headers.get("authorization"))
     view = await find_booking(svc, booking_id)
     if not may_read(svc.settings, caller, view.user_id):
         raise NotFound(f"booking {booking_id} does not exist")

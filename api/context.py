@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+from litestar import Request
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from redis.asyncio import Redis
 
@@ -12,7 +15,7 @@ from api.coalesce import Coalescer, RecentReads
 from api.idempotency import IdempotencyStore
 from api.live import Hub
 from api.publisher import Publisher
-from api.rate_limit import ClientAddresses, Limits, RateLimiter
+from api.rate_limit import Check, ClientAddresses, Limits, RateLimiter, Refusal
 from api.seat_snapshots import Snapshot
 from shared.config import Settings
 from shared.contracts import BookingRequested
@@ -49,6 +52,19 @@ class Services:
         if rules is None:
             raise NotFound(f"event {event_id} does not exist")
         return rules
+
+    def count_against_limits(
+        self, request: Request[object, object, State], user_id: str
+    ) -> asyncio.Future[Refusal | None] | None:
+        """The rate limits' answer to await (then `limiter.judge`) for a booking or a queue
+        join: per buyer (in `token` mode only: a buyer the request names itself is no one to
+        limit) and per client address; None when no limit is on (RateLimiter.ask)."""
+        checks: list[Check] = []
+        if self.settings.buyer_auth == "token":
+            checks.append((self.limits.buyer, user_id))
+        if self.limits.address.on:  # the address is worked out only when it counts
+            checks.append((self.limits.address, self.addresses.of(request)))
+        return self.limiter.ask(*checks)
 
 
 # How a route handler asks for the services: `svc: InjectedServices` (provided by

@@ -35,9 +35,10 @@ class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     per_user_limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEATS)] = 10
     # 0: bookings are CONFIRMED when decided; above 0: HELD until paid, for this long.
     hold_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 0
-    # On sale from `opens_at` (default: at once); with `queue`, only to buyers the on-sale
-    # queue admitted, those who joined before `opens_at` in one random order. `queue_pow`:
-    # each joiner first solves an ALTCHA proof of work this hard (its largest number).
+    # With `queue`, on sale only to buyers the on-sale queue admitted, from `opens_at`
+    # (default: at once), those who joined before it in one random order. Only the queue
+    # enforces `opens_at`, so it needs `queue`. `queue_pow`: each joiner first solves an
+    # ALTCHA proof of work this hard (its largest number).
     opens_at: dt.datetime | None = None
     queue: bool = False
     queue_pow: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 0
@@ -45,6 +46,8 @@ class EventCreate(msgspec.Struct, forbid_unknown_fields=True):
     def on_sale(self) -> OnSale:
         if self.queue_pow and not self.queue:
             raise InvalidRequest("queue_pow needs queue: true")
+        if self.opens_at is not None and not self.queue:
+            raise InvalidRequest("opens_at needs queue: true (the queue is what opens the sale)")
         opens_at = self.opens_at
         if opens_at is not None and opens_at.tzinfo is None:
             raise InvalidRequest("opens_at needs a time zone (e.g. 2030-01-01T18:00:00Z)")

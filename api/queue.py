@@ -11,31 +11,24 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import msgspec
-from altcha.v1 import ChallengeOptions, Payload, create_challenge, verify_solution
+import redis.exceptions
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from api.auth import admin_only, buyer_of, identify
+from api import proof_of_work
+from api.auth import admin_only, buyer_of, may_read, reader
 from api.context import InjectedServices, Services
 from api.events import EventIdParam, services
+from api.proof_of_work import Challenge
+from api.streams import counted, heartbeat
 from shared import admission, deadlines
 from shared.contracts import UserId
-from shared.errors import (
-    Forbidden,
-    InvalidRequest,
-    NotFound,
-    QueueLost,
-    QueueNotConfigured,
-    Unauthenticated,
-)
-from shared.metrics import STREAM_CONNECTIONS
+from shared.errors import InvalidRequest, NotFound, QueueLost, QueueNotConfigured
 from shared.queue import Entry, QueueStatus, Stats, queue_id
 from shared.rules import EventRules
-
-CHALLENGE_TTL_S = 600  # a proof-of-work challenge must be solved and spent within this
 
 
 class QueueJoin(msgspec.Struct, forbid_unknown_fields=True):
@@ -72,17 +65,6 @@ class QueueStatsView(msgspec.Struct):
 
 class RateChange(msgspec.Struct, forbid_unknown_fields=True):
     admit_per_s: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
-
-
-class Challenge(msgspec.Struct):
-    """An ALTCHA challenge (the widget's format): find `number` <= `maxnumber` with
-    SHA-256(salt + number) = challenge; join with the base64 JSON payload as `altcha`."""
-
-    algorithm: str
-    challenge: str
-    max_number: int = msgspec.field(name="maxNumber")
-    salt: str = ""
-    signature: str = ""
 
 
 _decode_join = msgspec.json.Decoder(QueueJoin).decode
@@ -152,33 +134,15 @@ async def _entry_for(
     else gets 404 (and the entry is not counted as polled)."""
     await _queued(svc, event_id)
     key = _key(svc)
-    if svc.settings.buyer_auth == "token":
-        caller = identify(svc.settings, svc.auth, request.headers.get("authorization"))
-        if caller is None:
-            raise Unauthenticated()
-        if not caller.is_admin and entry_id != queue_id(key, event_id, caller.user_id):
-            raise NotFound(f"queue entry {entry_id} does not exist")
+    caller = reader(svc.settings, svc.auth, request.headers.get("authorization"))
+    # The id is derived from its buyer, so the caller's own is known before the poll counts.
+    own = caller is not None and entry_id == queue_id(key, event_id, caller.user_id)
+    if not may_read(svc.settings, caller, caller.user_id if caller and own else ""):
+        raise NotFound(f"queue entry {entry_id} does not exist")
     entry = await svc.queues.poll(event_id, entry_id)
     if entry is None:
         raise NotFound(f"queue entry {entry_id} does not exist")
     return entry
-
-
-async def _solved(svc: Services, payload: str | None, key: bytes) -> None:
-    """The joiner's proof of work: a valid ALTCHA solution of a challenge we signed, not
-    spent on another join."""
-    if payload is None:
-        raise Forbidden("this queue asks for a proof of work: solve GET .../queue/challenge")
-    try:
-        ok, error = verify_solution(payload, key.hex(), check_expires=True)
-        signature = str(Payload.from_base64(payload).signature)
-    except (ValueError, TypeError, KeyError):
-        ok, error, signature = False, "malformed payload", ""
-    if not ok:
-        raise Forbidden(f"the proof of work is not valid: {error or 'wrong solution'}")
-    spent = svc.queues.keys.queue_challenge(signature)
-    if not await svc.redis.set(spent, 1, nx=True, ex=CHALLENGE_TTL_S):
-        raise Forbidden("this proof of work was spent already: solve a new challenge")
 
 
 class QueueController(Controller):
@@ -208,13 +172,11 @@ class QueueController(Controller):
             svc.settings, svc.auth, request.headers.get("authorization"), wanted.user_id
         )
         key = _key(svc)
-        limits = svc.limits
-        checks = [(limits.buyer, buyer)] if svc.settings.buyer_auth == "token" else []
-        if limits.address.on:
-            checks.append((limits.address, svc.addresses.of(request)))
-        await svc.limiter.admit(*checks)
+        limited = svc.count_against_limits(request, buyer)
+        if limited is not None:
+            svc.limiter.judge(await limited)
         if rules.queue_pow:
-            await _solved(svc, wanted.altcha, key)
+            await proof_of_work.spend(svc.redis, svc.queues.keys, key, event_id, wanted.altcha)
         entry = await svc.queues.join(event_id, queue_id(key, event_id, buyer), buyer)
         return Response(view_of(svc, event_id, entry), status_code=201 if entry.created else 200)
 
@@ -227,14 +189,7 @@ class QueueController(Controller):
         rules = await _queued(svc, event_id)
         if not rules.queue_pow:
             raise NotFound(f"event {event_id} asks for no proof of work")
-        made = create_challenge(
-            ChallengeOptions(
-                hmac_key=_key(svc).hex(),
-                max_number=rules.queue_pow,
-                expires=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=CHALLENGE_TTL_S),
-            )
-        )
-        return Challenge(made.algorithm, made.challenge, made.max_number, made.salt, made.signature)
+        return proof_of_work.challenge(_key(svc), event_id, rules.queue_pow)
 
     @get(
         "/{queue_id:str}",
@@ -256,7 +211,8 @@ class QueueController(Controller):
         "/{queue_id:str}/events",
         summary="A queue entry as Server-Sent Events",
         description="A `status` event (the entry, as GET shows it) at once and whenever it "
-        "changes; ends after ADMITTED, EXPIRED or SOLD_OUT. An open stream counts as polling.",
+        "changes; ends after ADMITTED, EXPIRED or SOLD_OUT, or with an `error` event when the "
+        "queue becomes unavailable (poll then). An open stream counts as polling.",
     )
     async def events(
         self,
@@ -326,11 +282,10 @@ async def _entry_stream(
 ) -> AsyncIterator[ServerSentEventMessage]:
     """The entry's view at once and whenever it changes, read from Redis every
     queue_stream_interval_s (one cheap script call; no channel per entry); a comment line
-    after sse_heartbeat_s without a change."""
+    after sse_heartbeat_s without a change. When Redis fails or loses the queue mid-stream,
+    a last `error` event says so and the stream ends (the client polls or reconnects)."""
     s = svc.settings
-    gauge = STREAM_CONNECTIONS.labels("queue")
-    gauge.inc()
-    try:
+    with counted("queue"):
         sent: QueueEntryView | None = None
         quiet_s = 0.0
         while True:
@@ -341,13 +296,20 @@ async def _entry_stream(
                 if view.status != QueueStatus.WAITING:
                     return
             elif quiet_s >= s.sse_heartbeat_s:
-                yield ServerSentEventMessage(data=None, comment="heartbeat")
+                yield heartbeat()
                 quiet_s = 0.0
             await asyncio.sleep(s.queue_stream_interval_s)
             quiet_s += s.queue_stream_interval_s
-            polled = await svc.queues.poll(event_id, entry.queue_id)
+            try:
+                polled = await svc.queues.poll(event_id, entry.queue_id)
+            except (QueueLost, redis.exceptions.RedisError) as exc:
+                yield ServerSentEventMessage(data=_stream_error(exc), event="error")
+                return
             if polled is None:
                 return
             entry = polled
-    finally:
-        gauge.dec()
+
+
+def _stream_error(exc: Exception) -> bytes:
+    detail = QueueLost.__doc__ if isinstance(exc, QueueLost) else "the queue is unavailable"
+    return msgspec.json.encode({"detail": (detail or "").strip(), "retry": "poll the entry"})

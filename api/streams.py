@@ -37,7 +37,8 @@ _view_of = msgspec.json.Decoder(SeatMapView).decode
 
 
 @contextlib.contextmanager
-def _counted(stream: str) -> Iterator[None]:
+def counted(stream: str) -> Iterator[None]:
+    """An open stream, counted in tickets_stream_connections while it lasts."""
     gauge = STREAM_CONNECTIONS.labels(stream)
     gauge.inc()
     try:
@@ -46,7 +47,8 @@ def _counted(stream: str) -> Iterator[None]:
         gauge.dec()
 
 
-def _heartbeat() -> ServerSentEventMessage:
+def heartbeat() -> ServerSentEventMessage:
+    """A comment line that keeps an idle stream (and the proxies on its way) open."""
     return ServerSentEventMessage(data=None, comment="heartbeat")
 
 
@@ -94,7 +96,7 @@ class StreamController(Controller):
 
 async def _booking_stream(svc: Services, booking_id: str) -> AsyncIterator[ServerSentEventMessage]:
     heartbeat_s = svc.settings.sse_heartbeat_s
-    with _counted("booking"), svc.hub.booking(booking_id) as watch:
+    with counted("booking"), svc.hub.booking(booking_id) as watch:
         sent = None
         view = await find_booking(svc, booking_id)  # after subscribing: nothing missed
         while True:
@@ -104,7 +106,7 @@ async def _booking_stream(svc: Services, booking_id: str) -> AsyncIterator[Serve
             if view.status in FINAL:
                 return
             while not await watch.wait(heartbeat_s):
-                yield _heartbeat()
+                yield heartbeat()
             # The record the worker just wrote, as a poll would read it; else read it.
             record = watch.take()
             pushed = view_of(booking_id, record) if record else None
@@ -115,7 +117,7 @@ async def _availability_stream(
     svc: Services, event_id: int, seen: int
 ) -> AsyncIterator[ServerSentEventMessage]:
     heartbeat_s = svc.settings.sse_heartbeat_s
-    with _counted("event"), svc.hub.availability(event_id) as watch:
+    with counted("event"), svc.hub.availability(event_id) as watch:
         latest = svc.hub.latest(event_id) or await _availability(svc, event_id)
         sent_at = 0.0
         while True:
@@ -127,7 +129,7 @@ async def _availability_stream(
                 yield ServerSentEventMessage(data=data, event="availability", id=version)
                 seen, sent_at = version, time.monotonic()
             while not await watch.wait(heartbeat_s):
-                yield _heartbeat()
+                yield heartbeat()
             latest = svc.hub.latest(event_id) or latest
 
 

@@ -23,7 +23,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import redis.exceptions
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from redis.asyncio import Redis
@@ -42,6 +41,7 @@ log = logging.getLogger(__name__)
 
 LEASE_MS = 3000  # a holder silent this long loses the lease
 LAG_EVERY_S = 1.0  # how often the partitions' lag is asked of Kafka
+LAG_TIMEOUT_S = 1.0  # ... and how long for, well inside LEASE_MS
 RATE_WINDOW_S = 5.0  # the admission rate is measured over this much of the recent past
 RATE_KNOWN_AFTER_S = 1.0  # ... and is known once it covers at least this much
 STEPS_PER_TICK = 20  # at most this many script calls per queue per tick (CHUNK entries each)
@@ -161,32 +161,47 @@ class Admitter:
 
     async def _partition_lags(self, events: list[int]) -> dict[int, int]:
         """Per event: its partition's messages not yet committed by the worker group, asked
-        at most every LAG_EVERY_S. Unknown (Kafka unreachable): the last answer stands."""
+        at most every LAG_EVERY_S and for at most LAG_TIMEOUT_S (a slow broker must not hold
+        the tick past the lease). Unknown (Kafka unreachable or slow): the last answer
+        stands."""
         if time.monotonic() - self._lags_at < LAG_EVERY_S:
             return self._lags
         self._lags_at = time.monotonic()
-        s = self._settings
         try:
-            if self._kafka is None:
-                self._kafka = AIOKafkaConsumer(
-                    bootstrap_servers=s.bootstrap_servers,
-                    group_id=s.consumer_group,  # only to read its committed offsets
-                    enable_auto_commit=False,
-                )
-                await self._kafka.start()
-            partitions = self._kafka.partitions_for_topic(s.topic)
-            if not partitions:
-                await self._kafka.topics()  # not subscribed: ask for the metadata once
-                partitions = self._kafka.partitions_for_topic(s.topic)
-            if not partitions:
-                return self._lags
-            tps = {e: TopicPartition(s.topic, partition_of(e, partitions)) for e in events}
-            ends = await self._kafka.end_offsets(list(set(tps.values())))
-            lags = {}
-            for event_id, tp in tps.items():
-                committed = await self._kafka.committed(tp) or 0
-                lags[event_id] = max(ends.get(tp, 0) - committed, 0)
-            self._lags = lags
-        except (KafkaError, OSError, redis.exceptions.RedisError) as exc:
+            self._lags = await asyncio.wait_for(self._ask_lags(events), LAG_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError) as exc:
             log.warning("admission loop: partition lag unknown (%r)", exc)
         return self._lags
+
+    async def _ask_lags(self, events: list[int]) -> dict[int, int]:
+        s = self._settings
+        kafka = await self._lag_consumer()
+        partitions = kafka.partitions_for_topic(s.topic)
+        if not partitions:
+            await kafka.topics()  # not subscribed: ask for the metadata once
+            partitions = kafka.partitions_for_topic(s.topic)
+        if not partitions:
+            return self._lags
+        tps = {e: TopicPartition(s.topic, partition_of(e, partitions)) for e in events}
+        ends = await kafka.end_offsets(list(set(tps.values())))
+        committed = {tp: await kafka.committed(tp) or 0 for tp in set(tps.values())}
+        return {e: max(ends.get(tp, 0) - committed[tp], 0) for e, tp in tps.items()}
+
+    async def _lag_consumer(self) -> AIOKafkaConsumer:
+        """The client that reads the worker group's committed offsets; one whose start
+        failed (or timed out) is stopped and forgotten, so the next ask starts a new one."""
+        if self._kafka is None:
+            s = self._settings
+            kafka = AIOKafkaConsumer(
+                bootstrap_servers=s.bootstrap_servers,
+                group_id=s.consumer_group,  # only to read its committed offsets
+                enable_auto_commit=False,
+            )
+            try:
+                await kafka.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await kafka.stop()  # a half-started client would keep its connections
+                raise
+            self._kafka = kafka
+        return self._kafka

@@ -87,7 +87,9 @@ def abandon_settled_at_ms(late: Iterable[BookingRequested]) -> int:
     return max(r.expires_at_ms or 0 for r in late) + ABANDON_SETTLE_MS
 
 
-# The on-sale queue (shared/queue.py, shared/admission.py).
+# The on-sale queue (shared/queue.py, shared/admission.py, api/proof_of_work.py).
+
+CHALLENGE_TTL_S = 600  # a proof-of-work challenge must be solved and spent within this
 
 
 def admission_expires_at_s(admitted_at_ms: int, ttl_s: int) -> int:

@@ -78,9 +78,10 @@ class RedisKeys:
         """The admission loop's lease: one process moves every queue at a time."""
         return f"{self.prefix}:queue-admitter"
 
-    def queue_challenge(self, signature: str) -> str:
-        """A proof-of-work challenge already spent on a join (each solves one join)."""
-        return f"{self.prefix}:queue-pow:{signature}"
+    def queue_challenge(self, event_id: int, signature: str) -> str:
+        """A proof-of-work challenge already spent on a join to this event (each solves one
+        join), under the event's hash tag."""
+        return f"{self.prefix}:{{ev:{event_id}}}:queue-pow:{signature}"
 
     def seat_map(self, event_id: int) -> str:
         """Hash: the event's seat map as the worker last published it (`version`, `body`)."""

@@ -27,7 +27,7 @@ from shared.errors import QueueLost
 from shared.keys import RedisKeys
 from shared.lua import register
 
-ARRIVALS = 2**52  # later joiners' places start here, behind every drawn one
+ARRIVALS = 2**52  # later joiners' places start here, behind every drawn one (queue_entry.lua)
 CHUNK = 5000  # the most entries one queue_admit.lua call touches
 
 
@@ -154,7 +154,7 @@ class Queues:
         keys = list(self.keys.queue(event_id))
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry, buyer in entries:
-                await self._entry(keys=keys, args=["join", entry, buyer], client=pipe)
+                await self._entry(keys=keys, args=["join", entry, buyer, ARRIVALS], client=pipe)
             await pipe.execute()
 
     async def poll(self, event_id: int, entry: str) -> Entry | None:
@@ -163,7 +163,8 @@ class Queues:
         return await self._call(event_id, "poll", entry, "")
 
     async def _call(self, event_id: int, mode: str, entry: str, buyer: str) -> Entry | None:
-        reply = await self._entry(keys=list(self.keys.queue(event_id)), args=[mode, entry, buyer])
+        keys = list(self.keys.queue(event_id))
+        reply = await self._entry(keys=keys, args=[mode, entry, buyer, ARRIVALS])
         found = _text(reply[0])
         if found == "missing":
             raise QueueLost()

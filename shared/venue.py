@@ -18,9 +18,10 @@ COPY_SEATS = "COPY seats (event_id, seat_no, label) FROM STDIN (FORMAT BINARY)"
 
 @dataclass(frozen=True, slots=True)
 class OnSale:
-    """When and how an event goes on sale: at `opens_at` (None: at once), through the
-    waiting room when `queue` (shared/queue.py), each joiner first solving a proof of work
-    of `pow` (ALTCHA's largest number; 0: none)."""
+    """When and how an event goes on sale: through the waiting room when `queue`
+    (shared/queue.py), which opens at `opens_at` (None: at once; without a queue nothing
+    enforces it, so the API accepts it only with one), each joiner first solving a proof of
+    work of `pow` (ALTCHA's largest number; 0: none)."""
 
     opens_at: dt.datetime | None = None
     queue: bool = False

@@ -21,12 +21,18 @@ if redis.call('EXISTS', meta) == 0 then
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local chunk = tonumber(ARGV[5])
+local chunk, idle = tonumber(ARGV[5]), tonumber(ARGV[4])
 local state = redis.call('HGET', meta, 'state')
+local opens_at = tonumber(redis.call('HGET', meta, 'opens_at'))
+local rate = tonumber(redis.call('HGET', meta, 'rate'))
+-- Every check before the first write: a failing one leaves nothing half-written.
+if not chunk or chunk < 1 or not idle or not opens_at or not rate then
+  return redis.error_reply('queue_admit: bad chunk or idle, or no opens_at or rate')
+end
 local admitted, expired, sold_out, drawn, more = 0, 0, 0, 0, 0
 redis.call('HSET', meta, 'measured', ARGV[6])
 
-if state == 'pre' and now >= tonumber(redis.call('HGET', meta, 'opens_at')) then
+if state == 'pre' and now >= opens_at then
   state = 'drawing'
   redis.call('HSET', meta, 'state', state, 'seed', ARGV[1], 'opened_at', now, 'cursor', 0)
 end
@@ -49,7 +55,7 @@ if state == 'drawing' then
   redis.call('HSET', meta, 'state', state, 'tick_at', now, 'carry', 0)
 end
 
-local stale = redis.call('ZRANGEBYSCORE', seen, '-inf', now - tonumber(ARGV[4]), 'LIMIT', 0, chunk)
+local stale = redis.call('ZRANGEBYSCORE', seen, '-inf', now - idle, 'LIMIT', 0, chunk)
 for _, qid in ipairs(stale) do
   redis.call('ZREM', line, qid)
   redis.call('ZREM', seen, qid)
@@ -90,7 +96,6 @@ if redis.call('HGET', meta, 'paused') == '1' or ARGV[2] == '1' then
   redis.call('HSET', meta, 'tick_at', now, 'carry', 0)
   return {'paused', 0, expired, 0, drawn, more, redis.call('ZCARD', seen)}
 end
-local rate = tonumber(redis.call('HGET', meta, 'rate'))
 local last = tonumber(redis.call('HGET', meta, 'tick_at') or now)
 local budget = tonumber(redis.call('HGET', meta, 'carry') or 0) + (now - last) * rate / 1000
 budget = math.min(budget, math.max(rate, 1))

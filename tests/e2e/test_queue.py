@@ -7,6 +7,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 import httpx
 import jwt
@@ -19,6 +20,9 @@ from scripts.loadgen.queue import admin, join_all, wait_and_book
 from scripts.pipeline import Pipeline
 from scripts.sse import events
 from shared.contracts import BookingRequested, encode_command, event_key
+from shared.inventory import open_redis
+from shared.keys import RedisKeys
+from shared.queue import Queues, draw_order
 from tests.sale import SaleClient
 
 pytestmark = pytest.mark.e2e
@@ -109,6 +113,70 @@ async def test_5000_buyers_for_500_seats_through_the_queue(
     report = await sale.wait_clean(event)
     assert (report["verdict"], report["sold"]) == ("CLEAN", SEATS), report
 
+    await admitted_in_the_drawn_order_at_the_rate(pipeline, event, stats)
+    admitted = next(u for u, e in journeys.final.items() if e["status"] == "ADMITTED")
+    await a_token_admits_only_its_buyer_and_event(
+        sale, pipeline, event, admitted, journeys.final[admitted]["admission_token"]
+    )
+
+
+async def admitted_in_the_drawn_order_at_the_rate(
+    pipeline: Pipeline, event: int, stats: dict[str, Any]
+) -> None:
+    """The audit docs/queue.md describes: the admin's seed and the pre-queue give back the
+    order the queue admitted in (`draw_order`); and the admissions kept to the rate."""
+    client = open_redis(pipeline.settings)
+    try:
+        queues = Queues(client, RedisKeys(pipeline.settings.redis_prefix))
+        pre = await queues.pre_queue(event)
+        admissions = await queues.admissions(event)
+        done = await client.hvals(queues.keys.queue(event).done)
+    finally:
+        await client.aclose()
+    assert len(pre) == BUYERS  # everyone joined before the opening
+    assert [no for no, _ in admissions] == list(range(1, len(admissions) + 1))
+    assert [entry for _, entry in admissions] == draw_order(stats["seed"], pre)[: len(admissions)]
+    admitted_at_ms = [int(str(d).split(":")[1]) for d in done if str(d).startswith("A:")]
+    opened_at_ms = dt.datetime.fromisoformat(stats["opened_at"]).timestamp() * 1000
+    elapsed_s = (max(admitted_at_ms) - opened_at_ms) / 1000
+    assert len(admitted_at_ms) / elapsed_s <= 1.5 * RATE, (len(admitted_at_ms), elapsed_s)
+
+
+async def a_token_admits_only_its_buyer_and_event(
+    sale: SaleClient, pipeline: Pipeline, event: int, buyer: str, token: str
+) -> None:
+    """A real admission token, published straight to Kafka for another buyer, and one signed
+    with the real key for another event: the worker refuses both."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["sub"] == buyer and claims["eid"] == event
+    elsewhere = jwt.encode(
+        claims | {"eid": event + 1}, pipeline.settings.admission_key, algorithm="HS256"
+    )
+    now_ms = int(time.time() * 1000)
+    stolen = [
+        BookingRequested(uuid.uuid4(), event, f"not-{buyer}", 1, now_ms, admission=token),
+        BookingRequested(uuid.uuid4(), event, buyer, 1, now_ms, admission=elsewhere),
+    ]
+    await publish_straight(pipeline, event, stolen)
+    ghosts = await sale.wait_decided([str(m.booking_id) for m in stolen], unknown_ok=True)
+    assert {(g["status"], g["reason"]) for g in ghosts.values()} == {("REJECTED", "NOT_ADMITTED")}
+    assert len(ghosts) == 2
+
+
+async def publish_straight(
+    pipeline: Pipeline, event: int, messages: list[BookingRequested]
+) -> None:
+    """Booking requests put on the booking topic directly, past the API's checks."""
+    producer = AIOKafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for message in messages:
+            await producer.send_and_wait(
+                pipeline.settings.topic, encode_command(message), key=event_key(event)
+            )
+    finally:
+        await producer.stop()
+
 
 async def nobody_books_without_admission(sale: SaleClient, pipeline: Pipeline, event: int) -> None:
     """Without a token, or with a forged one: 403 at the API, and NOT_ADMITTED from the
@@ -128,14 +196,6 @@ async def nobody_books_without_admission(sale: SaleClient, pipeline: Pipeline, e
         BookingRequested(uuid.uuid4(), event, "b3", 1, now_ms),
         BookingRequested(uuid.uuid4(), event, "b4", 1, now_ms, admission=forged_token),
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=pipeline.settings.bootstrap_servers)
-    await producer.start()
-    try:
-        for message in around:
-            await producer.send_and_wait(
-                pipeline.settings.topic, encode_command(message), key=event_key(event)
-            )
-    finally:
-        await producer.stop()
+    await publish_straight(pipeline, event, around)
     ghosts = await sale.wait_decided([str(m.booking_id) for m in around], unknown_ok=True)
     assert {(g["status"], g["reason"]) for g in ghosts.values()} == {("REJECTED", "NOT_ADMITTED")}

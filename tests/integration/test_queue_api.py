@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,6 +19,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
+from api.queue import _entry_stream
+from shared import admission, deadlines
 from shared.config import Settings
 from shared.inventory import open_redis
 from shared.keys import RedisKeys
@@ -90,36 +93,84 @@ async def test_join_wait_and_book_with_the_admission_token(
     assert problem(missing, 404)["detail"]
 
 
-async def test_proof_of_work_is_asked_and_spent_once(sale: SaleClient) -> None:
-    event = await queued_event(sale, queue_pow=2000)
-    path = f"/api/events/{event}/queue"
-    assert problem(await sale.http.post(path, json={"user_id": "dan"}), 403)["detail"]
-    challenge = (await sale.http.get(f"{path}/challenge")).json()
+async def test_a_retry_of_an_accepted_booking_outlives_its_admission_token(
+    sale: SaleClient, api_settings: Settings
+) -> None:
+    event = await queued_event(sale)
+    # An admission whose token lapses about a second from now (exp is in whole seconds).
+    ttl_s = 60
+    admitted_at_ms = deadlines.now_ms() - ttl_s * 1000 + 1500
+    token = admission.issue(api_settings.admission_key, "kim", event, admitted_at_ms, ttl_s)
+    expires_ms = deadlines.admission_expires_at_s(admitted_at_ms, ttl_s) * 1000
+    first = await sale.book(event, "kim", key="kim-1", admission_token=token)
+    assert first.status_code == 202, first.text
+    await asyncio.sleep((expires_ms - deadlines.now_ms()) / 1000 + 0.01)  # until it lapses
+    assert deadlines.now_ms() >= expires_ms
+    retry = await sale.book(event, "kim", key="kim-1", admission_token=token)
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["booking_id"] == first.json()["booking_id"]
+    fresh = await sale.book(event, "kim", key="kim-2", admission_token=token)
+    assert problem(fresh, 403)["reason"] == "NOT_ADMITTED"
+    # The refusal freed its key: it is not taken by a request that published nothing.
+    assert problem(await sale.book(event, "kim", key="kim-2"), 403)["reason"] == "NOT_ADMITTED"
+
+
+async def test_on_sale_fields_need_a_queue(sale: SaleClient) -> None:
+    # Only the queue enforces opens_at and the proof of work: without one they would be
+    # stored and silently ignored, the event on sale at once.
+    base = {"name": "Unqueued", "capacity": 10}
+    for extra, field in (
+        ({"opens_at": "2099-01-01T00:00:00Z"}, "opens_at"),
+        ({"queue_pow": 10}, "queue_pow"),
+    ):
+        response = await sale.http.post("/api/events", json=base | extra, headers=sale.admin)
+        assert field in problem(response, 400)["detail"]
+
+
+async def solved_challenge(sale: SaleClient, event: int, off_by: int = 0) -> str:
+    """The event's proof-of-work challenge solved (or, with `off_by`, answered wrongly), as
+    the `altcha` payload a join carries."""
+    challenge = (await sale.http.get(f"/api/events/{event}/queue/challenge")).json()
     solution = solve_challenge(
         challenge["challenge"], challenge["salt"], challenge["algorithm"], challenge["maxNumber"]
     )
     assert solution is not None
-    payload = Payload(
+    return Payload(
         challenge["algorithm"],
         challenge["challenge"],
-        solution.number,
+        solution.number + off_by,
         challenge["salt"],
         challenge["signature"],
     ).to_base64()
+
+
+async def test_proof_of_work_is_asked_and_spent_once(sale: SaleClient) -> None:
+    event = await queued_event(sale, queue_pow=2000)
+    path = f"/api/events/{event}/queue"
+    assert problem(await sale.http.post(path, json={"user_id": "dan"}), 403)["detail"]
+    payload = await solved_challenge(sale, event)
     joined = await sale.http.post(path, json={"user_id": "dan", "altcha": payload})
     assert joined.status_code == 201, joined.text
     spent = await sale.http.post(path, json={"user_id": "eve", "altcha": payload})
     assert "spent" in problem(spent, 403)["detail"]
-    wrong = Payload(
-        challenge["algorithm"],
-        challenge["challenge"],
-        solution.number + 1,
-        challenge["salt"],
-        challenge["signature"],
-    ).to_base64()
+    wrong = await solved_challenge(sale, event, off_by=1)
     assert problem(await sale.http.post(path, json={"user_id": "fay", "altcha": wrong}), 403)
     no_pow = await queued_event(sale)
     assert (await sale.http.get(f"/api/events/{no_pow}/queue/challenge")).status_code == 404
+
+
+async def test_a_proof_of_work_joins_only_the_event_it_was_solved_for(sale: SaleClient) -> None:
+    first, second = await queued_event(sale, queue_pow=500), await queued_event(sale, queue_pow=500)
+    payload = await solved_challenge(sale, first)
+    other = await sale.http.post(
+        f"/api/events/{second}/queue", json={"user_id": "gil", "altcha": payload}
+    )
+    assert "another event" in problem(other, 403)["detail"]
+    # Refused there, it is still good (once) where it was solved.
+    mine = await sale.http.post(
+        f"/api/events/{first}/queue", json={"user_id": "gil", "altcha": payload}
+    )
+    assert mine.status_code == 201, mine.text
 
 
 async def test_admin_controls_and_a_lost_queue(sale: SaleClient, queues: Queues) -> None:
@@ -180,3 +231,22 @@ async def test_in_token_mode_a_buyer_sees_only_her_entry(
     assert (await token_api.get(entry, headers=sale.admin)).status_code == 200
     other = await token_api.post(path, json={"user_id": "ivan"}, headers=bearer("hana"))
     assert other.status_code == 403
+
+
+async def test_a_stream_whose_queue_is_lost_ends_with_an_error_event(
+    sale: SaleClient, queues: Queues, api_settings: Settings
+) -> None:
+    event = await queued_event(sale)
+    joined = (await sale.http.post(f"/api/events/{event}/queue", json={"user_id": "lea"})).json()
+    entry = await queues.poll(event, joined["queue_id"])
+    assert entry is not None
+    # The stream's generator on this test's loop (the test client's app runs on its own).
+    svc = SimpleNamespace(settings=api_settings, queues=queues)
+    stream = _entry_stream(svc, event, entry)  # type: ignore[arg-type]
+    first = await anext(stream)
+    assert (first.event, msgspec.json.decode(first.data)["status"]) == ("status", "WAITING")
+    await queues.redis.delete(*queues.keys.queue(event))
+    last = await asyncio.wait_for(anext(stream), 10)
+    assert last.event == "error" and "lost" in msgspec.json.decode(last.data)["detail"]
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
