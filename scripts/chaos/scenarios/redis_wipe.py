@@ -19,11 +19,12 @@ async def inject(run: Run) -> None:
     async with open_redis(run.settings) as client:
         before = await client.get(counter)
         # Keys that nothing writes again once gone: cached decisions, idempotency keys.
-        # (The event's gate keys are rebuilt at once; they are not evidence.)
+        # (The event's gate keys are rebuilt at once, and the admission loop takes its
+        # lease again within a tick; they are not evidence.)
         probes = [
             k
             async for k in client.scan_iter(match=keys.everything, count=1000)
-            if not RedisKeys.is_gate_key(k)
+            if not RedisKeys.is_gate_key(k) and k != keys.queue_admitter
         ][:50]
         sold_before = await run.sold()
         await run.stack("kill9", "redis")
