@@ -71,6 +71,19 @@ def add_account(database_url: str, user_id: str, email: str) -> None:
         )
 
 
+@contextlib.asynccontextmanager
+async def notifier_world(
+    settings: Settings, smtp_url: str, accounts: dict[str, str]
+) -> AsyncIterator[Settings]:
+    """A notifier's settings (`notify_settings`) with its topics created for the block and
+    these buyers (user id -> address) given accounts."""
+    s = notify_settings(settings, smtp_url)
+    for user_id, email in accounts.items():
+        add_account(s.database_url, user_id, email)
+    async with events_topics(s):
+        yield s
+
+
 class Events:
     """Changes of bookings in one sale, numbered as the outbox numbers them (seq per event)."""
 

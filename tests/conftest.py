@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
+from scripts.mail_sink import MailSink
 from shared.config import Settings
 from shared.db import migrate, with_database
 from shared.inventory import open_redis
@@ -134,3 +135,12 @@ async def topics(settings: Settings) -> AsyncIterator[Settings]:
     """Creates the test's topics; deletes them afterwards."""
     async with own_topics(settings) as created:
         yield created
+
+
+@pytest.fixture
+def sink() -> Iterator[MailSink]:
+    """A real SMTP server (aiosmtpd) on a free port, keeping what it receives."""
+    it = MailSink()
+    it.start()
+    yield it
+    it.stop()

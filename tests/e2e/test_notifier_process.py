@@ -11,7 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -26,9 +26,7 @@ from shared.config import Settings
 from shared.contracts import BookingEvent, Status
 from tests.booking_events import (
     Events,
-    add_account,
-    events_topics,
-    notify_settings,
+    notifier_world,
     publish,
     wait_consumed,
 )
@@ -42,19 +40,9 @@ SALES = 6  # events, so that their changes spread over the topic's partitions
 
 
 @pytest.fixture
-def sink() -> Iterator[MailSink]:
-    it = MailSink()
-    it.start()
-    yield it
-    it.stop()
-
-
-@pytest.fixture
 async def world(settings: Settings, sink: MailSink) -> AsyncIterator[Settings]:
-    s = notify_settings(settings, sink.url)
-    for n in range(BUYERS):
-        add_account(s.database_url, f"buyer-{n}", f"buyer-{n}@example.com")
-    async with events_topics(s):
+    buyers = {f"buyer-{n}": f"buyer-{n}@example.com" for n in range(BUYERS)}
+    async with notifier_world(settings, sink.url, buyers) as s:
         yield s
 
 

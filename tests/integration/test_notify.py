@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -26,8 +26,7 @@ from tests.booking_events import (
     Events,
     add_account,
     dead_letters,
-    events_topics,
-    notify_settings,
+    notifier_world,
     publish,
     wait_consumed,
 )
@@ -38,20 +37,9 @@ ALICE, BOB = "alice@example.com", "bob@example.com"
 
 
 @pytest.fixture
-def sink() -> Iterator[MailSink]:
-    it = MailSink()
-    it.start()
-    yield it
-    it.stop()
-
-
-@pytest.fixture
 async def world(settings: Settings, sink: MailSink) -> AsyncIterator[Settings]:
     """The test's own topics and group, two buyers with accounts (alice, bob)."""
-    s = notify_settings(settings, sink.url)
-    add_account(s.database_url, "alice", ALICE)
-    add_account(s.database_url, "bob", BOB)
-    async with events_topics(s):
+    async with notifier_world(settings, sink.url, {"alice": ALICE, "bob": BOB}) as s:
         yield s
 
 
