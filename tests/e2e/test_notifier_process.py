@@ -137,11 +137,15 @@ async def test_killed_again_and_again_it_mails_each_change_exactly_once(
 
         sink.on_mail = kill_at
 
-        async def died(proc: subprocess.Popen[bytes] = proc, target: int = target) -> bool:
+        async def died(proc: subprocess.Popen[bytes] = proc) -> bool:
             return proc.poll() is not None
 
-        await eventually(died, f"the notifier killed at its mail number {target}", 60, 0.005)
-        sink.on_mail = None
+        try:
+            await eventually(died, f"the notifier killed at its mail number {target}", 60, 0.005)
+        finally:
+            sink.on_mail = None
+            proc.kill()  # already dead, or the test failed first: nothing left running
+            proc.wait()
 
     metrics_port = free_port()
     last_env = settings_env(msgspec.structs.replace(world, notify_metrics_port=metrics_port))
