@@ -16,266 +16,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
 
-import msgspec
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 
 from shared.config import Settings, load_or_exit
-from shared.contracts import CancelRequested, PaymentReceived, decode_command
+from shared.kafka_view import (
+    GroupInfo,
+    Message,
+    TopicInfo,
+    TopicMissing,
+    describe_group,
+    iso,
+    list_topics,
+    tail,
+)
 
 EXIT_OK, EXIT_NO_TOPIC, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-CONNECT_TIMEOUT_S = 15.0
-FETCH_TIMEOUT_S = 15.0
-RAW_PREVIEW_BYTES = 200
-
-
-class TopicMissing(Exception):
-    """The topic does not exist on the broker."""
-
-
-# ------------------------------------------------------------------------------ the data
-
-
-@dataclass(frozen=True)
-class PartitionOffsets:
-    partition: int
-    earliest: int  # first offset still on the broker
-    latest: int  # the offset the next message will get (high watermark)
-
-    @property
-    def messages(self) -> int:
-        return self.latest - self.earliest
-
-
-@dataclass(frozen=True)
-class TopicInfo:
-    name: str
-    partitions: list[PartitionOffsets]
-
-    @property
-    def messages(self) -> int:
-        return sum(p.messages for p in self.partitions)
-
-
-@dataclass(frozen=True)
-class PartitionLag:
-    partition: int
-    committed: int | None  # None: the group never committed on this partition
-    latest: int
-    lag: int
-
-
-@dataclass(frozen=True)
-class Member:
-    client_id: str
-    host: str
-    partitions: list[int]  # of the inspected topic
-
-
-@dataclass(frozen=True)
-class GroupInfo:
-    group: str
-    topic: str
-    state: str  # Kafka's group state (Stable, Empty, ...), or "unknown" if it has none
-    members: list[Member]
-    partitions: list[PartitionLag]
-
-    @property
-    def lag(self) -> int:
-        return sum(p.lag for p in self.partitions)
-
-
-@dataclass(frozen=True)
-class TailMessage:
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        """The value as a command, or its raw bytes when it is poison."""
-        try:
-            command = decode_command(self.value)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return f"POISON ({exc}) {_preview(self.value)}"
-        if isinstance(command, PaymentReceived):
-            return (
-                f"payment {command.booking_id} event={command.event_id} "
-                f"{command.provider}:{command.payment_ref} "
-                f"received_at={_iso(command.received_at_ms)}"
-            )
-        if isinstance(command, CancelRequested):
-            return (
-                f"cancel {command.booking_id} event={command.event_id} by={command.by!r} "
-                f"requested_at={_iso(command.requested_at_ms)}"
-            )
-        return (
-            f"booking {command.booking_id} event={command.event_id} "
-            f"user={command.user_id!r} quantity={command.quantity} "
-            f"requested_at={_iso(command.requested_at_ms)}"
-        )
-
-
-# ----------------------------------------------------------------------------- reading Kafka
-
-
-@contextlib.asynccontextmanager
-async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
-        yield admin
-    finally:
-        await admin.close()
-
-
-@contextlib.asynccontextmanager
-async def _reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
-    """A consumer outside any group: it reads, it never commits."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
-    try:
-        await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
-        yield consumer
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, list[int]]:
-    """Partition numbers of each topic; TopicMissing if one does not exist."""
-    found: dict[str, list[int]] = {}
-    for described in await admin.describe_topics(topics):
-        if described["error_code"] != 0 or not described["partitions"]:
-            raise TopicMissing(described["topic"])
-        found[described["topic"]] = sorted(p["partition"] for p in described["partitions"])
-    return found
-
-
-async def _offsets(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition]
-) -> dict[TopicPartition, tuple[int, int]]:
-    """(earliest, latest) offset of each partition."""
-    earliest = await consumer.beginning_offsets(tps)
-    latest = await consumer.end_offsets(tps)
-    return {tp: (earliest[tp], latest[tp]) for tp in tps}
-
-
-async def list_topics(settings: Settings, names: list[str] | None = None) -> list[TopicInfo]:
-    """Offsets of the given topics, or of every non-internal topic when `names` is None."""
-    async with _admin(settings) as admin, _reader(settings) as consumer:
-        if names is None:
-            names = sorted(n for n in await admin.list_topics() if not n.startswith("__"))
-        partitions = await _partitions(admin, names)
-        tps = [TopicPartition(t, p) for t in names for p in partitions[t]]
-        offsets = await _offsets(consumer, tps)
-    return [
-        TopicInfo(
-            name,
-            [PartitionOffsets(p, *offsets[TopicPartition(name, p)]) for p in partitions[name]],
-        )
-        for name in names
-    ]
-
-
-async def describe_group(settings: Settings, group: str, topic: str) -> GroupInfo:
-    """The group's state, members and lag on `topic` (committed offset vs latest offset)."""
-    async with _admin(settings) as admin, _reader(settings) as consumer:
-        partitions = (await _partitions(admin, [topic]))[topic]
-        tps = [TopicPartition(topic, p) for p in partitions]
-        offsets = await _offsets(consumer, tps)
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-        known = {g[0] for g in await admin.list_consumer_groups()}
-        state = "unknown"
-        members: list[Member] = []
-        # Describing a group the broker does not know makes aiokafka 0.14 fail to decode the
-        # answer, so only known groups are described.
-        if group in known:
-            state, members = await _group_members(admin, group, topic)
-    lags = []
-    for tp in tps:
-        earliest, latest = offsets[tp]
-        meta = committed.get(tp)
-        offset = meta.offset if meta is not None and meta.offset >= 0 else None
-        # Without a commit the worker starts at the earliest offset (auto_offset_reset).
-        lags.append(PartitionLag(tp.partition, offset, latest, latest - (offset or earliest)))
-    return GroupInfo(group, topic, state, members, lags)
-
-
-async def _group_members(
-    admin: AIOKafkaAdminClient, group: str, topic: str
-) -> tuple[str, list[Member]]:
-    response = (await admin.describe_consumer_groups([group]))[0]
-    _error, _group, state, _protocol_type, _protocol, raw_members = response.groups[0]
-    members = []
-    for _member_id, client_id, host, _metadata, raw_assignment in raw_members:
-        assigned: list[int] = []
-        if raw_assignment:
-            assignment = ConsumerProtocolMemberAssignment.decode(raw_assignment)
-            assigned = sorted(tp.partition for tp in assignment.partitions() if tp.topic == topic)
-        members.append(Member(client_id, host, assigned))
-    return state, members
-
-
-async def tail(settings: Settings, topic: str, count: int) -> tuple[TopicInfo, list[TailMessage]]:
-    """The last `count` messages of the topic across its partitions, oldest first."""
-    async with _admin(settings) as admin, _reader(settings) as consumer:
-        partitions = (await _partitions(admin, [topic]))[topic]
-        tps = [TopicPartition(topic, p) for p in partitions]
-        offsets = await _offsets(consumer, tps)
-        wanted = {tp: offsets[tp] for tp in tps if offsets[tp][1] > offsets[tp][0]}
-        messages: list[TailMessage] = []
-        if wanted:
-            consumer.assign(list(wanted))
-            for tp, (earliest, latest) in wanted.items():
-                consumer.seek(tp, max(earliest, latest - count))
-            messages = await _read_until(
-                consumer, {tp: latest for tp, (_, latest) in wanted.items()}
-            )
-    info = TopicInfo(topic, [PartitionOffsets(tp.partition, *offsets[tp]) for tp in tps])
-    messages.sort(key=lambda m: (m.timestamp_ms, m.partition, m.offset))
-    return info, messages[-count:]
-
-
-async def _read_until(
-    consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]
-) -> list[TailMessage]:
-    """Everything from the current positions up to `ends` (exclusive)."""
-    messages: list[TailMessage] = []
-    deadline = asyncio.get_running_loop().time() + FETCH_TIMEOUT_S
-    remaining = dict(ends)
-    while remaining:
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"could not read {sorted(tp.partition for tp in remaining)}")
-        batch = await consumer.getmany(*remaining, timeout_ms=500)
-        for tp, records in batch.items():
-            for record in records:
-                if record.offset < ends[tp]:
-                    headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
-                    messages.append(
-                        TailMessage(
-                            tp.partition,
-                            record.offset,
-                            record.timestamp,
-                            record.key,
-                            record.value,
-                            headers,
-                        )
-                    )
-        for tp in list(remaining):
-            if await consumer.position(tp) >= remaining[tp]:
-                del remaining[tp]
-    return messages
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -307,16 +65,40 @@ def render_group(info: GroupInfo) -> list[str]:
     return lines
 
 
-def render_tail(info: TopicInfo, messages: Sequence[TailMessage]) -> list[str]:
+def describe(message: Message) -> str:
+    """The value as a command, or its raw bytes when it is poison."""
+    v = message.value
+    if v is None:
+        return f"POISON ({message.error}) {message.raw_preview}"
+    if message.kind == "payment":
+        return (
+            f"payment {v['booking_id']} event={v['event_id']} "
+            f"{v['provider']}:{v['payment_ref']} received_at={iso(v['received_at_ms'])}"
+        )
+    if message.kind == "cancel":
+        return (
+            f"cancel {v['booking_id']} event={v['event_id']} by={v['by']!r} "
+            f"requested_at={iso(v['requested_at_ms'])}"
+        )
+    if message.kind == "booking_event":
+        return (
+            f"{v['status']} {v['booking_id']} event={v['event_id']} seq={v['seq']} "
+            f"user={v['user_id']!r} at={v['at']}"
+        )
+    return (
+        f"booking {v['booking_id']} event={v['event_id']} user={v['user_id']!r} "
+        f"quantity={v['quantity']} requested_at={iso(v['requested_at_ms'])}"
+    )
+
+
+def render_tail(info: TopicInfo, messages: Sequence[Message]) -> list[str]:
     lines = [
         f"{info.name}: last {len(messages)} of {_count(info.messages, 'message')} "
         f"({_count(len(info.partitions), 'partition')})"
     ]
     for m in messages:
-        key = "-" if m.key is None else m.key.decode(errors="replace")
-        lines.append(
-            f"p{m.partition}@{m.offset}  {_iso(m.timestamp_ms)}  key={key}  {m.describe()}"
-        )
+        key = "-" if m.key is None else m.key
+        lines.append(f"p{m.partition}@{m.offset}  {iso(m.timestamp_ms)}  key={key}  {describe(m)}")
         for name, value in m.headers.items():
             lines.append(f"    {name}: {value}")
     return lines
@@ -324,17 +106,6 @@ def render_tail(info: TopicInfo, messages: Sequence[TailMessage]) -> list[str]:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-
-
-def _preview(raw: bytes | None) -> str:
-    if raw is None:
-        return "None"
-    suffix = f"... ({len(raw)} bytes)" if len(raw) > RAW_PREVIEW_BYTES else ""
-    return repr(raw[:RAW_PREVIEW_BYTES]) + suffix
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -385,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         lines = asyncio.run(_run(args, settings))
     except TopicMissing as exc:
-        print(f"topic {exc} does not exist on {settings.kafka_bootstrap}", file=sys.stderr)
+        print(f"{exc} on {settings.kafka_bootstrap}", file=sys.stderr)
         return EXIT_NO_TOPIC
     except (KafkaError, OSError, TimeoutError) as exc:
         print(f"Kafka at {settings.kafka_bootstrap} is unreachable: {exc!r}", file=sys.stderr)

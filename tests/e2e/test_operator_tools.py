@@ -12,12 +12,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from scripts.pipeline import ROOT, Pipeline, settings_env
 from scripts.waiting import poll_until
 from shared.config import Settings
-from shared.contracts import event_key
+from tests.e2e.backlog import backlog_with_poison
 from tests.sale import SaleClient
 
 pytestmark = pytest.mark.e2e
@@ -67,18 +66,8 @@ async def test_inspect_shows_topics_backlog_decoded_messages_and_dead_letters(
     sale: SaleClient, pipeline: Pipeline
 ) -> None:
     s = pipeline.settings
-    event = await sale.create_event(capacity=10, per_user_limit=1)
     # Worker stopped: what the API accepted waits in Kafka, visible as the group's lag.
-    await asyncio.to_thread(Pipeline.terminate, pipeline.workers[0])
-    booked = [await sale.book(event, f"user-{i}") for i in range(5)]
-    assert [r.status_code for r in booked] == [202] * 5
-    ids = [r.json()["booking_id"] for r in booked]
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers)
-    await producer.start()
-    try:  # a poison message, in the event's partition, after the bookings
-        await producer.send_and_wait(s.topic, b"\x00not a booking", key=event_key(event))
-    finally:
-        await producer.stop()
+    event, ids = await backlog_with_poison(sale, pipeline, lambda _: b"\x00not a booking")
 
     topics = await inspect(s, "topics")
     assert f"{s.topic}: 3 partitions, 6 messages" in topics.lines, topics.out
