@@ -18,16 +18,19 @@ from api.accounts import AccountController, MeController
 from api.auth import Authenticator, Revocations
 from api.bookings import BookingController, BookingIntake
 from api.coalesce import Coalescer, RecentReads
+from api.console import Console, ConsoleController
 from api.context import Services
 from api.events import EventController
 from api.health import health, ready
 from api.holds import HoldController
 from api.idempotency import IdempotencyStore
 from api.live import Hub
+from api.overview import OverviewReader
 from api.problems import failure_of
 from api.publisher import Publisher
 from api.queue import QueueController
 from api.rate_limit import ClientAddresses, Limits, RateLimiter
+from api.request_rate import RequestRate
 from api.seat_snapshots import SeatMapSnapshots
 from api.seats import SeatMapController
 from api.streams import StreamController
@@ -108,13 +111,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             hub=hub,
             queues=Queues(redis_client, keys),
         )
+        rate = RequestRate()
+        app.state.console = Console(
+            app.state.services, OverviewReader(settings, pool, inventory, rate)
+        )
         heap.settle(settings.gc_young_threshold)
         mirror = asyncio.create_task(revocations.run())
+        sampler = asyncio.create_task(rate.run())
         listener = asyncio.create_task(hub.run())
         try:
             yield
         finally:
             mirror.cancel()
+            sampler.cancel()
             await hub.close()
             # A listener that a close cannot reach (no connection yet) is cancelled.
             if not (await asyncio.wait({listener}, timeout=LISTENER_GRACE_S))[0]:
@@ -135,6 +144,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HoldController,
             StreamController,
             QueueController,
+            ConsoleController,
             MeController,
             *([AccountController] if settings.signs_tokens else []),
             *([StripeWebhook] if settings.stripe_webhook_secret else []),

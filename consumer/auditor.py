@@ -2,8 +2,9 @@
 
 Every TICKETS_AUDIT_INTERVAL_S it audits the events this worker decided bookings for in the
 last hour and sets `tickets_audit_events{verdict}` to how many are in each verdict, so a
-dashboard or an alert sees DRIFT or OVERSOLD without anyone calling the audit endpoint.
-Labels stay bounded: verdicts, never event ids.
+dashboard or an alert sees DRIFT or OVERSOLD without anyone calling the audit endpoint, and
+`tickets_held_seats` to their held seats (the console's chart of held stock). Labels stay
+bounded: verdicts, never event ids.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from shared.audit import Verdict, audit_event
 from shared.db import Pool
 from shared.failures import classify
 from shared.inventory import Inventory
-from shared.metrics import AUDIT_EVENTS, AUDIT_RUNS
+from shared.metrics import AUDIT_EVENTS, AUDIT_RUNS, HELD_SEATS
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,14 @@ class Auditor:
         for event_id in [e for e, seen in self._recent.items() if seen < cutoff]:
             del self._recent[event_id]
         counts = dict.fromkeys(Verdict, 0)
+        held = 0
         for event_id in list(self._recent):
             report = await audit_event(self._pool, self._inventory, event_id)
             if report is not None:
                 counts[report.verdict] += 1
+                held += report.held_quantity
         for verdict, count in counts.items():
             AUDIT_EVENTS.labels(verdict.value).set(count)
+        HELD_SEATS.set(held)
         AUDIT_RUNS.inc()
         return counts

@@ -122,6 +122,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Collect young objects every this many net allocations, after freezing the startup
     # objects (shared/heap.py); 0 keeps Python's defaults (700, nothing frozen).
     gc_young_threshold: Annotated[int, msgspec.Meta(ge=0)] = 10000
+    # The operator console's charts: a Prometheus scraping the API and the workers, e.g.
+    # http://127.0.0.1:9090 (`scripts/stack up --monitoring`); empty: no charts.
+    prometheus_url: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 
@@ -158,6 +161,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 )
         if not self.topic or not self.dlq_topic or self.topic == self.dlq_topic:
             raise ConfigError("TICKETS_TOPIC and TICKETS_DLQ_TOPIC must be set and differ")
+        if self.prometheus_url and not self.prometheus_url.startswith(("http://", "https://")):
+            raise ConfigError("TICKETS_PROMETHEUS_URL must start with http:// or https://")
         self._validate_tokens()
         _ = self.proxies
 

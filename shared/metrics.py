@@ -139,6 +139,11 @@ AUDIT_EVENTS = Gauge(
     ["verdict"],
 )
 AUDIT_RUNS = Counter("tickets_audit_runs", "Audit rounds completed by the worker")
+HELD_SEATS = Gauge(
+    "tickets_held_seats",
+    "Seats held (not yet paid) in the events this worker decided in the last hour, as its "
+    "last audit round saw them",
+)
 
 # Notifier
 NOTIFY_OUTCOMES = (
