@@ -1,25 +1,21 @@
-"""The sale page in Debian's headless Chromium (driven by Selenium through the system
-chromedriver), against an API and a worker process of the test's own, like tests/e2e."""
+"""The sale page in Debian's headless Chromium (scripts/browser.py), against an API and a
+worker process of the test's own, like tests/e2e."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from scripts.browser import MISSING, headless_chromium, installed
 from scripts.pipeline import Pipeline, running_pipeline
 from shared.config import Settings
 from tests.browser.page import SalePage
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 SECRET = "a-browser-test-secret-long-enough-0123456789"
 
@@ -43,21 +39,10 @@ async def admin(pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[WebDriver]:
-    """One headless Chromium for the session; each test gets a fresh profile state."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.fail(
-            "chromium and chromium-driver are missing: TICKETS_STACK_BROWSER=1 scripts/stack "
-            "install (as root), or apt-get install chromium chromium-driver"
-        )
-    options = webdriver.ChromeOptions()
-    # Both paths given: Selenium Manager has nothing to look up or download.
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--window-size=1280,1000", "--disable-gpu"):
-        options.add_argument(argument)
-    options.add_argument("--disable-dev-shm-usage")  # small /dev/shm on CI machines
-    if os.geteuid() == 0:
-        options.add_argument("--no-sandbox")  # Chromium refuses to run as root with it
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    """One headless Chromium for the session; each test clears its cookies."""
+    if not installed():
+        pytest.fail(MISSING)
+    driver = headless_chromium()
     try:
         yield driver
     finally:
