@@ -17,7 +17,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import JSONBody, QueryParameter
 
-from api.auth import signed_in
+from api.auth import credentials, signed_in
 from api.context import InjectedServices, Services
 from api.events import services
 from shared.db import fetch_one, queries
@@ -71,6 +71,23 @@ async def _admit(request: Request[object, object, State], svc: Services) -> None
     await svc.limiter.admit((svc.limits.auth, svc.addresses.of(request)))
 
 
+async def sign_in(
+    request: Request[object, object, State], data: Credentials, svc: Services
+) -> tuple[str, str]:
+    """The user id and role these credentials sign in as (Unauthenticated otherwise); the
+    API's login and the browser's session (api/web/session.py) both sign in here."""
+    await _admit(request, svc)
+    row = await fetch_one(svc.pool, queries.account_by_email, {"email": data.email.strip()})
+    stored = row["password_hash"] if row is not None else _NOBODY
+    try:
+        await asyncio.to_thread(_hasher.verify, stored, data.password)
+    except (VerificationError, InvalidHashError):
+        row = None
+    if row is None:
+        raise Unauthenticated("wrong email or password")
+    return row["user_id"], row["role"]
+
+
 class AccountController(Controller):
     path = "/api/auth"
     tags = ["accounts"]
@@ -105,21 +122,13 @@ class AccountController(Controller):
         data: JSONBody[Credentials],
         svc: InjectedServices,
     ) -> AccessToken:
-        await _admit(request, svc)
-        row = await fetch_one(svc.pool, queries.account_by_email, {"email": data.email.strip()})
-        stored = row["password_hash"] if row is not None else _NOBODY
-        try:
-            await asyncio.to_thread(_hasher.verify, stored, data.password)
-        except (VerificationError, InvalidHashError):
-            row = None
-        if row is None:
-            raise Unauthenticated("wrong email or password")
-        token, ttl_s = svc.auth.issue(row["user_id"], row["role"])
+        user_id, role = await sign_in(request, data, svc)
+        token, ttl_s = svc.auth.issue(user_id, role)
         return AccessToken(token, "bearer", ttl_s)
 
     @post("/logout", status_code=204, summary="Sign out: this token stops working")
     async def logout(self, request: Request[object, object, State], svc: InjectedServices) -> None:
-        caller = signed_in(svc.auth, request.headers.get("authorization"))
+        caller = signed_in(svc.auth, credentials(request))
         if caller.token_id is not None:
             await svc.auth.revocations.revoke_token(caller.token_id, caller.expires_at)
 
@@ -131,7 +140,7 @@ class MeController(Controller):
 
     @get("/", summary="The signed-in buyer")
     async def me(self, request: Request[object, object, State], svc: InjectedServices) -> Me:
-        caller = signed_in(svc.auth, request.headers.get("authorization"))
+        caller = signed_in(svc.auth, credentials(request))
         row = await fetch_one(svc.pool, queries.account_by_id, {"user_id": caller.user_id})
         if row is None:
             raise NotFound("this account does not exist here (a token of an identity provider?)")
@@ -139,7 +148,7 @@ class MeController(Controller):
 
     @delete("/", status_code=204, summary="Close the account: its tokens stop working")
     async def close(self, request: Request[object, object, State], svc: InjectedServices) -> None:
-        caller = signed_in(svc.auth, request.headers.get("authorization"))
+        caller = signed_in(svc.auth, credentials(request))
         row = await fetch_one(svc.pool, queries.delete_account, {"user_id": caller.user_id})
         if row is None:
             raise NotFound("this account does not exist here")
@@ -155,7 +164,7 @@ class MeController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, QueryParameter(max_length=36)] = None,
     ) -> BookingPage:
-        caller = signed_in(svc.auth, request.headers.get("authorization"))
+        caller = signed_in(svc.auth, credentials(request))
         try:
             before = uuid.UUID(cursor) if cursor is not None else None
         except ValueError:

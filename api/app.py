@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from http import HTTPStatus
 
 from litestar import Litestar, Router
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import Scope
@@ -34,6 +35,8 @@ from api.request_rate import RequestRate
 from api.seat_snapshots import SeatMapSnapshots
 from api.seats import SeatMapController
 from api.streams import StreamController
+from api.web import pages
+from api.web.session import CSRFGate, SessionController, csrf_config
 from api.webhooks import StripeWebhook
 from shared import heap, logs
 from shared.config import Settings, load_or_exit
@@ -146,7 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             QueueController,
             ConsoleController,
             MeController,
-            *([AccountController] if settings.signs_tokens else []),
+            *([AccountController, SessionController] if settings.signs_tokens else []),
             *([StripeWebhook] if settings.stripe_webhook_secret else []),
             health,
             ready,
@@ -155,8 +158,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[prometheus.middleware],
     )
     return Litestar(
-        route_handlers=[measured, BookingIntake],
+        route_handlers=[measured, BookingIntake, pages.router()],
         lifespan=[lifespan],
+        # CSRF is checked only where the browser's session cookie could act (see CSRFGate).
+        middleware=[DefineMiddleware(CSRFGate, config=csrf_config(settings), pages=pages.PAGES)],
+        template_config=pages.template_config(),
         plugins=[problems.plugin()],
         openapi_config=OpenAPIConfig(title="Flash-sale tickets", version="0.1.0", path="/schema"),
         request_max_body_size=settings.max_body_bytes,

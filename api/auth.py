@@ -32,6 +32,9 @@ MAX_TOKEN_CHARS = 4096  # a JWT of this service is ~300; an identity provider's 
 # Verifying a signature costs more than the rest of a booking request, so a token is verified
 # once per process and its result kept, bounded, until it expires.
 VERIFIED_MAX = 100_000
+# The browser's session: the same kind of token, in an HttpOnly cookie (api/web/session.py
+# sets it and guards its use with a CSRF token).
+SESSION_COOKIE = "tickets_session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,16 @@ class Authenticator:
         return self._ttl_s
 
 
+def credentials(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """What a request presents to `Authenticator.caller`: its Authorization header, else the
+    browser session's cookie as a bearer token (EventSource cannot send headers)."""
+    header = connection.headers.get("authorization")
+    if header:
+        return header
+    token = connection.cookies.get(SESSION_COOKIE)
+    return f"Bearer {token}" if token else None
+
+
 def signed_in(authenticator: Authenticator, authorization: str | None) -> Caller:
     """The caller, who must have sent a valid token."""
     caller = authenticator.caller(authorization)
@@ -229,7 +242,7 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
     """Guard: `Authorization: Bearer <TICKETS_ADMIN_TOKEN>`, or a buyer token with the role
     `admin`."""
     services = connection.app.state.services
-    header = connection.headers.get("authorization", "")
+    header = credentials(connection) or ""
     scheme, _sep, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthorizedException(

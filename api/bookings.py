@@ -19,7 +19,7 @@ from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.openapi.spec import Parameter as OpenAPIParameter
 from litestar.params import FromPath, QueryParameter
 
-from api.auth import admin_only, buyer_of, may_read, reader
+from api.auth import admin_only, buyer_of, credentials, may_read, reader
 from api.context import InjectedServices, Services
 from api.events import audit_or_404, get_event_view, services
 from api.idempotency import fingerprint
@@ -228,9 +228,7 @@ class BookingIntake(Controller):
         try:
             key = idempotency_key(request.headers)
             wanted = _wanted(await request.body(), request)
-            user_id = buyer_of(
-                svc.settings, svc.auth, request.headers.get("authorization"), wanted.user_id
-            )
+            user_id = buyer_of(svc.settings, svc.auth, credentials(request), wanted.user_id)
             outcome, response = await self._book(svc, request, wanted, user_id, key)
             return response
         except Exception as exc:
@@ -366,7 +364,7 @@ async def booking_for(
 ) -> BookingView:
     """The booking, if the caller may see it: in `token` mode its buyer or an admin; anyone
     else gets 404, which does not tell that it exists."""
-    caller = reader(svc.settings, svc.auth, request.headers.get("authorization"))
+    caller = reader(svc.settings, svc.auth, credentials(request))
     view = await find_booking(svc, booking_id)
     if not may_read(svc.settings, caller, view.user_id):
         raise NotFound(f"booking {booking_id} does not exist")

@@ -16,7 +16,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import FromPath, JSONBody
 
-from api.auth import identify
+from api.auth import credentials, identify
 from api.bookings import Accepted, booking_for, idempotency_key
 from api.context import InjectedServices, Services
 from api.events import services
@@ -62,7 +62,7 @@ class HoldController(Controller):
         request: Request[object, object, State],
     ) -> Response[Accepted]:
         view = await booking_for(svc, request, booking_id)
-        caller = identify(svc.settings, svc.auth, request.headers.get("authorization"))
+        caller = identify(svc.settings, svc.auth, credentials(request))
         if caller is not None and caller.is_admin and caller.user_id != view.user_id:
             raise Forbidden("only the booking's buyer pays for it")
         now_ms = deadlines.now_ms()
@@ -101,7 +101,7 @@ class HoldController(Controller):
         view = await booking_for(svc, request, booking_id)
         if view.status not in (Status.HELD, Status.CONFIRMED):
             raise WrongStatus(view.status, f"a {view.status} booking cannot be cancelled")
-        caller = identify(svc.settings, svc.auth, request.headers.get("authorization"))
+        caller = identify(svc.settings, svc.auth, credentials(request))
         now_ms = deadlines.now_ms()
         message = CancelRequested(
             booking_id=uuid.UUID(view.booking_id),

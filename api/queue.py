@@ -19,7 +19,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api import proof_of_work
-from api.auth import admin_only, buyer_of, may_read, reader
+from api.auth import admin_only, buyer_of, credentials, may_read, reader
 from api.context import InjectedServices, Services
 from api.events import EventIdParam, services
 from api.proof_of_work import Challenge
@@ -134,7 +134,7 @@ async def _entry_for(
     else gets 404 (and the entry is not counted as polled)."""
     await _queued(svc, event_id)
     key = _key(svc)
-    caller = reader(svc.settings, svc.auth, request.headers.get("authorization"))
+    caller = reader(svc.settings, svc.auth, credentials(request))
     # The id is derived from its buyer, so the caller's own is known before the poll counts.
     own = caller is not None and entry_id == queue_id(key, event_id, caller.user_id)
     if not may_read(svc.settings, caller, caller.user_id if caller and own else ""):
@@ -168,9 +168,7 @@ class QueueController(Controller):
             wanted = _decode_join(body) if body.strip() else QueueJoin()
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise InvalidRequest(f"invalid queue join: {exc}") from exc
-        buyer = buyer_of(
-            svc.settings, svc.auth, request.headers.get("authorization"), wanted.user_id
-        )
+        buyer = buyer_of(svc.settings, svc.auth, credentials(request), wanted.user_id)
         key = _key(svc)
         limited = svc.count_against_limits(request, buyer)
         if limited is not None:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,3 +217,19 @@ class Pipeline:
         for worker in self.workers:
             terminate(worker)
         terminate(self.api)
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(
+    settings: Settings, log_dir: Path, ready_path: str = "/ready"
+) -> AsyncIterator[Pipeline]:
+    """An API and one worker over `settings`, ready (`ready_path` answers) until the block
+    ends; both stopped whatever happens."""
+    running = Pipeline(settings, log_dir=log_dir)
+    running.start_api()
+    running.start_worker()
+    try:
+        await running.wait_ready(path=ready_path)
+        yield running
+    finally:
+        running.stop()

@@ -333,3 +333,6 @@ SET max_parallel_workers_per_gather = 0;
 -- name: queue_stock
 -- The admission loop's view of its queued events: sold out, or too much held to admit more.
 SELECT id, capacity, sold, held FROM events WHERE id = ANY(%(event_ids)s::bigint[]);
+
+-- name: recent_events
+SELECT id, name, capacity, queue, hold_seconds FROM events ORDER BY id DESC LIMIT %(limit)s;

@@ -31,11 +31,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["finalisation", "holds", "seats", "queue"],
+        choices=["finalisation", "holds", "seats", "queue", "web"],
         help="the worker's phases alone: finalisation (phase 5, and 12c: its twin with the "
         "booking-events outbox off); holds (phase 5, "
         "then payments and expiry, 9 and 10, judged against it); seats (phase 5, then "
-        "choosing seats and reading the seat map, 11a to 11d)",
+        "choosing seats and reading the seat map, 11a to 11d); queue (13a-13c, the API "
+        "alone); web (14a-14b: the sale page in headless Chromium, the API alone)",
     )
     return parser.parse_args(argv)
 

@@ -14,6 +14,7 @@ from scripts.bench.phases.live import StreamsResult
 from scripts.bench.phases.naive import NaiveResult
 from scripts.bench.phases.queue import QueueResult
 from scripts.bench.phases.seats import ChoiceResult, SeatMapRead
+from scripts.bench.phases.web import WebResult
 from scripts.bench.proc import PhaseUsage
 from scripts.bench.wrk import WrkResult
 
@@ -125,6 +126,7 @@ def build_rows(r: dict[str, Any]) -> list[Row]:
     rows += seat_rows(r)
     rows += live_rows(r)
     rows += queue_rows(r)
+    rows += web_rows(r)
     extra_ceilings: list[tuple[str, WrkResult | None]] = [
         ("1a HTTP ceiling again (after 2)", around_intake[1]),
         ("1d HTTP ceiling again (after 2t)", r.get("http_ceiling_after_intake_tokens")),
@@ -482,5 +484,35 @@ def queue_rows(r: dict[str, Any]) -> list[Row]:
             _lat(q.polls),
             f"{q.polls.rps / mean_rps(ceilings):.0%} of the ceiling right before and after "
             f"({cpu_ratio(q.polls, ceilings)} per CPU-second)",
+        ),
+    ]
+
+
+PAGE_BYTES_TARGET = 200 * 1024
+READY_MS_TARGET = 300.0
+
+
+def web_rows(r: dict[str, Any]) -> list[Row]:
+    """14a-14b: the sale page's weight and time to interactive in headless Chromium, cold
+    cache each load (when the phase ran). Judged on the heaviest load and the median one."""
+    w: WebResult | None = r.get("web")
+    if w is None:
+        return []
+    return [
+        Row(
+            "14a sale page weight, first load with an empty cache",
+            f"{w.max_bytes / 1024:,.1f} KB transferred",
+            f"{w.median('requests'):.0f} requests; the heaviest of {len(w.loads)} loads",
+            "",
+            "< 200 KB",
+            w.max_bytes < PAGE_BYTES_TARGET,
+        ),
+        Row(
+            "14b sale page time to interactive (first seat map drawn, 1,000 seats)",
+            f"p50 {w.median('ready_ms'):.0f} ms, max {w.worst('ready_ms'):.0f} ms",
+            f"domInteractive p50 {w.median('dom_interactive_ms'):.0f} ms",
+            "",
+            "p50 < 300 ms",
+            w.median("ready_ms") < READY_MS_TARGET,
         ),
     ]

@@ -31,6 +31,7 @@ from scripts.bench.phases.tokens import (
     phase_sold_out_tokens,
     start_token_api,
 )
+from scripts.bench.phases.web import phase_web, start_page_api
 from scripts.bench.proc import BENCH
 from scripts.bench.progress import STARTED, say
 from scripts.bench.report import (
@@ -42,6 +43,7 @@ from scripts.bench.report import (
     queue_rows,
     seat_rows,
     to_jsonable,
+    web_rows,
 )
 from scripts.bench.world import FULL, QUICK, World, analyze, connect, create_bare_event
 from shared.config import Settings
@@ -78,6 +80,7 @@ async def run_phases(world: World) -> dict[str, Any]:
     r["sold_out_tokens"] = await phase_sold_out_tokens(world, buyers)
     r["http_ceiling_after_sold_out_tokens"] = await phase_http_ceiling(world)
     r["queue"] = await phase_queue(world)
+    r["web"] = await phase_web(world)
     world.monitor.sample()
     r["memory"] = [
         m
@@ -154,6 +157,9 @@ async def bench(args: argparse.Namespace) -> int:
         if args.only == "queue":
             await start_api(world)
             results = {"queue": await phase_queue(world)}
+        elif args.only == "web":
+            await start_page_api(world)
+            results = {"web": await phase_web(world)}
         elif args.only:
             results = await run_worker_only(world, args.only)
         else:
@@ -174,6 +180,8 @@ async def bench(args: argparse.Namespace) -> int:
     # Alone, phase 5 has no naive baseline or storage ceiling to be judged against.
     if args.only == "queue":
         rows = queue_rows(results)
+    elif args.only == "web":
+        rows = web_rows(results)
     elif args.only:
         rows = [
             finalisation_row(results["finalisation"]),

@@ -65,6 +65,7 @@ class Sizes:
     streams: int  # Server-Sent Events connections one API process holds (phase 12a)
     watched: int  # at most this many buyers pay for a hold while watching (phase 12b)
     queue_entries: int = 1_000_000  # queue entries loaded for Redis's memory (phase 13b)
+    page_loads: int = 10  # cold loads of the sale page in headless Chromium (phase 14)
 
 
 FULL = Sizes(
@@ -75,7 +76,7 @@ FULL = Sizes(
 
 QUICK = Sizes(
     1, 3, 64, 20_000, 10_000, 500, 10_000, 1_000, 128, 60, 60, 5_000, 1_000, 1_000, 2_000, 10_000,
-    500, 1_000, queue_entries=100_000,
+    500, 1_000, queue_entries=100_000, page_loads=3,
 )  # fmt: skip
 
 

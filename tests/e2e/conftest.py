@@ -7,7 +7,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from scripts.pipeline import Pipeline
+from scripts.pipeline import Pipeline, running_pipeline
 from shared.config import Settings
 from tests.sale import SaleClient
 
@@ -17,14 +17,8 @@ async def pipeline(
     topics: Settings, redis_client: aioredis.Redis, tmp_path: Path
 ) -> AsyncIterator[Pipeline]:
     """The API and one worker as real processes over the test's database, keys and topics."""
-    running = Pipeline(topics, log_dir=tmp_path / "logs")
-    running.start_api()
-    running.start_worker()
-    try:
-        await running.wait_ready(path="/ready")
+    async with running_pipeline(topics, tmp_path / "logs") as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture

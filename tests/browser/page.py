@@ -1,0 +1,109 @@
+"""The sale page as the tests see it: what a buyer reads and clicks, waited on with
+WebDriverWait (never a sleep), each state saved as a PNG and checked with axe-core."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+AXE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text()
+WAIT_S = 20.0
+PASSWORD = "correct horse battery"
+# Violations of these impacts fail a test; minor and moderate ones are printed.
+FAILING_IMPACTS = ("serious", "critical")
+RUN_AXE = """
+const done = arguments[arguments.length - 1];
+axe.run(document, {resultTypes: ["violations"]})
+  .then((results) => done(results.violations))
+  .catch((error) => done([{id: "axe-error", impact: "critical", help: String(error), nodes: []}]));
+"""
+
+
+class SalePage:
+    def __init__(self, driver: WebDriver, base_url: str, shots: Path, test: str) -> None:
+        self.driver = driver
+        self.base_url = base_url
+        self.shots = shots
+        self.test = test
+
+    # ------------------------------------------------------------ looking
+    def open(self, event_id: int) -> None:
+        self.driver.get(f"{self.base_url}/?event={event_id}")
+        self.wait(
+            lambda: self.driver.execute_script("return document.documentElement.dataset.ready")
+        )
+        # Set once: it is gone if anything reloads the page.
+        self.driver.execute_script("window.sameDocument = true;")
+
+    def still_same_document(self) -> bool:
+        return bool(self.driver.execute_script("return window.sameDocument === true;"))
+
+    def el(self, css: str) -> WebElement:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def text(self, css: str) -> str:
+        return self.el(css).text
+
+    def wait(self, condition: Any, timeout_s: float = WAIT_S, what: str = "") -> Any:
+        return WebDriverWait(self.driver, timeout_s).until(lambda _: condition(), what)
+
+    def wait_text(self, css: str, expected: str, timeout_s: float = WAIT_S) -> str:
+        """Waits until the element at `css` shows `expected` (a part of its text)."""
+        self.wait(
+            lambda: expected in self.text(css),
+            timeout_s,
+            f"{css} never showed {expected!r} (last: {self.text(css)!r})",
+        )
+        return self.text(css)
+
+    def seat(self, label: str) -> WebElement:
+        return self.el(f'rect[data-label="{label}"]')
+
+    def seat_state(self, label: str) -> str:
+        classes = (self.seat(label).get_attribute("class") or "").split()
+        return next(c for c in classes if c in ("free", "held", "sold"))
+
+    # ------------------------------------------------------------ acting
+    def register(self, email: str, password: str = PASSWORD) -> None:
+        self.el("#email").send_keys(email)
+        self.el("#password").send_keys(password)
+        self.el("#register").click()
+        self.wait_text("#who", email)
+
+    # ------------------------------------------------------------ evidence
+    def screenshot(self, name: str) -> Path:
+        """The whole page as PNG under test-artifacts/screenshots/ (through DevTools, so
+        beyond the viewport too)."""
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+        )
+        path = self.shots / f"{self.test}-{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        print(f"screenshot: {path}")
+        return path
+
+    def accessibility_violations(self) -> list[str]:
+        """axe-core's serious and critical violations in the page as it is now."""
+        self.driver.execute_script(AXE)
+        violations = self.driver.execute_async_script(RUN_AXE)
+        failing = []
+        for v in violations:
+            where = [n.get("target") for n in v.get("nodes", [])][:3]
+            line = f"{v['impact']}: {v['id']}: {v['help']} at {where}"
+            if v["impact"] in FAILING_IMPACTS:
+                failing.append(line)
+            else:
+                print(f"axe {line}")
+        return failing
+
+    def check(self, name: str) -> None:
+        """A screenshot of this state, and no serious accessibility violation in it."""
+        self.screenshot(name)
+        assert self.accessibility_violations() == [], name

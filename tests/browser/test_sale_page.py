@@ -1,0 +1,138 @@
+"""A buyer's sale in a real browser: queue, seats, pay, CONFIRMED live; a hold left unpaid
+turns EXPIRED; sold out and seat taken are said; the page works at phone width. Every state
+is saved as a screenshot and checked with axe-core."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from selenium.webdriver.common.keys import Keys
+
+from scripts.pipeline import Pipeline
+from tests.browser.page import PASSWORD, SalePage
+
+pytestmark = pytest.mark.browser
+
+
+async def create_event(admin: httpx.AsyncClient, **fields: object) -> int:
+    created = await admin.post("/api/events", json={"name": "Browser sale", **fields})
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+async def sign_up(client: httpx.AsyncClient, email: str) -> None:
+    """Makes `client` another buyer, through the JSON API with a bearer token."""
+    credentials = {"email": email, "password": PASSWORD}
+    assert (await client.post("/api/auth/register", json=credentials)).status_code == 201
+    login = await client.post("/api/auth/login", json=credentials)
+    client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+
+
+async def test_a_buyer_queues_picks_two_seats_pays_and_sees_confirmed_live(
+    page: SalePage, admin: httpx.AsyncClient
+) -> None:
+    sections = [{"name": "A", "rows": 6, "seats_per_row": 12, "price_cents": 4500}]
+    event = await create_event(admin, sections=sections, hold_seconds=120, queue=True)
+    page.open(event)
+    assert page.text("#count-free") == "72"
+    page.check("signed-out")
+
+    page.register("alice@example.com")
+    page.el("#join-queue").click()
+    page.wait_text("#message", "You are in")
+    assert page.el("#queue").is_displayed() is False
+
+    # One seat by click, the next with the keyboard.
+    page.seat("A-2-5").click()
+    page.seat("A-2-5").send_keys(Keys.ARROW_RIGHT)
+    page.wait(lambda: page.seat("A-2-6").get_attribute("tabindex") == "0")
+    page.seat("A-2-6").send_keys(Keys.SPACE)
+    page.wait_text("#chosen", "Chosen: A-2-5, A-2-6")
+    page.check("seats-chosen")
+
+    page.el("#book-chosen").click()
+    page.wait_text("#booking-status", "HELD")
+    assert "A-2-5, A-2-6" in page.text("#booking-seats")
+    assert re.search(r"pay within [12]:\d\d", page.text("#hold-countdown"))
+    page.wait(lambda: page.seat_state("A-2-5") == "held")  # the map follows the stream
+    page.check("held")
+
+    page.el("#pay").click()
+    page.wait_text("#booking-status", "CONFIRMED")
+    page.wait_text("#message", "Confirmed: A-2-5, A-2-6 are yours")
+    assert page.still_same_document()  # live, no reload
+    page.wait(lambda: page.seat_state("A-2-6") == "sold")
+    page.wait_text("#mine-rows", "CONFIRMED")
+    assert page.text("#count-sold") == "2"
+    page.check("confirmed")
+
+
+async def test_a_hold_left_unpaid_turns_expired(page: SalePage, admin: httpx.AsyncClient) -> None:
+    event = await create_event(admin, capacity=50, hold_seconds=2)
+    page.open(event)
+    page.register("bob@example.com")
+    count = page.el("#best-count")
+    count.clear()
+    count.send_keys("2")
+    page.el("#book-best").click()  # best 2 together
+    page.wait_text("#booking-status", "HELD")
+    assert "R1-1, R1-2" in page.text("#booking-seats")
+    page.wait_text("#booking-status", "EXPIRED")
+    page.wait_text("#alert", "Expired: the hold ran out before payment")
+    page.wait(lambda: page.seat_state("R1-1") == "free")  # back on sale
+    assert page.still_same_document()
+    page.check("expired")
+
+
+async def test_seat_taken_and_sold_out_are_said(
+    page: SalePage, admin: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    sections = [{"name": "B", "rows": 1, "seats_per_row": 3, "price_cents": 1000}]
+    event = await create_event(admin, sections=sections)
+    page.open(event)
+    page.register("carol@example.com")
+    page.seat("B-1-2").click()
+    page.wait_text("#chosen", "Chosen: B-1-2")
+
+    async with httpx.AsyncClient(base_url=pipeline.url, timeout=30) as rival:
+        await sign_up(rival, "dave@example.com")
+        taken = await rival.post("/api/bookings", json={"event_id": event, "seats": ["B-1-2"]})
+        assert taken.status_code == 202, taken.text
+        page.wait_text("#alert", "Seat taken: B-1-2 went to someone else")
+        assert page.text("#chosen") == "No seat chosen."
+        page.check("seat-taken")
+
+        rest = await rival.post(
+            "/api/bookings", json={"event_id": event, "seats": ["B-1-1", "B-1-3"]}
+        )
+        assert rest.status_code == 202, rest.text
+    page.wait_text("#message", "Sold out: every seat is sold.")
+    page.wait_text("#count-free", "0")
+    page.el("#best-count").clear()
+    page.el("#best-count").send_keys("1")
+    page.el("#book-best").click()
+    page.wait_text("#alert", "Sold out: there are no seats left")
+    page.check("sold-out")
+
+
+async def test_the_page_fits_a_phone(page: SalePage, admin: httpx.AsyncClient) -> None:
+    sections = [
+        {"name": "A", "rows": 8, "seats_per_row": 16, "price_cents": 6000},
+        {"name": "B", "rows": 4, "seats_per_row": 20, "price_cents": 3000},
+    ]
+    event = await create_event(admin, sections=sections, hold_seconds=300)
+    page.driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True},
+    )
+    page.open(event)
+    page.register("erin@example.com")
+    page.seat("A-1-8").click()
+    page.wait_text("#chosen", "Chosen: A-1-8")
+    # Nothing but the seat map's own scroller is wider than the screen.
+    width = page.driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 375, width
+    assert page.el("#book-chosen").is_displayed()
+    page.check("phone")
