@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from scripts.chaos.checks import invariants
 from scripts.chaos.faults import ChaosPipeline, Stack, StackError
 from scripts.chaos.logs import append_log, say
 from scripts.chaos.observe import Api
-from scripts.chaos.report import Check, ScenarioResult
+from scripts.chaos.report import RECONCILER_SCENARIO, Check, ScenarioResult
 from scripts.chaos.sandbox import Sandbox, partition_of
 from scripts.chaos.scenario import Run, Spec
 from scripts.chaos.scenarios import SCENARIOS
@@ -40,10 +41,13 @@ from scripts.waiting import poll_until
 from shared.config import Settings
 
 RECONCILER = ROOT / "consumer" / "reconcile.py"
+# The kinds of fix `python -m consumer.reconcile` prints a count of.
+FIXES = (
+    "counters_rebuilt", "holds_settled", "holds_released", "marks_dropped", "counters_corrected"
+)  # fmt: skip
 
 DEFAULT_CAPACITY = 150
 DEFAULT_DEMAND_FACTOR = 3.0
-CONVERGE_TIMEOUT_S = 45.0
 TERMINAL = ("CONFIRMED", "REJECTED", "EXPIRED")  # a hold is followed until paid or expired
 
 
@@ -171,13 +175,16 @@ async def _run(
                 run.start_notifier()
             healed = time.monotonic()
             run.say("faults healed; waiting for every accepted booking to be decided")
-            views = await _converge(run, CONVERGE_TIMEOUT_S + spec.hold_seconds)
+            views = await _converge(run, spec.converge_timeout_s + spec.hold_seconds)
             if views is not None:
                 result.converge_s = time.monotonic() - healed
             checks = await invariants(run, views)
-            if not all(c.ok for c in checks) and RECONCILER.exists():
-                result.checks_before_reconcile = checks
-                checks = await _reconcile(run)
+            repairing = spec.name == RECONCILER_SCENARIO
+            if (repairing or not all(c.ok for c in checks)) and RECONCILER.exists():
+                result.reconciled_checks, reconciled = await _reconcile(run, checks)
+                if repairing:
+                    result.converge_s = reconciled - healed if reconciled else None
+                    checks = _repaired(result, checks)
             result.checks += checks
         finally:
             run.supervise = False
@@ -255,9 +262,11 @@ async def _decide_all(run: Run, timeout_s: float) -> dict[str, dict[str, Any]] |
     return views
 
 
-async def _reconcile(run: Run) -> list[Check]:
-    """Run `python -m consumer.reconcile` once, then converge and check the invariants again."""
-    failed = [c.name for c in run.result.checks_before_reconcile if not c.ok]
+async def _reconcile(run: Run, checks: list[Check]) -> tuple[list[Check], float | None]:
+    """Run `python -m consumer.reconcile` once, then converge and check the invariants again
+    (the verdict of every scenario but the reconciler's ignores them). Returns those checks,
+    and when everything had converged after it (None: it did not)."""
+    failed = [c.name for c in checks if not c.ok]
     run.say(f"invariants failed ({failed}): running the reconciler")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -272,7 +281,28 @@ async def _reconcile(run: Run) -> list[Check]:
     run.result.reconciler = f"exit {proc.returncode}: {out.decode(errors='replace')}"
     append_log(Path(run.result.log_dir) / "reconcile.log", run.result.reconciler)
     views = await _converge(run, 20.0)
-    return await invariants(run, views)
+    converged = time.monotonic() if views is not None else None
+    return await invariants(run, views), converged
+
+
+def _repaired(r: ScenarioResult, broken: list[Check]) -> list[Check]:
+    """The reconciler scenario's verdict: the invariants failed without the reconciler (the
+    state really was broken), and all held once it had run."""
+    failed = [c.name for c in broken if not c.ok]
+    fixed = re.findall(rf"({'|'.join(FIXES)}): *([1-9]\d*)", r.reconciler or "")
+    return [
+        Check(
+            "without the reconciler, the broken gate failed the invariants",
+            bool(failed),
+            f"failed: {failed[:4]}",
+        ),
+        Check(
+            "the reconciler ran cleanly and fixed something",
+            (r.reconciler or "").startswith("exit 0:") and bool(fixed),
+            f"fixes {dict(fixed)}; {(r.reconciler or 'not run').strip()[:300]}",
+        ),
+        *r.reconciled_checks,
+    ]
 
 
 def _summarise(run: Run) -> None:

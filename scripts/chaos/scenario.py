@@ -55,6 +55,9 @@ class Spec:
     # How long a group waits for a member killed by kill -9 (None: the settings' default).
     # 6 s, the broker's minimum, lets a scenario kill more often in the same time.
     session_timeout_ms: int | None = None
+    # How long the runner waits, once the faults healed, for every accepted booking to be
+    # decided and every audit to be CLEAN (plus hold_seconds).
+    converge_timeout_s: float = 45.0
 
 
 @dataclass
