@@ -31,6 +31,14 @@ which breaks the gate on purpose after the sale and passes only when the invaria
 without the reconciler and all held after it. Every stack service is brought back up after
 every scenario.
 
+Availability, per scenario (columns of the table, fields of --json): `avail`, the share of
+request attempts started inside a fault window answered 202 or 409 (not 503, 429 or a
+transport error); `gap`, the longest stretch between two decisions in the ledger
+(decided_at) and where on the sale's clock it began; `converge`, how long after the heal
+everything was decided and the audit CLEAN. A scenario declares its windows: `async with
+run.outage(text, end): ...` around an outage (both ends recorded as faults), `run.fault(text)`
+for an instantaneous one, whose window is availability.INSTANT_WINDOW_S from then.
+
 Scenarios (default: all, in this order): worker_kill9, fault_points, rebalance, kafka_kill9,
 redis_wipe, postgres_restart, duplicates, worker_sigterm, and with holds expiry_kill9,
 payment_kill9, redis_wipe_holds, notify_kill9 (with a notifier), and reconciler. Exit
@@ -44,6 +52,8 @@ Layout of this package:
 - `scenarios/`: one module per scenario (its `SPEC` and the fault injection), and the registry
   `SCENARIOS` in their default order.
 - `scenario.py`: what a scenario declares (`Spec`) and what its injection works with (`Run`).
+- `availability.py`: fault windows and the availability figures. `nemesis.py`: the ways of
+  breaking things the scenarios share (service outages, kill -9 and a successor, copies).
 - `checks.py`: the invariant checks, through the API, by SQL, on Kafka and on the mails.
 - `traffic.py`: the simulated buyers (and their accounts). `faults.py`: the stack's
   services, the worker and notifier processes, the notifier's SMTP sink. `sandbox.py`: a

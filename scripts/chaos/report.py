@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from scripts.chaos.availability import FaultWindow
+
 # The one scenario whose verdict may rest on the reconciler: it breaks the gate on purpose.
 RECONCILER_SCENARIO = "reconciler"
 
@@ -31,6 +33,14 @@ class ScenarioResult:
     capacity: int = 0
     sold_out_409: int = 0
     faults: list[str] = field(default_factory=list)
+    fault_windows: list[FaultWindow] = field(default_factory=list)
+    # Of the request attempts started inside a fault window, how many; and the share answered
+    # 202 or 409 (None: no attempt inside one).
+    attempts_in_faults: int = 0
+    availability: float | None = None
+    # The longest stretch without a decision in the ledger, and where it began (sale clock).
+    longest_gap_s: float | None = None
+    longest_gap_at_s: float | None = None
     converge_s: float | None = None
     # What the verdict rests on: the scenario's own checks and the invariants as they held
     # without the reconciler (in the reconciler scenario: once it had run).
@@ -70,6 +80,12 @@ class ScenarioResult:
             return "FAIL"
         return f"FAIL (reconciler {'would repair it' if self.reconciler_helped else 'no help'})"
 
+    @property
+    def gap(self) -> str:
+        if self.longest_gap_s is None or self.longest_gap_at_s is None:
+            return "-"
+        return f"{self.longest_gap_s:.1f}s@{self.longest_gap_at_s:.0f}s"
+
     def check(self, name: str) -> Check:
         for c in self.checks:
             if c.name == name:
@@ -100,20 +116,34 @@ class ScenarioResult:
             lines += [f"  FAIL   after the reconciler: {c.name}: {c.detail}" for c in still]
         lines += [f"  note   {n}" for n in self.notes]
         lines.append(f"  codes  {dict(sorted(self.codes.items()))}")
+        lines.append(
+            f"  availability during faults {_percent(self.availability)} of "
+            f"{self.attempts_in_faults} attempts; longest without a decision {self.gap}; "
+            f"converged in {_seconds(self.converge_s)}"
+        )
         return "\n".join(lines)
 
 
 def table(results: list[ScenarioResult]) -> str:
+    """One row a scenario. avail: the share of attempts made during faults answered 202 or
+    409; gap: the longest stretch without a decision, @ where it began on the sale clock."""
     head = (
         f"{'scenario':<17}{'buyers':>7}{'requests':>9}{'accepted':>9}{'confirmed':>10}{'rejected':>9}"
-        f"{'409':>6}{'sold/cap':>10}{'faults':>7}{'converge':>10}  verdict"
+        f"{'409':>6}{'sold/cap':>12}{'faults':>7}{'avail':>8}{'gap':>11}{'converge':>10}  verdict"
     )
     rows = [head, "-" * len(head)]
     for r in results:
-        converge = f"{r.converge_s:.1f}s" if r.converge_s is not None else "-"
         rows.append(
             f"{r.name:<17}{r.buyer_auth:>7}{r.requests:>9}{r.accepted:>9}{r.confirmed:>10}{r.rejected:>9}"
-            f"{r.sold_out_409:>6}{f'{r.sold}/{r.capacity}':>10}{len(r.faults):>7}{converge:>10}"
-            f"  {r.verdict}"
+            f"{r.sold_out_409:>6}{f'{r.sold}/{r.capacity}':>12}{len(r.faults):>7}"
+            f"{_percent(r.availability):>8}{r.gap:>11}{_seconds(r.converge_s):>10}  {r.verdict}"
         )
     return "\n".join(rows)
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"

@@ -18,11 +18,13 @@ from typing import Any
 
 import httpx
 import msgspec
+import psycopg
 
+from scripts.chaos.availability import during_faults, longest_gap
 from scripts.chaos.checks import invariants
 from scripts.chaos.faults import ChaosPipeline, Stack, StackError
 from scripts.chaos.logs import append_log, say
-from scripts.chaos.observe import Api
+from scripts.chaos.observe import Api, query
 from scripts.chaos.report import RECONCILER_SCENARIO, Check, ScenarioResult
 from scripts.chaos.sandbox import Sandbox, partition_of
 from scripts.chaos.scenario import Run, Spec
@@ -160,7 +162,9 @@ async def _run(
         if spec.notifier:
             run.start_notifier()
         supervisor = asyncio.create_task(run.supervisor())
-        traffic.started = time.monotonic()  # the clock of Run.at()
+        # The sale's clock, for Run.at(), the faults' times and the availability figures.
+        traffic.started = run.t0 = time.monotonic()
+        run.t0_wall = time.time()
         sale = asyncio.create_task(traffic.run())
         try:
             await spec.inject(run)
@@ -186,6 +190,7 @@ async def _run(
                     result.converge_s = reconciled - healed if reconciled else None
                     checks = _repaired(result, checks)
             result.checks += checks
+            await _longest_gap(run)
         finally:
             run.supervise = False
             supervisor.cancel()
@@ -305,8 +310,27 @@ def _repaired(r: ScenarioResult, broken: list[Check]) -> list[Check]:
     ]
 
 
+async def _longest_gap(run: Run) -> None:
+    """The longest stretch without a decision, from the ledger's decided_at."""
+    try:
+        rows = await query(
+            run.settings,
+            "SELECT extract(epoch FROM decided_at)::float8 AS at FROM bookings"
+            " WHERE event_id = ANY(%(ids)s)",
+            {"ids": list(run.events)},
+        )
+    except psycopg.Error as exc:
+        run.note(f"longest stretch without a decision unknown: {exc!r}")
+        return
+    gap = longest_gap(row["at"] - run.t0_wall for row in rows)
+    if gap is not None:
+        run.result.longest_gap_s, run.result.longest_gap_at_s = gap[1] - gap[0], gap[0]
+
+
 def _summarise(run: Run) -> None:
     r, traffic = run.result, run.traffic
+    seen = during_faults(traffic.attempts(), r.fault_windows, run.t0)
+    r.attempts_in_faults, r.availability = seen.attempts, seen.share
     r.requests = len(traffic.outcomes)
     r.demand = sum(o.ask.quantity for o in traffic.outcomes)
     r.accepted = len(traffic.accepted)

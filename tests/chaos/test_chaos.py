@@ -100,6 +100,7 @@ def assert_passed(result: ScenarioResult, *specific: str, holds: bool = False) -
     assert result.confirmed + result.rejected + expired == result.accepted, result.report()
     assert all(a.get("verdict") == "CLEAN" for a in result.audits.values()), result.audits
     assert result.converge_s is not None, result.report()
+    assert result.longest_gap_s is not None, result.report()  # the availability figures
 
 
 @pytest.mark.timeout(240)
