@@ -24,6 +24,7 @@ class ScenarioResult:
     name: str
     title: str
     buyer_auth: str = "open"  # how the simulated buyers identified themselves
+    seed: int | None = None  # replays the scenario's random choices (--seed)
     requests: int = 0
     demand: int = 0  # tickets asked for
     accepted: int = 0
@@ -53,6 +54,7 @@ class ScenarioResult:
     audits: dict[int, dict[str, Any]] = field(default_factory=dict)
     duration_s: float = 0.0
     log_dir: str = ""
+    history: str = ""  # the JSONL history of every request, fault and booking (history.py)
     error: str | None = None
 
     @property
@@ -116,6 +118,8 @@ class ScenarioResult:
             lines += [f"  FAIL   after the reconciler: {c.name}: {c.detail}" for c in still]
         lines += [f"  note   {n}" for n in self.notes]
         lines.append(f"  codes  {dict(sorted(self.codes.items()))}")
+        if self.history:
+            lines.append(f"  history {self.history}")
         lines.append(
             f"  availability during faults {_percent(self.availability)} of "
             f"{self.attempts_in_faults} attempts; longest without a decision {self.gap}; "

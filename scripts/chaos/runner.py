@@ -23,6 +23,7 @@ import psycopg
 from scripts.chaos.availability import during_faults, longest_gap
 from scripts.chaos.checks import invariants
 from scripts.chaos.faults import ChaosPipeline, Stack, StackError
+from scripts.chaos.history import write_history
 from scripts.chaos.logs import append_log, say
 from scripts.chaos.observe import Api, query
 from scripts.chaos.report import RECONCILER_SCENARIO, Check, ScenarioResult
@@ -73,6 +74,7 @@ async def run_scenario(
     rng = random.Random(seed)
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
     result = ScenarioResult(name, spec.title, buyer_auth=buyer_auth, log_dir=str(log_dir))
+    result.seed = seed
     result.notes.append(f"seed {seed}")
     stack = Stack(log_dir / "stack.log")
     started = time.monotonic()
@@ -201,6 +203,10 @@ async def _run(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sale
             _summarise(run)
+            try:
+                result.history = str(await write_history(run, Path(result.log_dir)))
+            except OSError as exc:
+                run.note(f"history not written: {exc!r}")
 
 
 async def _create_events(api: Api, spec: Spec, capacity: int) -> dict[int, int]:

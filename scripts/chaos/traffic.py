@@ -129,11 +129,12 @@ async def open_accounts(settings: Settings, asks: Iterable[Ask]) -> int:
     return len(users)
 
 
-@dataclass
+@dataclass(slots=True)  # a soak makes a hundred thousand of them
 class Attempt:
     start: float  # monotonic
     end: float
     status: int | str  # HTTP status, or "transport"
+    reason: str | None = None  # the answer's `reason` (409 SOLD_OUT, 403 NOT_ADMITTED)
 
 
 @dataclass
@@ -253,10 +254,12 @@ class Traffic:
                 out.attempts.append(Attempt(start, time.monotonic(), "transport"))
             else:
                 code = response.status_code
-                out.attempts.append(Attempt(start, time.monotonic(), code))
+                answer = json_body(response)
+                reason = answer.get("reason") if code != 202 else None
+                out.attempts.append(Attempt(start, time.monotonic(), code, reason))
                 if code == 202:
-                    return 202, str(response.json()["booking_id"])
-                if code == 409 and json_body(response).get("reason") == "SOLD_OUT":
+                    return 202, str(answer["booking_id"])
+                if code == 409 and reason == "SOLD_OUT":
                     return 409, None
                 if code not in (409, 429) and code < 500:
                     return code, None  # 400/404/422: a final answer (and a failed check)

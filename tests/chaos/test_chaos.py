@@ -6,7 +6,9 @@ Buyers in open mode, or with TICKETS_CHAOS_BUYER_AUTH=token each with a signed t
 
 from __future__ import annotations
 
+import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -101,6 +103,17 @@ def assert_passed(result: ScenarioResult, *specific: str, holds: bool = False) -
     assert all(a.get("verdict") == "CLEAN" for a in result.audits.values()), result.audits
     assert result.converge_s is not None, result.report()
     assert result.longest_gap_s is not None, result.report()  # the availability figures
+    assert_history(result)
+
+
+def assert_history(result: ScenarioResult) -> None:
+    """The history file has every attempt, every fault window and every booking decided."""
+    with Path(result.history).open() as lines:
+        kinds = Counter(json.loads(line)["kind"] for line in lines)
+    assert kinds["sale"] == 1, kinds
+    assert kinds["attempt"] == sum(result.codes.values()), (kinds, result.codes)
+    assert kinds["fault"] == len(result.fault_windows), kinds
+    assert kinds["booking"] == result.accepted, (kinds, result.accepted)
 
 
 @pytest.mark.timeout(240)
