@@ -45,6 +45,13 @@ payment_kill9, redis_wipe_holds, notify_kill9 (with a notifier), and reconciler.
 status 1 if any check failed.
 `run_scenario` is also called in-process by tests/chaos.
 
+    python -m scripts.chaos soak [--minutes N] [--seed S]
+
+runs the soak (soak.py): one sale of 10,000 seats at 3x demand for N minutes (default 2)
+under a seeded random mix of every fault kind in fault_kinds.KINDS, two lanes side by side
+(worker processes; stack services and the topic); kinds whose needs are unmet are skipped
+and reported. Then the same checks as every scenario, plus the availability figures.
+
 Layout of this package:
 - `__main__.py`: the command line above.
 - `runner.py`: one scenario end to end (`run_scenario`): isolate, sell, break, heal, converge,

@@ -34,6 +34,9 @@ class ScenarioResult:
     capacity: int = 0
     sold_out_409: int = 0
     faults: list[str] = field(default_factory=list)
+    # The soak: faults injected by kind, and the kinds skipped with why (their needs unmet).
+    fault_kinds: dict[str, int] = field(default_factory=dict)
+    skipped_kinds: dict[str, str] = field(default_factory=dict)
     fault_windows: list[FaultWindow] = field(default_factory=list)
     # Of the request attempts started inside a fault window, how many; and the share answered
     # 202 or 409 (None: no attempt inside one).
@@ -105,6 +108,8 @@ class ScenarioResult:
         if self.error:
             lines.append(f"  error: {self.error}")
         lines += [f"  fault  {f}" for f in self.faults]
+        if self.fault_kinds or self.skipped_kinds:
+            lines.append(f"  fault kinds {self.fault_kinds}; skipped {self.skipped_kinds}")
         for c in self.checks:
             lines.append(f"  {'ok  ' if c.ok else 'FAIL'}   {c.name}: {c.detail}")
         if self.reconciler is not None:

@@ -55,7 +55,7 @@ TERMINAL = ("CONFIRMED", "REJECTED", "EXPIRED")  # a hold is followed until paid
 
 
 async def run_scenario(
-    name: str,
+    name: str | Spec,
     base: Settings | None = None,
     *,
     capacity: int = DEFAULT_CAPACITY,
@@ -68,7 +68,8 @@ async def run_scenario(
 ) -> ScenarioResult:
     """Run one scenario end to end and return its checks. Never leaves a service down.
     `buyer_auth` is the API's mode; in token mode every buyer sends a token of their own."""
-    spec = SCENARIOS[name]
+    spec = name if isinstance(name, Spec) else SCENARIOS[name]
+    name = spec.name
     base = base or Settings.from_env()
     seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
@@ -88,6 +89,7 @@ async def run_scenario(
             settings = msgspec.structs.replace(
                 settings, consumer_session_timeout_ms=spec.session_timeout_ms
             )
+        settings = msgspec.structs.replace(settings, **spec.settings)
         pipeline = ChaosPipeline(
             settings, log_dir=log_dir, sink=MailSink() if spec.notifier else None
         )
@@ -136,7 +138,9 @@ async def _run(
         api = Api(client, settings.admin_token)
         capacity = spec.capacity or capacity
         events = await _create_events(api, spec, capacity)
-        asks = plan_demand(events, demand_factor, spec.duration_s, rng)
+        asks = plan_demand(
+            events, demand_factor, spec.duration_s, rng, stock_share=spec.stock_share
+        )
         traffic = Traffic(
             pipeline.url,
             asks,
@@ -291,7 +295,7 @@ async def _reconcile(run: Run, checks: list[Check]) -> tuple[list[Check], float 
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     run.result.reconciler = f"exit {proc.returncode}: {out.decode(errors='replace')}"
     append_log(Path(run.result.log_dir) / "reconcile.log", run.result.reconciler)
-    views = await _converge(run, 20.0)
+    views = await _converge(run, run.spec.converge_timeout_s)
     converged = time.monotonic() if views is not None else None
     return await invariants(run, views), converged
 

@@ -12,8 +12,9 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import psycopg
@@ -60,6 +61,10 @@ class Spec:
     # How long the runner waits, once the faults healed, for every accepted booking to be
     # decided and every audit to be CLEAN (plus hold_seconds).
     converge_timeout_s: float = 45.0
+    # Demand: 0.9x the capacity arrives over this share of the sale, the rest after it.
+    stock_share: float = 0.7
+    # Settings of the scenario's processes that differ from the sandbox's.
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts.chaos import soak
 from scripts.chaos.report import RECONCILER_SCENARIO, Check, ScenarioResult
 from scripts.chaos.runner import run_scenario
 from scripts.loadgen.tokens import BuyerAuth
@@ -234,6 +235,23 @@ async def test_worker_and_notifier_kill9_while_mails_flow(chaos: Runner) -> None
     )
     for kind in ("worker", "notifier"):
         assert sum(f"kill -9 {kind} " in f for f in result.faults) == 5, result.faults
+
+
+@pytest.mark.timeout(600)
+async def test_two_minute_soak_under_a_random_mix_of_faults(
+    base_settings: Settings, chaos_buyer_auth: BuyerAuth, tmp_path: Path
+) -> None:
+    result = await run_scenario(
+        soak.spec(2.0), base_settings, log_dir=tmp_path / "soak", buyer_auth=chaos_buyer_auth
+    )
+    RESULTS.append(result)
+    print(result.report())
+    assert_passed(result)
+    assert result.capacity == 10_000, result.report()
+    assert sum(result.fault_kinds.values()) >= 40, result.fault_kinds
+    assert len(result.fault_kinds) >= 5, result.fault_kinds
+    assert "notifier_kill9" in result.skipped_kinds, result.skipped_kinds  # none runs
+    assert result.availability is not None and result.attempts_in_faults > 0, result.report()
 
 
 async def test_the_reconciler_mends_a_gate_broken_on_purpose(chaos: Runner) -> None:
