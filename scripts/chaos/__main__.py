@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import scripts.chaos
+from scripts.chaos import soak
 from scripts.chaos.report import ScenarioResult, table
 from scripts.chaos.runner import DEFAULT_CAPACITY, DEFAULT_DEMAND_FACTOR, run_scenario
 from scripts.chaos.scenarios import SCENARIOS
@@ -22,6 +24,8 @@ from shared.config import Settings
 
 async def main_async(args: argparse.Namespace) -> int:
     names = args.scenarios or list(SCENARIOS)
+    if names == ["soak"]:
+        return await _soak(args)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         print(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
@@ -48,6 +52,25 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+async def _soak(args: argparse.Namespace) -> int:
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    print(f"soak: {args.minutes:g} minutes, seed {seed} (replay with --seed {seed})", flush=True)
+    result = await run_scenario(
+        soak.spec(args.minutes),
+        Settings.from_env(),
+        demand_factor=args.demand_factor,
+        log_dir=Path(args.log_dir or tempfile.mkdtemp(prefix="chaos-")) / "soak",
+        seed=seed,
+        keep=args.keep,
+        buyer_auth=args.buyer_auth,
+    )
+    print(result.report(), file=sys.stderr, flush=True)
+    print(table([result]))
+    if args.json:
+        _write_json(Path(args.json), [result])
+    return 0 if result.ok else 1
+
+
 def _write_json(path: Path, results: list[ScenarioResult]) -> None:
     payload = [{**asdict(r), "verdict": r.verdict, "ok": r.ok} for r in results]
     path.write_text(json.dumps(payload, indent=2, default=str))
@@ -57,7 +80,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.chaos", description=(scripts.chaos.__doc__ or "").split("\n\n")[0]
     )
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=", ".join(SCENARIOS))
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"{', '.join(SCENARIOS)}; or soak alone: the long mixed-fault run",
+    )
+    parser.add_argument(
+        "--minutes", type=float, default=2.0, help="soak: how long the sale runs (default 2)"
+    )
     parser.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help="seats per event")
     parser.add_argument(
         "--demand-factor",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,12 +18,15 @@ from typing import Any
 
 import httpx
 import msgspec
+import psycopg
 
+from scripts.chaos.availability import during_faults, longest_gap
 from scripts.chaos.checks import invariants
 from scripts.chaos.faults import ChaosPipeline, Stack, StackError
+from scripts.chaos.history import write_history
 from scripts.chaos.logs import append_log, say
-from scripts.chaos.observe import Api
-from scripts.chaos.report import Check, ScenarioResult
+from scripts.chaos.observe import Api, query
+from scripts.chaos.report import RECONCILER_SCENARIO, Check, ScenarioResult
 from scripts.chaos.sandbox import Sandbox, partition_of
 from scripts.chaos.scenario import Run, Spec
 from scripts.chaos.scenarios import SCENARIOS
@@ -40,15 +44,18 @@ from scripts.waiting import poll_until
 from shared.config import Settings
 
 RECONCILER = ROOT / "consumer" / "reconcile.py"
+# The kinds of fix `python -m consumer.reconcile` prints a count of.
+FIXES = (
+    "counters_rebuilt", "holds_settled", "holds_released", "marks_dropped", "counters_corrected"
+)  # fmt: skip
 
 DEFAULT_CAPACITY = 150
 DEFAULT_DEMAND_FACTOR = 3.0
-CONVERGE_TIMEOUT_S = 45.0
 TERMINAL = ("CONFIRMED", "REJECTED", "EXPIRED")  # a hold is followed until paid or expired
 
 
 async def run_scenario(
-    name: str,
+    name: str | Spec,
     base: Settings | None = None,
     *,
     capacity: int = DEFAULT_CAPACITY,
@@ -61,12 +68,14 @@ async def run_scenario(
 ) -> ScenarioResult:
     """Run one scenario end to end and return its checks. Never leaves a service down.
     `buyer_auth` is the API's mode; in token mode every buyer sends a token of their own."""
-    spec = SCENARIOS[name]
+    spec = name if isinstance(name, Spec) else SCENARIOS[name]
+    name = spec.name
     base = base or Settings.from_env()
     seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
     result = ScenarioResult(name, spec.title, buyer_auth=buyer_auth, log_dir=str(log_dir))
+    result.seed = seed
     result.notes.append(f"seed {seed}")
     stack = Stack(log_dir / "stack.log")
     started = time.monotonic()
@@ -80,6 +89,7 @@ async def run_scenario(
             settings = msgspec.structs.replace(
                 settings, consumer_session_timeout_ms=spec.session_timeout_ms
             )
+        settings = msgspec.structs.replace(settings, **spec.settings)
         pipeline = ChaosPipeline(
             settings, log_dir=log_dir, sink=MailSink() if spec.notifier else None
         )
@@ -128,7 +138,9 @@ async def _run(
         api = Api(client, settings.admin_token)
         capacity = spec.capacity or capacity
         events = await _create_events(api, spec, capacity)
-        asks = plan_demand(events, demand_factor, spec.duration_s, rng)
+        asks = plan_demand(
+            events, demand_factor, spec.duration_s, rng, stock_share=spec.stock_share
+        )
         traffic = Traffic(
             pipeline.url,
             asks,
@@ -156,7 +168,9 @@ async def _run(
         if spec.notifier:
             run.start_notifier()
         supervisor = asyncio.create_task(run.supervisor())
-        traffic.started = time.monotonic()  # the clock of Run.at()
+        # The sale's clock, for Run.at(), the faults' times and the availability figures.
+        traffic.started = run.t0 = time.monotonic()
+        run.t0_wall = time.time()
         sale = asyncio.create_task(traffic.run())
         try:
             await spec.inject(run)
@@ -171,14 +185,18 @@ async def _run(
                 run.start_notifier()
             healed = time.monotonic()
             run.say("faults healed; waiting for every accepted booking to be decided")
-            views = await _converge(run, CONVERGE_TIMEOUT_S + spec.hold_seconds)
+            views = await _converge(run, spec.converge_timeout_s + spec.hold_seconds)
             if views is not None:
                 result.converge_s = time.monotonic() - healed
             checks = await invariants(run, views)
-            if not all(c.ok for c in checks) and RECONCILER.exists():
-                result.checks_before_reconcile = checks
-                checks = await _reconcile(run)
+            repairing = spec.name == RECONCILER_SCENARIO
+            if (repairing or not all(c.ok for c in checks)) and RECONCILER.exists():
+                result.reconciled_checks, reconciled = await _reconcile(run, checks)
+                if repairing:
+                    result.converge_s = reconciled - healed if reconciled else None
+                    checks = _repaired(result, checks)
             result.checks += checks
+            await _longest_gap(run)
         finally:
             run.supervise = False
             supervisor.cancel()
@@ -189,6 +207,10 @@ async def _run(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sale
             _summarise(run)
+            try:
+                result.history = str(await write_history(run, Path(result.log_dir)))
+            except OSError as exc:
+                run.note(f"history not written: {exc!r}")
 
 
 async def _create_events(api: Api, spec: Spec, capacity: int) -> dict[int, int]:
@@ -255,9 +277,11 @@ async def _decide_all(run: Run, timeout_s: float) -> dict[str, dict[str, Any]] |
     return views
 
 
-async def _reconcile(run: Run) -> list[Check]:
-    """Run `python -m consumer.reconcile` once, then converge and check the invariants again."""
-    failed = [c.name for c in run.result.checks_before_reconcile if not c.ok]
+async def _reconcile(run: Run, checks: list[Check]) -> tuple[list[Check], float | None]:
+    """Run `python -m consumer.reconcile` once, then converge and check the invariants again
+    (the verdict of every scenario but the reconciler's ignores them). Returns those checks,
+    and when everything had converged after it (None: it did not)."""
+    failed = [c.name for c in checks if not c.ok]
     run.say(f"invariants failed ({failed}): running the reconciler")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -271,12 +295,52 @@ async def _reconcile(run: Run) -> list[Check]:
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     run.result.reconciler = f"exit {proc.returncode}: {out.decode(errors='replace')}"
     append_log(Path(run.result.log_dir) / "reconcile.log", run.result.reconciler)
-    views = await _converge(run, 20.0)
-    return await invariants(run, views)
+    views = await _converge(run, run.spec.converge_timeout_s)
+    converged = time.monotonic() if views is not None else None
+    return await invariants(run, views), converged
+
+
+def _repaired(r: ScenarioResult, broken: list[Check]) -> list[Check]:
+    """The reconciler scenario's verdict: the invariants failed without the reconciler (the
+    state really was broken), and all held once it had run."""
+    failed = [c.name for c in broken if not c.ok]
+    fixed = re.findall(rf"({'|'.join(FIXES)}): *([1-9]\d*)", r.reconciler or "")
+    return [
+        Check(
+            "without the reconciler, the broken gate failed the invariants",
+            bool(failed),
+            f"failed: {failed[:4]}",
+        ),
+        Check(
+            "the reconciler ran cleanly and fixed something",
+            (r.reconciler or "").startswith("exit 0:") and bool(fixed),
+            f"fixes {dict(fixed)}; {(r.reconciler or 'not run').strip()[:300]}",
+        ),
+        *r.reconciled_checks,
+    ]
+
+
+async def _longest_gap(run: Run) -> None:
+    """The longest stretch without a decision, from the ledger's decided_at."""
+    try:
+        rows = await query(
+            run.settings,
+            "SELECT extract(epoch FROM decided_at)::float8 AS at FROM bookings"
+            " WHERE event_id = ANY(%(ids)s)",
+            {"ids": list(run.events)},
+        )
+    except psycopg.Error as exc:
+        run.note(f"longest stretch without a decision unknown: {exc!r}")
+        return
+    gap = longest_gap(row["at"] - run.t0_wall for row in rows)
+    if gap is not None:
+        run.result.longest_gap_s, run.result.longest_gap_at_s = gap[1] - gap[0], gap[0]
 
 
 def _summarise(run: Run) -> None:
     r, traffic = run.result, run.traffic
+    seen = during_faults(traffic.attempts(), r.fault_windows, run.t0)
+    r.attempts_in_faults, r.availability = seen.attempts, seen.share
     r.requests = len(traffic.outcomes)
     r.demand = sum(o.ask.quantity for o in traffic.outcomes)
     r.accepted = len(traffic.accepted)

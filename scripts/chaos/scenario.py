@@ -5,19 +5,22 @@ worth breaking things at."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import psycopg
 from aiokafka.errors import KafkaError
 
+from scripts.chaos.availability import INSTANT_WINDOW_S, FaultWindow
 from scripts.chaos.faults import ChaosPipeline, Stack
 from scripts.chaos.logs import say
 from scripts.chaos.observe import Api, Offsets, decided_ids, query, read_offsets
@@ -55,6 +58,19 @@ class Spec:
     # How long a group waits for a member killed by kill -9 (None: the settings' default).
     # 6 s, the broker's minimum, lets a scenario kill more often in the same time.
     session_timeout_ms: int | None = None
+    # How long the runner waits, once the faults healed, for every accepted booking to be
+    # decided and every audit to be CLEAN (plus hold_seconds).
+    converge_timeout_s: float = 45.0
+    # Demand: 0.9x the capacity arrives over this share of the sale, the rest after it.
+    stock_share: float = 0.7
+    # Settings of the scenario's processes that differ from the sandbox's.
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outage:
+    start: float  # sale clock
+    end: str  # what is recorded when it ends
 
 
 @dataclass
@@ -70,7 +86,8 @@ class Run:
     traffic: Traffic
     rng: random.Random
     result: ScenarioResult
-    t0: float = field(default_factory=time.monotonic)
+    t0: float = field(default_factory=time.monotonic)  # the sale's clock: set as traffic starts
+    t0_wall: float = field(default_factory=time.time)  # the same moment, wall clock
     expected_exits: set[int] = field(default_factory=set)
     seen_exits: set[int] = field(default_factory=set)
     supervise: bool = True
@@ -86,8 +103,28 @@ class Run:
             say(self.spec.name, self.elapsed, text)
 
     def fault(self, text: str) -> None:
-        self.result.faults.append(f"{self.elapsed:5.1f}s {text}")
+        """An instantaneous fault, just done; its window is availability.INSTANT_WINDOW_S."""
+        now = self._record(text)
+        self.result.fault_windows.append(FaultWindow(now, now + INSTANT_WINDOW_S, text))
+
+    @contextlib.asynccontextmanager
+    async def outage(self, text: str, end: str = "") -> AsyncIterator[Outage]:
+        """A fault with a duration: `async with run.outage("kill -9 kafka", "kafka started")`
+        around breaking and mending it. Both ends are recorded as faults (the end as
+        `end`, which the body may still set on the yielded Outage), the window between
+        them counts for availability."""
+        outage = Outage(self._record(text), end or f"end of: {text}")
+        try:
+            yield outage
+        finally:
+            now = self._record(outage.end)
+            self.result.fault_windows.append(FaultWindow(outage.start, now, text))
+
+    def _record(self, text: str) -> float:
+        now = self.elapsed
+        self.result.faults.append(f"{now:5.1f}s {text}")
         self.say(f"FAULT {text}")
+        return now
 
     def note(self, text: str) -> None:
         self.result.notes.append(text)

@@ -59,10 +59,11 @@ def plan_demand(
     rng: random.Random,
     limit: int = PER_USER_LIMIT,
     seat_share: float = SEAT_SHARE,
+    stock_share: float = 0.7,
 ) -> list[Ask]:
     """At least `factor` x capacity tickets per event from buyers who sometimes exceed the
-    per-user limit. About 0.9 x capacity arrives over the first 70% of the sale, the rest as a
-    rush in the last 30%: stock lasts while the faults happen, and the rush sells it out.
+    per-user limit. About 0.9 x capacity arrives over the first `stock_share` of the sale, the
+    rest as a rush after it: stock lasts while the faults happen, and the rush sells it out.
     `seat_share` of the requests name seats or ask for seats together."""
     asks: list[Ask] = []
     for event_id, capacity in events.items():
@@ -73,9 +74,9 @@ def plan_demand(
         while total < target or sum(min(limit, q) for q in wanted.values()) < 1.2 * capacity:
             user, quantity = rng.choice(users), rng.randint(1, MAX_QUANTITY)
             at = (
-                rng.uniform(0, 0.7 * duration_s)
+                rng.uniform(0, stock_share * duration_s)
                 if total < 0.9 * capacity
-                else rng.uniform(0.7 * duration_s, duration_s)
+                else rng.uniform(stock_share * duration_s, duration_s)
             )
             ask = _choosing(Ask(0, event_id, user, quantity, "", at), rng, seat_share)
             asks.append(ask)
@@ -129,11 +130,12 @@ async def open_accounts(settings: Settings, asks: Iterable[Ask]) -> int:
     return len(users)
 
 
-@dataclass
+@dataclass(slots=True)  # a soak makes a hundred thousand of them
 class Attempt:
     start: float  # monotonic
     end: float
     status: int | str  # HTTP status, or "transport"
+    reason: str | None = None  # the answer's `reason` (409 SOLD_OUT, 403 NOT_ADMITTED)
 
 
 @dataclass
@@ -253,10 +255,12 @@ class Traffic:
                 out.attempts.append(Attempt(start, time.monotonic(), "transport"))
             else:
                 code = response.status_code
-                out.attempts.append(Attempt(start, time.monotonic(), code))
+                answer = json_body(response)
+                reason = answer.get("reason") if code != 202 else None
+                out.attempts.append(Attempt(start, time.monotonic(), code, reason))
                 if code == 202:
-                    return 202, str(response.json()["booking_id"])
-                if code == 409 and json_body(response).get("reason") == "SOLD_OUT":
+                    return 202, str(answer["booking_id"])
+                if code == 409 and reason == "SOLD_OUT":
                     return 409, None
                 if code not in (409, 429) and code < 500:
                     return code, None  # 400/404/422: a final answer (and a failed check)

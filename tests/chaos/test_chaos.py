@@ -6,12 +6,16 @@ Buyers in open mode, or with TICKETS_CHAOS_BUYER_AUTH=token each with a signed t
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from scripts.chaos.report import ScenarioResult
+from scripts.chaos import soak
+from scripts.chaos.report import RECONCILER_SCENARIO, Check, ScenarioResult
 from scripts.chaos.runner import run_scenario
 from scripts.loadgen.tokens import BuyerAuth
 from shared.config import Settings
@@ -79,8 +83,11 @@ HOLD_INVARIANTS = (
 
 
 def assert_passed(result: ScenarioResult, *specific: str, holds: bool = False) -> None:
-    """The scenario ran, every invariant and every scenario-specific check held."""
+    """The scenario ran, every invariant and every scenario-specific check held, without the
+    reconciler (but in the scenario that proves it)."""
     assert result.error is None, result.report()
+    assert result.reconciler is None or result.name == RECONCILER_SCENARIO, result.report()
+    assert result.ok, result.report()
     for fragment in (*INVARIANTS, *(HOLD_INVARIANTS if holds else ()), *specific):
         failed = [c for c in checks(result, fragment) if not c[1]]
         assert not failed, f"{result.name}: {failed}\n{result.report()}"
@@ -96,6 +103,18 @@ def assert_passed(result: ScenarioResult, *specific: str, holds: bool = False) -
     assert result.confirmed + result.rejected + expired == result.accepted, result.report()
     assert all(a.get("verdict") == "CLEAN" for a in result.audits.values()), result.audits
     assert result.converge_s is not None, result.report()
+    assert result.longest_gap_s is not None, result.report()  # the availability figures
+    assert_history(result)
+
+
+def assert_history(result: ScenarioResult) -> None:
+    """The history file has every attempt, every fault window and every booking decided."""
+    with Path(result.history).open() as lines:
+        kinds = Counter(json.loads(line)["kind"] for line in lines)
+    assert kinds["sale"] == 1, kinds
+    assert kinds["attempt"] == sum(result.codes.values()), (kinds, result.codes)
+    assert kinds["fault"] == len(result.fault_windows), kinds
+    assert kinds["booking"] == result.accepted, (kinds, result.accepted)
 
 
 @pytest.mark.timeout(240)
@@ -216,3 +235,61 @@ async def test_worker_and_notifier_kill9_while_mails_flow(chaos: Runner) -> None
     )
     for kind in ("worker", "notifier"):
         assert sum(f"kill -9 {kind} " in f for f in result.faults) == 5, result.faults
+
+
+@pytest.mark.timeout(600)
+async def test_two_minute_soak_under_a_random_mix_of_faults(
+    base_settings: Settings, chaos_buyer_auth: BuyerAuth, tmp_path: Path
+) -> None:
+    result = await run_scenario(
+        soak.spec(2.0), base_settings, log_dir=tmp_path / "soak", buyer_auth=chaos_buyer_auth
+    )
+    RESULTS.append(result)
+    print(result.report())
+    assert_passed(result)
+    assert result.capacity == 10_000, result.report()
+    assert sum(result.fault_kinds.values()) >= 40, result.fault_kinds
+    assert len(result.fault_kinds) >= 5, result.fault_kinds
+    assert "notifier_kill9" in result.skipped_kinds, result.skipped_kinds  # none runs
+    assert result.availability is not None and result.attempts_in_faults > 0, result.report()
+
+
+async def test_the_reconciler_mends_a_gate_broken_on_purpose(chaos: Runner) -> None:
+    result = await chaos("reconciler")
+    assert_passed(
+        result,
+        "the sale went idle with the audit CLEAN",
+        "the audit sees the broken gate",
+        "without the reconciler, the broken gate failed the invariants",
+        "the reconciler ran cleanly and fixed something",
+    )
+    assert result.reconciler is not None, result.report()
+    for fix in ("holds_settled", "holds_released", "counters_corrected"):
+        assert re.search(rf"{fix}: *1\b", result.reconciler), result.reconciler
+
+
+def test_a_scenario_that_needed_the_reconciler_fails() -> None:
+    """Unit level: invariants that held only once the reconciler ran fail the scenario."""
+    broken = ScenarioResult(
+        "worker_kill9",
+        "a scenario",
+        checks=[Check(name, name != "no undersell (SQL)") for name in INVARIANTS],
+        reconciler="exit 0: counters_corrected: 1",
+        reconciled_checks=[Check(name, True) for name in INVARIANTS],
+        requests=1,
+        accepted=1,
+        confirmed=1,
+        demand=3,
+        capacity=1,
+        sold=1,
+        converge_s=1.0,
+    )
+    assert not broken.ok and broken.reconciler_helped
+    assert broken.verdict == "FAIL (reconciler would repair it)"
+    assert "after the reconciler, " in broken.report()
+    with pytest.raises(AssertionError):
+        assert_passed(broken)
+    # Even with every check passing, a result where the reconciler ran is not a pass.
+    broken.checks = broken.reconciled_checks
+    with pytest.raises(AssertionError):
+        assert_passed(broken)

@@ -13,6 +13,7 @@ from scripts.chaos.scenarios import (
     payment_kill9,
     postgres_restart,
     rebalance,
+    reconciler,
     redis_wipe,
     redis_wipe_holds,
     worker_kill9,
@@ -34,5 +35,6 @@ SCENARIOS: dict[str, Spec] = {
         payment_kill9,
         redis_wipe_holds,
         notify_kill9,
+        reconciler,
     )
 }

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 from scripts.chaos.faults import STACK_TIMEOUT_S
+from scripts.chaos.nemesis import service_outage
 from scripts.chaos.scenario import Run, Spec
 from scripts.waiting import poll_until
 
@@ -17,25 +18,32 @@ async def inject(run: Run) -> None:
     """Kill the broker once a third is sold; restart it 3.5 s later."""
     port = int(run.settings.bootstrap_servers[0].rpartition(":")[2])
     await run.wait_sold(0.3, timeout_s=20)
-    await run.stack("kill9", "kafka")
     down = time.monotonic()
-    run.fault("kill -9 kafka")
-    await asyncio.sleep(1.5)
-    ready = await run.api.ready()
-    run.expect("/ready says Kafka is down", ready.get("kafka") == "down", f"ready {ready}")
-    await asyncio.sleep(2.0)
     listening: list[float] = []
-    watcher = asyncio.create_task(_wait_listening(port, listening))
+    watchers: list[asyncio.Task[None]] = []
+
+    async def while_down() -> None:
+        nonlocal down
+        down = time.monotonic()  # the kill -9 is done
+        await asyncio.sleep(1.5)
+        ready = await run.api.ready()
+        run.expect("/ready says Kafka is down", ready.get("kafka") == "down", f"ready {ready}")
+        await asyncio.sleep(2.0)
+        # From now on, until the restart is done: when does the broker listen again?
+        watchers.append(asyncio.create_task(_wait_listening(port, listening)))
+
     try:
-        await run.stack("start", "kafka")
+        await service_outage(
+            run, "kafka", "kill9", 3.5, "kill -9 kafka", "kafka restarted", while_down
+        )
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for watcher in watchers:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     up = listening[0] if listening else time.monotonic()
-    run.fault(
-        f"kafka restarted (nothing listened for {up - down:.1f}s, ready after "
-        f"{time.monotonic() - down:.1f}s)"
+    run.note(
+        f"kafka: nothing listened for {up - down:.1f}s, ready after {time.monotonic() - down:.1f}s"
     )
     inside = [a for a in run.traffic.attempts() if a.start > down + 0.2 and a.end < up]
     codes = Counter(str(a.status) for a in inside)

@@ -3,17 +3,18 @@ with backoff and loses nothing."""
 
 from __future__ import annotations
 
-import asyncio
-
+from scripts.chaos.nemesis import service_outage
 from scripts.chaos.scenario import Run, Spec
 
 
 async def inject(run: Run) -> None:
     """A clean stop at a quarter sold, a kill -9 past half."""
     await run.wait_sold(0.25, timeout_s=20)
-    await _outage(run, "stop", "postgres stopped", 3.0, "postgres started")
+    await service_outage(run, "postgres", "stop", 3.0, "postgres stopped", "postgres started")
     await run.wait_sold(0.55, timeout_s=20)
-    await _outage(run, "kill9", "kill -9 postgres", 1.0, "postgres started (crash recovery)")
+    await service_outage(
+        run, "postgres", "kill9", 1.0, "kill -9 postgres", "postgres started (crash recovery)"
+    )
     logs = "".join(run.pipeline.log_of(w) for w in run.pipeline.workers)
     # The worker's pool reconnects with backoff while the batch waits for a connection; past
     # the pool's timeout the batch itself is retried with backoff.
@@ -23,15 +24,6 @@ async def inject(run: Run) -> None:
         reconnects + retries > 0,
         f"{reconnects} reconnection attempts and {retries} batch retries logged",
     )
-
-
-async def _outage(run: Run, how: str, stopped: str, down_s: float, started: str) -> None:
-    """PostgreSQL down by `scripts/stack <how>` for `down_s`, then started again."""
-    await run.stack(how, "postgres")
-    run.fault(stopped)
-    await asyncio.sleep(down_s)
-    await run.stack("start", "postgres")
-    run.fault(started)
 
 
 SPEC = Spec(

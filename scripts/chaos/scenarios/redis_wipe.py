@@ -3,9 +3,9 @@ disk); the worker must rebuild the counter from PostgreSQL before the gate admit
 
 from __future__ import annotations
 
-import asyncio
 import re
 
+from scripts.chaos.nemesis import service_outage
 from scripts.chaos.scenario import Run, Spec
 from shared.inventory import open_redis
 from shared.keys import RedisKeys
@@ -27,11 +27,14 @@ async def inject(run: Run) -> None:
             if not RedisKeys.is_gate_key(k) and k != keys.queue_admitter
         ][:50]
         sold_before = await run.sold()
-        await run.stack("kill9", "redis")
-        run.fault(f"kill -9 redis (counter was {before!r}, sold {sold_before})")
-        await asyncio.sleep(1.0)
-        await run.stack("start", "redis")
-        run.fault("redis restarted empty")
+        await service_outage(
+            run,
+            "redis",
+            "kill9",
+            1.0,
+            f"kill -9 redis (counter was {before!r}, sold {sold_before})",
+            "redis restarted empty",
+        )
     async with open_redis(run.settings) as client:
         kept = await client.exists(*probes) if probes else 0
     run.expect(

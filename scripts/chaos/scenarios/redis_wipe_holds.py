@@ -4,9 +4,9 @@ sold twice, and the holds that run out give their stock back once."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from scripts.chaos.nemesis import service_outage
 from scripts.chaos.scenario import Run, Spec
 from scripts.waiting import poll_until
 
@@ -29,11 +29,10 @@ async def inject(run: Run) -> None:
         before is not None,
         f"audit {await run.api.audit(event_id)}",
     )
-    await run.stack("kill9", "redis")
-    run.fault(f"kill -9 redis with {(before or {}).get('held_quantity')} seats held")
-    await asyncio.sleep(1.0)
-    await run.stack("start", "redis")
-    run.fault("redis restarted empty")
+    held = (before or {}).get("held_quantity")
+    await service_outage(
+        run, "redis", "kill9", 1.0, f"kill -9 redis with {held} seats held", "redis restarted empty"
+    )
 
     await run.traffic.done.wait()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
 
 from scripts.chaos.observe import decided_ids, read_offsets
@@ -41,37 +42,13 @@ async def inject(run: Run, rounds: int = 3, grace_s: float = 20.0) -> None:
 
     worker = run.start_worker()
     await pipeline.wait_assigned(worker, timeout_s=20)
-    await run.stack("stop", "postgres")
-    run.fault("postgres stopped")
-    try:
-        # Requests keep being accepted (Kafka and Redis are up): the worker fetches them and
-        # its batch cannot reach PostgreSQL.
-        await run.wait_accepted(len(run.traffic.accepted) + 3, timeout_s=10)
-        await asyncio.sleep(1.0)
-        signalled = time.monotonic()
-        rc = await run.stop_worker(worker, signal.SIGTERM, timeout_s=grace_s)
-        took = time.monotonic() - signalled
-        if rc is None:
-            # Where is it stuck? The worker logs every task's stack on SIGUSR1.
-            worker.send_signal(signal.SIGUSR1)
-            await asyncio.sleep(0.5)
-            worker.kill()
-            await pipeline.wait_exit(worker, 10)
-        run.fault(
-            f"SIGTERM worker {worker.pid} with its batch stuck on PostgreSQL "
-            f"(exit {rc} after {took:.1f}s)"
-        )
-        log = pipeline.log_of(worker)
-        run.expect(
-            "SIGTERM during a PostgreSQL outage: batch abandoned, clean exit within the grace",
-            rc == 0 and "worker stopped after" in log,
-            f"exit {rc} {took:.1f}s after SIGTERM (grace {grace_s:.0f}s); "
-            f"log {pipeline.logs[worker.pid]}",
-        )
-        offsets = await read_offsets(run.settings)
-    finally:
-        await run.stack("start", "postgres")
-        run.fault("postgres started")
+    async with run.outage("postgres stopped", "postgres started"):
+        await run.stack("stop", "postgres")
+        try:
+            await _sigterm_stuck(run, worker, grace_s)
+            offsets = await read_offsets(run.settings)
+        finally:
+            await run.stack("start", "postgres")
     below = {b for b in offsets.below_committed() if b is not None}
     decided_below = len(await decided_ids(run.settings, below))
     run.expect(
@@ -80,6 +57,35 @@ async def inject(run: Run, rounds: int = 3, grace_s: float = 20.0) -> None:
         f"{len(below)} below the committed offsets, {decided_below} decided",
     )
     run.start_worker()
+
+
+async def _sigterm_stuck(run: Run, worker: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the worker while PostgreSQL is down under its batch."""
+    pipeline = run.pipeline
+    # Requests keep being accepted (Kafka and Redis are up): the worker fetches them and
+    # its batch cannot reach PostgreSQL.
+    await run.wait_accepted(len(run.traffic.accepted) + 3, timeout_s=10)
+    await asyncio.sleep(1.0)
+    signalled = time.monotonic()
+    rc = await run.stop_worker(worker, signal.SIGTERM, timeout_s=grace_s)
+    took = time.monotonic() - signalled
+    if rc is None:
+        # Where is it stuck? The worker logs every task's stack on SIGUSR1.
+        worker.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(0.5)
+        worker.kill()
+        await pipeline.wait_exit(worker, 10)
+    run.fault(
+        f"SIGTERM worker {worker.pid} with its batch stuck on PostgreSQL "
+        f"(exit {rc} after {took:.1f}s)"
+    )
+    log = pipeline.log_of(worker)
+    run.expect(
+        "SIGTERM during a PostgreSQL outage: batch abandoned, clean exit within the grace",
+        rc == 0 and "worker stopped after" in log,
+        f"exit {rc} {took:.1f}s after SIGTERM (grace {grace_s:.0f}s); "
+        f"log {pipeline.logs[worker.pid]}",
+    )
 
 
 SPEC = Spec(
