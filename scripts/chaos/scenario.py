@@ -27,8 +27,8 @@ from scripts.chaos.traffic import Traffic
 from scripts.waiting import poll_until
 from shared.config import Settings
 from shared.decisions import DecisionCache
-from shared.inventory import open_redis
 from shared.keys import RedisKeys
+from shared.redis_clients import open_redis
 
 
 @dataclass(frozen=True)
