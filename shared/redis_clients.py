@@ -17,7 +17,14 @@ SENTINEL_TIMEOUT_S = 0.5
 
 class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """Sentinel's pool with the blocking pool's behaviour at its limit: a burst of requests
-    waits for a free connection instead of failing with "Too many connections"."""
+    waits for a free connection instead of failing with "Too many connections". Closed
+    (the client's aclose), it closes its connections to the Sentinels too."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        if inuse_connections:  # not a switch to a new primary: the client is closing
+            for sentinel in self.sentinel_manager.sentinels:
+                await sentinel.aclose()
 
 
 def open_redis(

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,11 @@ async def run_scenario(
     verbose: bool = True,
     keep: bool = False,
     buyer_auth: BuyerAuth = "open",
+    stack_env: Mapping[str, str] | None = None,
 ) -> ScenarioResult:
     """Run one scenario end to end and return its checks. Never leaves a service down.
-    `buyer_auth` is the API's mode; in token mode every buyer sends a token of their own."""
+    `buyer_auth` is the API's mode; in token mode every buyer sends a token of their own.
+    `stack_env`: the state dir and ports of the stack to break (an HA scenario's)."""
     spec = SCENARIOS[name]
     base = base or Settings.from_env()
     seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
@@ -68,7 +71,9 @@ async def run_scenario(
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
     result = ScenarioResult(name, spec.title, buyer_auth=buyer_auth, log_dir=str(log_dir))
     result.notes.append(f"seed {seed}")
-    stack = Stack(log_dir / "stack.log")
+    if spec.ha and stack_env is None:
+        raise ValueError(f"{name} needs the HA stack: pass its environment as stack_env")
+    stack = Stack(log_dir / "stack.log", stack_env)
     started = time.monotonic()
     sandbox: Sandbox | None = None
     pipeline: ChaosPipeline | None = None
@@ -76,6 +81,8 @@ async def run_scenario(
         await stack.heal()
         sandbox = await Sandbox.create(base, spec.partitions, buyer_auth)
         settings = sandbox.settings
+        if spec.produce_timeout_s is not None:
+            settings = msgspec.structs.replace(settings, produce_timeout_s=spec.produce_timeout_s)
         if spec.session_timeout_ms is not None:
             settings = msgspec.structs.replace(
                 settings, consumer_session_timeout_ms=spec.session_timeout_ms

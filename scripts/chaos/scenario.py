@@ -55,6 +55,12 @@ class Spec:
     # How long a group waits for a member killed by kill -9 (None: the settings' default).
     # 6 s, the broker's minimum, lets a scenario kill more often in the same time.
     session_timeout_ms: int | None = None
+    # Needs the highly available stack (three Kafka nodes, Redis under Sentinel):
+    # run_scenario is then given that stack's environment (tests/chaos/conftest.py).
+    ha: bool = False
+    # How long the API waits for Kafka's acknowledgement (None: the sandbox's 2 s, so a
+    # buyer hears 503 quickly while the only broker is dead).
+    produce_timeout_s: float | None = None
 
 
 @dataclass

@@ -255,7 +255,7 @@ redis_role_args() {
   local port="$1" other="$2" master
   master="$(sentinel_master_port)"
   if [ "$master" = "$port" ] && redis_up "$other"; then
-    say "redis on :$port: the Sentinels still name it the primary; failing over to :$other first"
+    say "redis on :$port: the Sentinels still name it the primary; failing over to :$other first" >&2
     sentinel_failover_to "$other"
     master="$other"
   fi
@@ -300,6 +300,18 @@ redis_server_ready() {
   info="$(redis-cli -h 127.0.0.1 -p "$REDIS_CHECKED" info replication 2>/dev/null)" || return 1
   [[ "$info" == *role:master* ]] || [[ "$info" == *master_link_status:up* ]]
 }
+
+# The Sentinels can agree on a failover only once each knows the others and the replica
+# (they learn of them within seconds of starting).
+sentinels_watching() {
+  local n info
+  for ((n = 1; n <= SENTINEL_NODES; n++)); do
+    info="$(sentinel_cli "$n" sentinel master "$SENTINEL_MASTER" | paste -sd' ')"
+    [[ "$info" =~ num-slaves\ ([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge 1 ] || return 1
+    [[ "$info" =~ num-other-sentinels\ ([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -ge 2 ] || return 1
+  done
+}
+await_sentinels_watching() { wait_for sentinel sentinels_watching; }
 
 launch_redis_replica() { launch_redis_server redis-replica "$REDIS_REPLICA_PORT" "$REDIS_PORT"; }
 await_redis_replica() {
