@@ -43,9 +43,10 @@ from shared.config import Settings, load_or_exit
 from shared.contracts import BookingRequested
 from shared.db import open_pool
 from shared.decisions import DecisionCache
-from shared.inventory import Inventory, open_redis
+from shared.inventory import Inventory
 from shared.keys import RedisKeys
 from shared.queue import Queues
+from shared.redis_clients import open_redis
 from shared.rules import RulesCache
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         decisions = DecisionCache(redis_client, settings.redis_prefix, settings.status_cache_ttl_s)
         keys = RedisKeys(settings.redis_prefix)
         revocations = Revocations(redis_client, keys)
-        hub = Hub(settings.redis_url, keys)
+        hub = Hub(settings, keys)
 
         async def remember(requests: Sequence[BookingRequested]) -> list[None]:
             await decisions.remember_requests(requests)

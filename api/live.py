@@ -20,10 +20,11 @@ from typing import TypeVar
 
 import msgspec
 import redis.exceptions
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from shared.config import Settings
 from shared.keys import RedisKeys
+from shared.redis_clients import open_redis
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,12 @@ class Watch:
 
 
 class Hub:
-    def __init__(self, redis_url: str, keys: RedisKeys) -> None:
+    def __init__(self, settings: Settings, keys: RedisKeys) -> None:
         # Its own client: raw bytes, and no read timeout (a quiet channel is not a failure;
-        # the health check pings it).
-        self._redis = Redis.from_url(redis_url, socket_connect_timeout=2, health_check_interval=15)
+        # the health check pings it). Under Sentinel it subscribes again on the new primary.
+        self._redis = open_redis(
+            settings, decode_responses=False, socket_timeout=None, health_check_interval=15
+        )
         self._keys = keys
         self._bookings: dict[bytes, set[Watch]] = {}  # decision key -> its watchers
         self._events: dict[int, set[Watch]] = {}  # event id -> its watchers

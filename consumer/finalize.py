@@ -71,7 +71,7 @@ from shared.contracts import (
 )
 from shared.db import Pool, TextArrayBinaryDumper, queries, text_array, uuid_array
 from shared.decisions import DecisionCache
-from shared.errors import CounterMissing
+from shared.errors import CounterMissing, GateStale
 from shared.inventory import HELD, Ask, Gate, Inventory, Release, SeatAsk
 from shared.rules import RulesCache
 from shared.seating import FREE, SOLD, Layout, runs
@@ -80,6 +80,8 @@ from shared.seating import HELD as HELD_SEAT
 log = logging.getLogger(__name__)
 
 SLOW_BATCH_S = 2.0  # a batch slower than this is logged with where its time went
+# A gate rebuilt after a failover can find the primary changed again before its reserve.
+REBUILD_TRIES = 3
 
 # Binary COPY: psycopg formats datetimes and UUIDs several times faster than as text, and
 # this runs under the event's row lock.
@@ -264,23 +266,39 @@ class Finalizer:
         releases: list[Release],
     ) -> list[Gate]:
         """The Redis gate, called under the event's row lock (held by `cur`): the releases'
-        stock back, then one answer per ask, in order."""
-        try:
-            return await self.inventory.reserve(event_id, limit, asks, releases)
-        except CounterMissing:
-            await self._rebuild_locked(cur, event_id)
-            return await self.inventory.reserve(event_id, limit, asks, releases)
+        stock back, then one answer per ask, in order. A gate that is missing, or stale after
+        a Redis failover, is rebuilt from PostgreSQL first (PostgreSQL has not seen this
+        transaction's writes yet, so its numbers are the gate's before these asks)."""
+        for _ in range(REBUILD_TRIES):
+            try:
+                return await self.inventory.reserve(event_id, limit, asks, releases)
+            except CounterMissing:
+                await self._rebuild_locked(cur, event_id)
+            except GateStale:
+                await self._rebuild_locked(cur, event_id, force=True)
+        raise GateStale(f"event {event_id}'s gate changed server while it was rebuilt")
 
-    async def rebuild_counter(self, event_id: int) -> bool:
-        """Recreate the event's Redis counter from PostgreSQL, under the event's row lock so
-        no finalisation of this event commits in between."""
+    async def rebuild_counter(self, event_id: int, force: bool = False) -> bool:
+        """Recreate the event's Redis counter from PostgreSQL (with `force`, even one that
+        exists), under the event's row lock so no finalisation of this event commits in
+        between."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute(queries.lock_event, {"event_id": event_id})
             if await cur.fetchone() is None:
                 return False
-            return await self._rebuild_locked(cur, event_id)
+            return await self._rebuild_locked(cur, event_id, force)
 
-    async def _rebuild_locked(self, cur: AsyncCursor[Any], event_id: int) -> bool:
+    async def rebuild_stale_gates(self) -> int:
+        """Rebuild every gate this process wrote on a Redis primary that is not today's (a
+        failover): idle events too, whose stale counter nothing else would correct."""
+        stale = await self.inventory.stale_events()
+        for event_id in stale:
+            await self.rebuild_counter(event_id, force=True)
+        return len(stale)
+
+    async def _rebuild_locked(
+        self, cur: AsyncCursor[Any], event_id: int, force: bool = False
+    ) -> bool:
         """rebuild_counter's work, for a caller that already holds the event's row lock."""
         await cur.execute(queries.get_event, {"event_id": event_id})
         event = await cur.fetchone()
@@ -290,12 +308,13 @@ class Finalizer:
         await cur.execute(queries.taken_seats, {"event_id": event_id})
         taken = [row["seat_no"] for row in await cur.fetchall()]
         available = event["capacity"] - event["sold"] - event["held"]
-        rebuilt = await self.inventory.rebuild(event_id, available, users, taken)
+        rebuilt = await self.inventory.rebuild(event_id, available, users, taken, force)
         if rebuilt:
             log.warning(
-                "rebuilt inventory counter of event %s: available=%s",
+                "rebuilt inventory counter of event %s: available=%s%s",
                 event_id,
                 available,
+                " (the Redis primary changed)" if force else "",
                 extra={"event_id": event_id},
             )
         return rebuilt

@@ -30,8 +30,9 @@ from shared.config import Settings, load_or_exit
 from shared.contracts import Status
 from shared.db import Pool, open_pool, queries, uuid_array
 from shared.decisions import DecisionCache
-from shared.inventory import Inventory, open_redis
+from shared.inventory import Inventory
 from shared.metrics import RECONCILER_FIXES
+from shared.redis_clients import open_redis
 
 log = logging.getLogger(__name__)
 

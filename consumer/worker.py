@@ -38,8 +38,9 @@ from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.errors import Stopped
 from shared.failures import classify
-from shared.inventory import Inventory, open_redis
+from shared.inventory import Inventory
 from shared.metrics import BATCH_SIZE, EXPIRED_REQUESTS
+from shared.redis_clients import open_redis
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,9 @@ class Worker:
         assert self._tail is not None
         async with self.batch_lock:
             try:
+                await self._backoff.retry(
+                    batches.rebuild_stale_gates, "rebuilding gates after a Redis failover"
+                )
                 events = await self._backoff.retry(sweep.events, "finding due holds")
                 if not events:
                     return
@@ -314,6 +318,10 @@ class _Batches:
         if not rendered:
             return None
         return Outcome([], [], Settling(self._finalizer.inventory, []), rendered)
+
+    async def rebuild_stale_gates(self) -> int:
+        await self._tail.settled()  # a settle still running would land on the rebuilt gate
+        return await self._finalizer.rebuild_stale_gates()
 
     async def expire(self, event_ids: list[int]) -> Outcome:
         await self._tail.settled()  # the gate must see the previous batch's holds settled

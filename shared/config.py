@@ -31,6 +31,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     database_url: str = "postgresql://tickets@127.0.0.1:55432/tickets"
     redis_url: str = "redis://127.0.0.1:56379/0"
     kafka_bootstrap: str = "127.0.0.1:59092"
+    # Copies of every partition of the project's topics (shared/topics.py): 3 on a
+    # three-broker cluster, where a write then needs two of them (min.insync.replicas).
+    kafka_replication_factor: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    # Redis under Sentinel: host:port[,host:port...] of the Sentinels and the name they
+    # monitor. Set, every client asks them for the primary (redis_url still gives the
+    # database number and password); empty, redis_url is the server.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "tickets"
     admin_token: str = ""
     # Kafka topics: booking requests keyed by event id, and where poison messages go.
     topic: str = "tickets.booking-requests"
@@ -159,6 +167,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise ConfigError(
                     f"TICKETS_KAFKA_BOOTSTRAP must be host:port[,host:port...], got {part!r}"
                 )
+        _ = self.sentinels
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            raise ConfigError("TICKETS_REDIS_SENTINEL_MASTER must name the monitored primary")
         if not self.topic or not self.dlq_topic or self.topic == self.dlq_topic:
             raise ConfigError("TICKETS_TOPIC and TICKETS_DLQ_TOPIC must be set and differ")
         if self.prometheus_url and not self.prometheus_url.startswith(("http://", "https://")):
@@ -248,6 +259,19 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             notify_dlq_topic=f"{ns}.booking-events.dlq",
             notify_group=f"{ns}-notify",
         )
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """TICKETS_REDIS_SENTINELS as (host, port) pairs; empty without Sentinel."""
+        pairs = []
+        for part in filter(None, (p.strip() for p in self.redis_sentinels.split(","))):
+            host, sep, port = part.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ConfigError(
+                    f"TICKETS_REDIS_SENTINELS must be host:port[,host:port...], got {part!r}"
+                )
+            pairs.append((host, int(port)))
+        return pairs
 
     @property
     def bootstrap_servers(self) -> list[str]:

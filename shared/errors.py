@@ -102,5 +102,10 @@ class CounterMissing(TicketsError):
     """The inventory counter for the event is missing and must be rebuilt from PostgreSQL."""
 
 
+class GateStale(TicketsError):
+    """The Redis primary changed since this event's gate was last written: a promoted replica
+    may lack the old primary's last writes, so the gate must be rebuilt from PostgreSQL."""
+
+
 class Stopped(TicketsError):
     """Asked to stop while waiting for a dependency to come back; the work was not done."""

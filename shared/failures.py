@@ -49,6 +49,8 @@ _BY_TYPE: dict[type[BaseException], Failure] = {
     errors.BrokerUnavailable: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "kafka"),
     errors.Unavailable: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "other"),
     errors.MailUnavailable: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "smtp"),
+    # Redis failed over again while the gate was being rebuilt: the next try rebuilds anew.
+    errors.GateStale: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "redis"),
     # Connection lost, server restarting, pool exhausted (PoolTimeout is one of these).
     psycopg.OperationalError: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "postgres"),
     redis.exceptions.ConnectionError: Failure(
@@ -57,6 +59,8 @@ _BY_TYPE: dict[type[BaseException], Failure] = {
     redis.exceptions.TimeoutError: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "redis"),
     # A replica promoted, or a primary turned replica, refuses writes until clients reconnect.
     redis.exceptions.ReadOnlyError: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "redis"),
+    # A promoted replica has no scripts cached yet; redis-py loads them on the next call.
+    redis.exceptions.NoScriptError: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "redis"),
     KafkaError: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "kafka"),
     # Sockets failing below a driver, and timeouts of our own (TimeoutError is an OSError).
     OSError: Failure(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", "other"),

@@ -10,33 +10,15 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import msgspec
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
-from shared.config import Settings
-from shared.errors import CounterMissing
+from shared.errors import CounterMissing, GateStale
 from shared.keys import EventKeys, RedisKeys
 from shared.lua import register
 
 # A batch goes to a script as one JSON argument (cjson in Redis decodes it), not as thousands
 # of arguments redis-py would pack one by one in Python.
 _encode = msgspec.json.Encoder().encode
-
-
-def open_redis(settings: Settings) -> Redis:
-    """The Redis client both processes use: text replies, short timeouts, so a dead Redis
-    fails a request quickly instead of hanging it."""
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=2,
-        socket_connect_timeout=2,
-        health_check_interval=10,
-        # Past this many connections a request waits (up to `timeout`) for a free one
-        # instead of failing: a burst of requests queues rather than errors.
-        max_connections=settings.redis_max_connections,
-        timeout=2,
-    )
-    return Redis.from_pool(pool)
 
 
 class Gate(enum.StrEnum):
@@ -104,7 +86,14 @@ def seat_bitmap(taken: Iterable[int]) -> bytes:
 
 
 class Inventory:
-    """Stock counters in Redis. Redis is a fast gate; PostgreSQL has the final word."""
+    """Stock counters in Redis. Redis is a fast gate; PostgreSQL has the final word.
+
+    Under Sentinel the primary can change, and the promoted replica may lack the last writes
+    of the old one (replication is asynchronous): a gate that comes back stale, not missing.
+    So every reserve and rebuild asks, in the same transaction, which server ran it (its
+    run_id); a reserve on another server than the one this process last wrote the event's
+    gate on raises GateStale, and the caller rebuilds the gate from PostgreSQL under the
+    event's row lock. A restarted Redis has a new run_id too."""
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
@@ -114,6 +103,8 @@ class Inventory:
         self._settle = register(redis, "settle")
         self._rebuild = register(redis, "rebuild")
         self._correct = register(redis, "correct")
+        self._first_server: str | None = None  # the primary this process first saw
+        self._servers: dict[int, str] = {}  # event id -> the primary its gate was written on
 
     def keys(self, event_id: int) -> EventKeys:
         return self._keys.event(event_id)
@@ -161,10 +152,35 @@ class Inventory:
         args: list[str | int | bytes] = [limit, _encode(asks)]
         if releases:
             args.append(_encode(releases))
-        codes = await self._reserve(keys=self.keys(event_id), args=args)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.info("server")
+            await self._reserve(keys=self.keys(event_id), args=args, client=pipe)
+            info, codes = await pipe.execute()
         if codes == "MISSING":
             raise CounterMissing(f"inventory counter for event {event_id} is missing")
+        if not self._same_server(event_id, info["run_id"]):
+            # What this reserve wrote is wiped by the rebuild, before anything commits.
+            raise GateStale(f"the Redis primary changed under event {event_id}'s gate")
         return [Gate(code) for code in codes]
+
+    def _same_server(self, event_id: int, server: str) -> bool:
+        """True, and remembered, when `server` is the one the event's gate was last written
+        on (for an event this process has not written yet: the first server it saw)."""
+        if self._first_server is None:
+            self._first_server = server
+        if self._servers.get(event_id, self._first_server) != server:
+            return False
+        self._servers[event_id] = server
+        return True
+
+    async def stale_events(self) -> list[int]:
+        """Events whose gate this process wrote on another server than today's primary (the
+        worker rebuilds them even when no command for them comes: a stale counter could
+        answer SOLD_OUT to buyers while stock is left)."""
+        if not self._servers:
+            return []
+        server = str((await self._redis.info("server"))["run_id"])
+        return [event for event, seen in self._servers.items() if seen != server]
 
     async def settle(
         self,
@@ -190,14 +206,26 @@ class Inventory:
         return {uuid.UUID(str(b)) for b in await self._redis.hkeys(self.keys(event_id).released)}
 
     async def rebuild(
-        self, event_id: int, available: int, users: dict[str, int], taken: Iterable[int]
+        self,
+        event_id: int,
+        available: int,
+        users: dict[str, int],
+        taken: Iterable[int],
+        force: bool = False,
     ) -> bool:
         """Recreate a missing counter, or a missing seat bitmap, from PostgreSQL's numbers
-        (`taken`: the seat numbers held or sold); False if both existed."""
-        args: list[str | int | bytes] = [available, seat_bitmap(taken)]
+        (`taken`: the seat numbers held or sold); False if both existed. With `force`, the
+        whole gate, whatever exists (a stale copy after a failover)."""
+        args: list[str | int | bytes] = [available, seat_bitmap(taken), "1" if force else "0"]
         for user, quantity in users.items():
             args += [user, quantity]
-        return bool(await self._rebuild(keys=self.keys(event_id), args=args))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.info("server")
+            await self._rebuild(keys=self.keys(event_id), args=args, client=pipe)
+            info, rebuilt = await pipe.execute()
+        if rebuilt:
+            self._servers[event_id] = str(info["run_id"])
+        return bool(rebuilt)
 
     async def hold_ids(self, event_id: int) -> set[uuid.UUID]:
         """Bookings that hold stock not yet settled by PostgreSQL."""

@@ -2,7 +2,8 @@
 
 `python -m shared.topics` creates the topics when missing and proves the broker works with a
 produce/consume round trip through a consumer group with a manual commit. Exit status 0 on
-success, 1 with a message otherwise. The stack script uses it as Kafka's readiness check.
+success, 1 with a message otherwise. The stack script uses it as Kafka's readiness check, and
+`python -m shared.topics --node N` as the check of node N of a cluster.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> None
     }
     # The broker stamps booking requests with the time it appended them (shared/deadlines.py).
     topic_configs = {settings.topic: deadlines.BOOKING_TOPIC_CONFIG}
+    replicas = settings.kafka_replication_factor
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
@@ -43,8 +45,8 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> None
             NewTopic(
                 name,
                 num_partitions=parts,
-                replication_factor=1,
-                topic_configs=topic_configs.get(name, {}),
+                replication_factor=replicas,
+                topic_configs={**topic_configs.get(name, {}), **replication_configs(replicas)},
             )
             for name, parts in wanted.items()
             if name not in existing
@@ -55,6 +57,24 @@ async def ensure_topics(settings: Settings, extra: tuple[str, ...] = ()) -> None
                 await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+def replication_configs(replicas: int) -> dict[str, str]:
+    """With copies on several brokers, a write (acks=all) is acknowledged once all but one
+    of them have it: one broker may die without losing an acknowledged booking, and a topic
+    still takes writes while it is down."""
+    return {"min.insync.replicas": str(max(1, replicas - 1))} if replicas > 1 else {}
+
+
+async def broker_listed(settings: Settings, node_id: int) -> bool:
+    """True when the cluster's metadata lists `node_id` as a live broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    return any(int(b["node_id"]) == node_id for b in cluster["brokers"])
 
 
 async def round_trip(settings: Settings, timeout_s: float = 20.0) -> float:
@@ -92,6 +112,16 @@ async def round_trip(settings: Settings, timeout_s: float = 20.0) -> float:
 
 async def _main() -> int:
     settings = load_or_exit()
+    if sys.argv[1:2] == ["--node"]:
+        # The stack's readiness check of one node of a cluster.
+        node = int(sys.argv[2])
+        try:
+            listed = await broker_listed(settings, node)
+        except (KafkaError, OSError) as exc:
+            print(f"kafka at {settings.kafka_bootstrap} is not ready: {exc!r}", file=sys.stderr)
+            return 1
+        print(f"broker {node} {'is' if listed else 'is not yet'} listed by the cluster")
+        return 0 if listed else 1
     try:
         await ensure_topics(settings, extra=(HEALTH_TOPIC,))
         seconds = await round_trip(settings)

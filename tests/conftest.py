@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from scripts.mail_sink import MailSink
 from shared.config import Settings
 from shared.db import migrate, with_database
-from shared.inventory import open_redis
+from shared.redis_clients import open_redis
 from shared.topics import ensure_topics
 
 # One template per test session, so concurrent sessions on one server do not collide.

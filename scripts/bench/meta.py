@@ -17,7 +17,7 @@ from scripts.bench.proc import parent_pid, read_proc
 from scripts.bench.world import MIB
 from scripts.pipeline import ROOT
 from shared.config import Settings
-from shared.inventory import open_redis
+from shared.redis_clients import open_redis
 
 
 def _git(*args: str) -> str:

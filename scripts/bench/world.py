@@ -31,7 +31,7 @@ from shared import venue
 from shared.config import Settings
 from shared.contracts import Command, encode_command, event_key
 from shared.db import NamedQueries, migrate, with_database
-from shared.inventory import open_redis
+from shared.redis_clients import open_redis
 from shared.seating import Layout
 from shared.topics import ensure_topics
 

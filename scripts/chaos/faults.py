@@ -5,10 +5,12 @@ the notifier mailing to an SMTP sink in the runner's process."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,16 +33,19 @@ class StackError(RuntimeError):
 
 
 class Stack:
-    """`scripts/stack` of this repository, run with the current environment (its ports)."""
+    """`scripts/stack` of this repository, run with the current environment (its ports), or
+    with `env` over it: another stack's state dir and ports (the HA stack)."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, env: Mapping[str, str] | None = None) -> None:
         self.log = log
+        self.env = None if env is None else {**os.environ, **env}
 
     async def __call__(self, *args: str, timeout_s: float = STACK_TIMEOUT_S) -> str:
         proc = await asyncio.create_subprocess_exec(
             str(STACK),
             *args,
             cwd=ROOT,
+            env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,11 @@ async def run_scenario(
     verbose: bool = True,
     keep: bool = False,
     buyer_auth: BuyerAuth = "open",
+    stack_env: Mapping[str, str] | None = None,
 ) -> ScenarioResult:
     """Run one scenario end to end and return its checks. Never leaves a service down.
-    `buyer_auth` is the API's mode; in token mode every buyer sends a token of their own."""
+    `buyer_auth` is the API's mode; in token mode every buyer sends a token of their own.
+    `stack_env`: the state dir and ports of the stack to break (an HA scenario's)."""
     spec = name if isinstance(name, Spec) else SCENARIOS[name]
     name = spec.name
     base = base or Settings.from_env()
@@ -77,7 +80,9 @@ async def run_scenario(
     result = ScenarioResult(name, spec.title, buyer_auth=buyer_auth, log_dir=str(log_dir))
     result.seed = seed
     result.notes.append(f"seed {seed}")
-    stack = Stack(log_dir / "stack.log")
+    if spec.ha and stack_env is None:
+        raise ValueError(f"{name} needs the HA stack: pass its environment as stack_env")
+    stack = Stack(log_dir / "stack.log", stack_env)
     started = time.monotonic()
     sandbox: Sandbox | None = None
     pipeline: ChaosPipeline | None = None

@@ -21,8 +21,8 @@ from scripts.loadgen.tokens import BuyerAuth
 from shared.config import Settings
 from shared.contracts import event_key
 from shared.db import migrate, with_database
-from shared.inventory import open_redis
 from shared.keys import RedisKeys
+from shared.redis_clients import open_redis
 from shared.topics import ensure_topics
 
 

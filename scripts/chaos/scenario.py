@@ -30,8 +30,8 @@ from scripts.chaos.traffic import Traffic
 from scripts.waiting import poll_until
 from shared.config import Settings
 from shared.decisions import DecisionCache
-from shared.inventory import open_redis
 from shared.keys import RedisKeys
+from shared.redis_clients import open_redis
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ class Spec:
     stock_share: float = 0.7
     # Settings of the scenario's processes that differ from the sandbox's.
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # Needs the highly available stack (three Kafka nodes, Redis under Sentinel):
+    # run_scenario is then given that stack's environment (tests/chaos/conftest.py).
+    ha: bool = False
 
 
 @dataclass

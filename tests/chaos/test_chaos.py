@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from scripts.chaos.report import RECONCILER_SCENARIO, Check, ScenarioResult
 from scripts.chaos.runner import run_scenario
 from scripts.loadgen.tokens import BuyerAuth
 from shared.config import Settings
+from tests.chaos.conftest import HaStack
 
 pytestmark = pytest.mark.chaos
 
@@ -53,19 +54,32 @@ INVARIANTS = (
 )
 
 
-@pytest.fixture
-async def chaos(
-    base_settings: Settings, chaos_buyer_auth: BuyerAuth, tmp_path: Path
-) -> AsyncIterator[Runner]:
+def runner(
+    settings: Settings, auth: BuyerAuth, log_dir: Path, stack_env: dict[str, str] | None = None
+) -> Runner:
+    """Runs a scenario on the stack of `settings` (`stack_env`: another stack's), keeps it
+    for the session's table and prints its report."""
+
     async def run(name: str) -> ScenarioResult:
         result = await run_scenario(
-            name, base_settings, log_dir=tmp_path / name, buyer_auth=chaos_buyer_auth
+            name, settings, log_dir=log_dir / name, buyer_auth=auth, stack_env=stack_env
         )
         RESULTS.append(result)
         print(result.report())
         return result
 
-    yield run
+    return run
+
+
+@pytest.fixture
+def chaos(base_settings: Settings, chaos_buyer_auth: BuyerAuth, tmp_path: Path) -> Runner:
+    return runner(base_settings, chaos_buyer_auth, tmp_path)
+
+
+@pytest.fixture
+def chaos_ha(ha_stack: HaStack, chaos_buyer_auth: BuyerAuth, tmp_path: Path) -> Runner:
+    """The HA scenarios: run on the HA stack, and break that stack's services."""
+    return runner(ha_stack.settings, chaos_buyer_auth, tmp_path, ha_stack.env)
 
 
 def checks(result: ScenarioResult, fragment: str) -> list[tuple[str, bool, str]]:
@@ -293,3 +307,37 @@ def test_a_scenario_that_needed_the_reconciler_fails() -> None:
     broken.checks = broken.reconciled_checks
     with pytest.raises(AssertionError):
         assert_passed(broken)
+
+
+# The HA stack's scenarios: the sale goes on through the fault, on its own, with every
+# invariant intact and no reconciler.
+AVAILABLE = (
+    "at least 90% of requests during the fault answered 202 or 409",
+    "the sale kept deciding (longest stretch without a decision < 10s)",
+)
+
+
+@pytest.mark.timeout(300)
+async def test_kafka_leader_of_the_hot_partition_kill9(chaos_ha: Runner) -> None:
+    result = await chaos_ha("broker_leader_kill9")
+    assert_passed(result, "another node took the hot partition's lead", *AVAILABLE)
+    assert result.reconciler is None, result.report()
+
+
+@pytest.mark.timeout(300)
+async def test_kafka_rolling_restart(chaos_ha: Runner) -> None:
+    result = await chaos_ha("broker_rolling_restart")
+    assert_passed(result, "every replica back in sync after each restart", *AVAILABLE)
+    assert result.reconciler is None, result.report()
+
+
+@pytest.mark.timeout(300)
+async def test_redis_primary_kill9_sentinel_failover(chaos_ha: Runner) -> None:
+    result = await chaos_ha("redis_failover")
+    assert_passed(
+        result,
+        "Sentinel promoted the replica",
+        "the clients write to the promoted server",
+        "the worker rebuilt the gate on the new primary",
+    )
+    assert result.reconciler is None, result.report()

@@ -20,9 +20,9 @@ from scripts.loadgen.queue import admin, join_all, wait_and_book
 from scripts.pipeline import Pipeline
 from scripts.sse import events
 from shared.contracts import BookingRequested, encode_command, event_key
-from shared.inventory import open_redis
 from shared.keys import RedisKeys
 from shared.queue import Queues, draw_order
+from shared.redis_clients import open_redis
 from tests.sale import SaleClient
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,8 @@ from prometheus_client import REGISTRY
 from api.app import create_app
 from scripts.pipeline import free_port
 from shared.config import Settings
-from shared.inventory import open_redis
 from shared.keys import RedisKeys
+from shared.redis_clients import open_redis
 from tests.sale import SaleClient
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from api.app import create_app
 from api.queue import _entry_stream
 from shared import admission, deadlines
 from shared.config import Settings
-from shared.inventory import open_redis
 from shared.keys import RedisKeys
 from shared.queue import Queues
+from shared.redis_clients import open_redis
 from tests.sale import SaleClient
 
 pytestmark = pytest.mark.integration

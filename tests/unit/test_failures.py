@@ -37,13 +37,15 @@ MEANINGS: dict[BaseException, tuple[int, str, str | None]] = {
     redis.exceptions.ConnectionError(): (503, "unavailable", "redis"),
     redis.exceptions.TimeoutError(): (503, "unavailable", "redis"),
     redis.exceptions.ReadOnlyError(): (503, "unavailable", "redis"),
+    # After a failover: the promoted replica has no scripts yet, or moved again mid-rebuild.
+    redis.exceptions.NoScriptError(): (503, "unavailable", "redis"),
+    errors.GateStale(): (503, "unavailable", "redis"),
     KafkaConnectionError(): (503, "unavailable", "kafka"),
     KafkaTimeoutError(): (503, "unavailable", "kafka"),
     ConnectionRefusedError(): (503, "unavailable", "other"),
     TimeoutError(): (503, "unavailable", "other"),
     # Error replies and failed queries are not cured by waiting.
     redis.exceptions.ResponseError("ERR Error running script"): (500, "error", None),
-    redis.exceptions.NoScriptError(): (500, "error", None),
     psycopg.errors.UniqueViolation(): (500, "error", None),
     psycopg.errors.CheckViolation(): (500, "error", None),
     errors.CounterMissing(): (500, "error", None),

@@ -23,7 +23,8 @@ from scripts.pipeline import free_port
 from shared.config import Settings
 from shared.contracts import BookingRequested, Decision, Status
 from shared.decisions import DecisionCache
-from shared.inventory import Inventory, open_redis
+from shared.inventory import Inventory
+from shared.redis_clients import open_redis
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,8 @@ from scripts.bench.world import World, bench_queries, connect, create_bare_event
 from scripts.pipeline import wait_child
 from scripts.waiting import poll_until
 from shared.contracts import BookingRequested, PaymentReceived, new_booking_id
-from shared.inventory import Inventory, open_redis
+from shared.inventory import Inventory
+from shared.redis_clients import open_redis
 
 HOLD_S = 3600  # holds that no clock runs out during a phase; phase 10 sets their deadline
 POLL_S = 0.01  # how finely phase 10 watches the ledger and the gate

@@ -19,9 +19,9 @@ from scripts.bench.progress import say
 from scripts.bench.world import World, api_client
 from scripts.bench.wrk import Get, WrkResult, measured_wrk
 from scripts.loadgen.client import bearer
-from shared.inventory import open_redis
 from shared.keys import RedisKeys
 from shared.queue import Queues, queue_id
+from shared.redis_clients import open_redis
 
 POLLED_LINE = 10_000  # entries ahead of and behind the polled one (13c)
 LOAD_BATCH = 10_000  # joins per pipeline

@@ -25,7 +25,8 @@ from shared.config import Settings
 from shared.contracts import BookingRequested, new_booking_id
 from shared.db import open_pool
 from shared.decisions import DecisionCache
-from shared.inventory import Inventory, open_redis
+from shared.inventory import Inventory
+from shared.redis_clients import open_redis
 
 
 @dataclass

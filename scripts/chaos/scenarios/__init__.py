@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from scripts.chaos.scenario import Spec
 from scripts.chaos.scenarios import (
+    broker_leader_kill9,
+    broker_rolling_restart,
     duplicates,
     expiry_kill9,
     fault_points,
@@ -14,6 +16,7 @@ from scripts.chaos.scenarios import (
     postgres_restart,
     rebalance,
     reconciler,
+    redis_failover,
     redis_wipe,
     redis_wipe_holds,
     worker_kill9,
@@ -36,5 +39,10 @@ SCENARIOS: dict[str, Spec] = {
         redis_wipe_holds,
         notify_kill9,
         reconciler,
+        broker_leader_kill9,
+        broker_rolling_restart,
+        redis_failover,
     )
 }
+# Scenarios that need the highly available stack; the others run on the default one.
+HA_SCENARIOS = [name for name, spec in SCENARIOS.items() if spec.ha]

@@ -13,8 +13,8 @@ from typing import Any
 from scripts.chaos.observe import query
 from scripts.chaos.scenario import Run, Spec
 from scripts.waiting import poll_until
-from shared.inventory import open_redis
 from shared.keys import RedisKeys
+from shared.redis_clients import open_redis
 
 DRIFT = 5  # the counter reads this much more than the ledger allows
 ORPHAN_QUANTITY = 2

@@ -7,8 +7,8 @@ import re
 
 from scripts.chaos.nemesis import service_outage
 from scripts.chaos.scenario import Run, Spec
-from shared.inventory import open_redis
 from shared.keys import RedisKeys
+from shared.redis_clients import open_redis
 
 
 async def inject(run: Run) -> None:

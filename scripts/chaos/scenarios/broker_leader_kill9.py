@@ -1,0 +1,44 @@
+"""broker_leader_kill9 (HA stack): kill -9 the Kafka node leading the hot partition (the
+event's) mid-sale, restart it later. With three replicas and min.insync.replicas=2, another
+node takes the lead: no acknowledged booking is lost and the sale keeps deciding."""
+
+from __future__ import annotations
+
+import asyncio
+
+from scripts.chaos.cluster import Window, expect_available, leader_of, wait_leader_other_than
+from scripts.chaos.sandbox import partition_of
+from scripts.chaos.scenario import Run, Spec
+
+# How long the killed node stays down once another one leads: the cluster runs on two.
+DOWN_S = 6.0
+
+
+async def inject(run: Run) -> None:
+    await run.wait_sold(0.25, timeout_s=20)
+    s = run.settings
+    hot = partition_of(next(iter(run.events)), run.spec.partitions)
+    leader = await leader_of(s, s.topic, hot)
+    window = Window.opening()
+    await run.stack("kill9", f"kafka-{leader}")
+    run.fault(f"kill -9 kafka-{leader}, leader of the hot partition {hot}")
+    new = await wait_leader_other_than(s, s.topic, hot, leader, timeout_s=30)
+    run.expect("another node took the hot partition's lead", new is not None, f"leader {new}")
+    run.fault(f"kafka-{new} leads partition {hot}")
+    await asyncio.sleep(DOWN_S)
+    await run.stack("start", f"kafka-{leader}")
+    window = window.closed()
+    run.fault(f"kafka-{leader} back ({window.end - window.start:.1f}s after the kill)")
+    await expect_available(run, window, share=0.9, silence_s=10.0)
+
+
+SPEC = Spec(
+    "broker_leader_kill9",
+    "kill -9 of the hot partition's leader in a three-node Kafka cluster",
+    inject,
+    duration_s=30,
+    ha=True,
+    # The service's default: a request that meets the seconds without a leader (until the
+    # dead node's session runs out) waits for the new one instead of hearing 503.
+    settings={"produce_timeout_s": 5.0},
+)
