@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 
 from scripts.pipeline import free_port
 from scripts.waiting import poll_until
@@ -117,18 +118,24 @@ class SentinelRedis:
         proc.wait(10)
 
     async def promoted(self) -> bool:
-        """Until the Sentinels name the replica as the primary, and it takes writes."""
+        """Until the Sentinels name the replica as the primary the way a client asks them
+        (redis-py's discover_master: some Sentinel reports it up and master), and it takes
+        writes. One Sentinel naming it is not enough: it may still flag the new primary."""
+        sentinel = Sentinel([("127.0.0.1", p) for p in self.sentinel_ports], socket_timeout=1)
 
         async def replica_is_primary() -> bool:
-            sentinel = aioredis.Redis(port=self.sentinel_ports[0], decode_responses=True)
             try:
-                _, port = await sentinel.sentinel_get_master_addr_by_name(MASTER)
-            finally:
-                await sentinel.aclose()
+                _, port = await sentinel.discover_master(MASTER)
+            except MasterNotFoundError:
+                return False
             role = (await self._info(self.replica_port)).get("role")
             return int(port) == self.replica_port and role == "master"
 
-        return bool(await poll_until(replica_is_primary, 30, interval_s=0.1))
+        try:
+            return bool(await poll_until(replica_is_primary, 30, interval_s=0.1))
+        finally:
+            for client in sentinel.sentinels:
+                await client.aclose()
 
     def stop(self) -> None:
         for proc in self.procs.values():
