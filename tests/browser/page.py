@@ -1,4 +1,4 @@
-"""The sale page as the tests see it: what a buyer reads and clicks, waited on with
+"""The pages as the tests see them: what a buyer or an operator reads and clicks, waited on with
 WebDriverWait (never a sleep), each state saved as a PNG and checked with axe-core."""
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ class SalePage:
 
     # ------------------------------------------------------------ looking
     def open(self, event_id: int) -> None:
-        self.driver.get(f"{self.base_url}/?event={event_id}")
+        self.visit(f"/?event={event_id}")
+
+    def visit(self, path: str) -> None:
+        """Opens a page of the API and waits until its script says it is ready."""
+        self.driver.get(f"{self.base_url}{path}")
         self.wait(
             lambda: self.driver.execute_script("return document.documentElement.dataset.ready")
         )
@@ -53,12 +57,18 @@ class SalePage:
     def wait(self, condition: Any, timeout_s: float = WAIT_S, what: str = "") -> Any:
         return WebDriverWait(self.driver, timeout_s).until(lambda _: condition(), what)
 
+    def text_if_any(self, css: str) -> str:
+        """The text of the element at `css`, or "" while there is none (drawn later)."""
+        found = self.driver.find_elements(By.CSS_SELECTOR, css)
+        return found[0].text if found else ""
+
     def wait_text(self, css: str, expected: str, timeout_s: float = WAIT_S) -> str:
-        """Waits until the element at `css` shows `expected` (a part of its text)."""
+        """Waits until the element at `css` exists and shows `expected` (a part of its
+        text)."""
         self.wait(
-            lambda: expected in self.text(css),
+            lambda: expected in self.text_if_any(css),
             timeout_s,
-            f"{css} never showed {expected!r} (last: {self.text(css)!r})",
+            f"{css} never showed {expected!r} (last: {self.text_if_any(css)!r})",
         )
         return self.text(css)
 
@@ -70,6 +80,13 @@ class SalePage:
         return next(c for c in classes if c in ("free", "held", "sold"))
 
     # ------------------------------------------------------------ acting
+    def sign_in(self, email: str, password: str = PASSWORD) -> None:
+        for field, value in (("#email", email), ("#password", password)):
+            self.el(field).clear()
+            self.el(field).send_keys(value)
+        self.el("#sign-in").click()
+        self.wait_text("#who", email)
+
     def register(self, email: str, password: str = PASSWORD) -> None:
         self.el("#email").send_keys(email)
         self.el("#password").send_keys(password)
