@@ -7,12 +7,17 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from shared.config import Settings
+
 AXE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text()
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+SECRET = "a-browser-test-secret-long-enough-0123456789"
 WAIT_S = 20.0
 PASSWORD = "correct horse battery"
 # Violations of these impacts fail a test; minor and moderate ones are printed.
@@ -124,3 +129,17 @@ class SalePage:
         """A screenshot of this state, and no serious accessibility violation in it."""
         self.screenshot(name)
         assert self.accessibility_violations() == [], name
+
+
+def token_mode(settings: Settings) -> Settings:
+    """The pages' tests run accounts and the session cookie (token mode), no sign-in limit."""
+    return msgspec.structs.replace(
+        settings, buyer_auth="token", jwt_secret=SECRET, rate_limit_auth_per_s=0
+    )
+
+
+def fresh_page(driver: WebDriver, base_url: str, test: str) -> SalePage:
+    """The session's browser with no cookies and its own window size again."""
+    driver.delete_all_cookies()
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return SalePage(driver, base_url, SCREENSHOTS, test)

@@ -1,17 +1,25 @@
 """The operator console in a real browser: the booking a buyer just confirmed is found by
 its id, its Kafka messages decoded and its event's audit CLEAN; only the admin role sees
-anything; the page fits a phone. Every state is saved as a screenshot and checked with
-axe-core."""
+anything; the page fits a phone; the charts are drawn from a real Prometheus. Every state
+is saved as a screenshot and checked with axe-core."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import httpx
 import pytest
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from scripts.pipeline import Pipeline
+from scripts.waiting import eventually
+from shared.config import Settings
+from shared.dashboard import QUERIES
 from tests.browser.flows import accounts_cli, queue_pick_two_seats_and_pay, sign_up
-from tests.browser.page import SalePage
+from tests.browser.page import SalePage, fresh_page, token_mode
+from tests.monitoring import monitored_pipeline
 
 pytestmark = pytest.mark.browser
 
@@ -124,3 +132,42 @@ async def test_a_buyer_is_refused_the_console_until_granted_the_admin_role(
     width = page.driver.execute_script("return document.documentElement.scrollWidth")
     assert width <= 375, width
     page.check("console-phone")
+
+
+async def test_the_console_draws_the_charts_from_prometheus(
+    topics: Settings, browser: WebDriver, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async with monitored_pipeline(token_mode(topics), tmp_path) as (pipeline, _):
+        admin = {"Authorization": f"Bearer {pipeline.settings.admin_token}"}
+        async with httpx.AsyncClient(base_url=pipeline.url, timeout=30) as buyer:
+            await sign_up(buyer, "grace@example.com")
+            event = await buyer.post(
+                "/api/events", json={"name": "Charted", "capacity": 20}, headers=admin
+            )
+            booked = [
+                await buyer.post("/api/bookings", json={"event_id": event.json()["id"]})
+                for _ in range(5)
+            ]
+            assert {b.status_code for b in booked} == {202}
+
+            async def charted() -> bool | None:
+                charts = (await buyer.get("/api/console/charts", headers=admin)).json()
+                rates = [s for s in charts["series"] if s["name"] == "requests_per_s"]
+                return any(v for s in rates for _, v in s["points"]) or None
+
+            await eventually(charted, "Prometheus has the sale's request rate", 60, 0.5)
+        await make_admin(pipeline, "grace@example.com")
+
+        page = fresh_page(browser, pipeline.url, request.node.name)
+        page.visit("/console")
+        page.sign_in("grace@example.com")
+        page.wait_text("#charts-note", "From Prometheus")
+        captions = page.driver.find_elements("css selector", "#charts figcaption")
+        names = [caption.text.split()[0] for caption in captions]
+        assert names == [q.name for q in QUERIES]
+        chart = page.el("#charts svg[aria-label^='requests_per_s']")
+        said = chart.get_attribute("aria-label") or ""
+        assert re.match(r"requests_per_s: latest \d", said), said  # a value, not a missing one
+        line = chart.find_element("css selector", "path")
+        assert (line.get_attribute("d") or "").startswith("M")  # drawn
+        page.check("console-charts")
