@@ -85,6 +85,11 @@ class SalePage:
         return next(c for c in classes if c in ("free", "held", "sold"))
 
     # ------------------------------------------------------------ acting
+    def choose(self, label: str) -> None:
+        """Clicks a free seat and waits until the page lists it as chosen."""
+        self.seat(label).click()
+        self.wait_text("#chosen", label)
+
     def sign_in(self, email: str, password: str = PASSWORD) -> None:
         for field, value in (("#email", email), ("#password", password)):
             self.el(field).clear()

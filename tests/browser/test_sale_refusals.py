@@ -51,8 +51,7 @@ async def test_a_seat_taken_after_the_map_was_drawn_is_said(
     try:
         page.open(event)
         page.register("heidi@example.com")
-        page.seat("C-1-3").click()
-        page.wait_text("#chosen", "Chosen: C-1-3")
+        page.choose("C-1-3")
 
         async with httpx.AsyncClient(base_url=pipeline.url, timeout=30) as rival:
             await sign_up(rival, "ivan@example.com")
@@ -80,8 +79,7 @@ async def test_an_admission_that_ran_out_is_said(page: SalePage, admin: httpx.As
     page.el("#join-queue").click()
     page.wait_text("#message", "You are in")
     admitted_at = time.monotonic()
-    page.seat("R1-1").click()
-    page.wait_text("#chosen", "Chosen: R1-1")
+    page.choose("R1-1")
     # Expiry is the passing of time itself: nothing to await but the clock.
     page.wait(lambda: time.monotonic() - admitted_at > ADMISSION_TTL_S + 1, ADMISSION_TTL_S + 5)
     page.el("#book-chosen").click()
