@@ -61,6 +61,8 @@ class Tail(msgspec.Struct):
 class LedgerEntry(msgspec.Struct):
     event_id: int
     status: str
+    quantity: int
+    seats: list[str]  # labels, once decided (the command itself names seat numbers)
 
 
 class BookingSearch(msgspec.Struct):
@@ -172,7 +174,9 @@ class ConsoleController(Controller):
         windows = [window_around(made_ms, s)]
         ledger = None
         if row is not None:
-            ledger = LedgerEntry(row["event_id"], row["status"])
+            ledger = LedgerEntry(
+                row["event_id"], row["status"], row["quantity"], list(row["seats"] or [])
+            )
             for received in row["payments_received"]:
                 windows.append(window_around(int(received.timestamp() * 1000), s))
             if row["cancelled_at"] is not None:

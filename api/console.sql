@@ -22,8 +22,9 @@ WHERE booking_id >= %(first_id)s AND decided_at >= %(since)s;
 -- name: booking_moments
 -- What the ledger knows of when a booking's commands reached Kafka: its event (so its
 -- partition), the times its payments were received (the API's clock when it published them)
--- and when its cancellation was decided (after the command was appended).
-SELECT b.event_id, b.status, b.cancelled_at,
+-- and when its cancellation was decided (after the command was appended); its seats for the
+-- console to show.
+SELECT b.event_id, b.status, b.quantity, b.seats, b.cancelled_at,
        array(SELECT p.received_at FROM payments AS p WHERE p.booking_id = b.booking_id
              ORDER BY p.received_at) AS payments_received
 FROM bookings AS b WHERE b.booking_id = %(booking_id)s;

@@ -46,6 +46,15 @@ def attack_line(url: str, event_id: int) -> str:
     return f"{prefix}./attack.sh 500 --event {event_id}"
 
 
+def console_steps(url: str) -> list[str]:
+    """How to get an admin into the console: nothing in the API grants the role."""
+    return [
+        f"register an account on {url.rstrip('/')}/ (Sign in or register), then",
+        'eval "$(scripts/stack env)"; python -m scripts.accounts grant-admin YOUR-EMAIL',
+        "and sign in on the console with that email and password",
+    ]
+
+
 def main() -> int:
     url = os.environ.get("TICKETS_API_URL") or DEFAULT_URL
     try:
@@ -56,6 +65,9 @@ def main() -> int:
     print(f"created event {event_id}: {DEMO_EVENT_NAME!r}, {DEMO_CAPACITY} seats, at {url}")
     print("attack it with:")
     print(f"  {attack_line(url, event_id)}")
+    print(f"watch it on the operator console, {url.rstrip('/')}/console, as an admin:")
+    for line in console_steps(url):
+        print(f"  {line}")
     return 0
 
 

@@ -21,7 +21,7 @@ from api.events import services
 from shared.db import fetch_all, queries
 
 HERE = Path(__file__).parent
-PAGES = frozenset({"/"})  # the paths that hand out the CSRF cookie (api/web/session.py)
+PAGES = frozenset({"/", "/console"})  # the paths that hand out the CSRF cookie (session.py)
 EVENTS_LISTED = 50
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -62,6 +62,13 @@ async def sale_page(
     )
 
 
+@get("/console", include_in_schema=False)
+async def console_page() -> Template:
+    """The operator console: a shell whose script signs the admin in and reads
+    /api/console (admin_only decides who sees data, not the page)."""
+    return Template("console.html", headers=PAGE_HEADERS)
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
 
@@ -75,4 +82,4 @@ def router() -> Router:
         cache_control=CacheControlHeader(no_cache=True),
         include_in_schema=False,
     )
-    return Router(path="/", route_handlers=[sale_page, static])
+    return Router(path="/", route_handlers=[sale_page, console_page, static])

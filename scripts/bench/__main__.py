@@ -36,7 +36,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "booking-events outbox off); holds (phase 5, "
         "then payments and expiry, 9 and 10, judged against it); seats (phase 5, then "
         "choosing seats and reading the seat map, 11a to 11d); queue (13a-13c, the API "
-        "alone); web (14a-14b: the sale page in headless Chromium, the API alone)",
+        "alone); web (14a-14d: the sale page and the console in headless Chromium, the API alone)",
     )
     return parser.parse_args(argv)
 

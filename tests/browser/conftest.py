@@ -1,5 +1,5 @@
-"""The sale page in Debian's headless Chromium (scripts/browser.py), against an API and a
-worker process of the test's own, like tests/e2e."""
+"""The pages (sale, console) in Debian's headless Chromium (scripts/browser.py), against an
+API and a worker process of the test's own, like tests/e2e."""
 
 from __future__ import annotations
 
@@ -7,26 +7,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from scripts.browser import MISSING, headless_chromium, installed
 from scripts.pipeline import Pipeline, running_pipeline
 from shared.config import Settings
-from tests.browser.page import SalePage
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-SECRET = "a-browser-test-secret-long-enough-0123456789"
+from tests.browser.page import SalePage, fresh_page, token_mode
 
 
 @pytest.fixture
 async def pipeline(topics: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
     """Token mode (accounts and the session cookie), API and worker as real processes."""
-    settings = msgspec.structs.replace(
-        topics, buyer_auth="token", jwt_secret=SECRET, rate_limit_auth_per_s=0
-    )
-    async with running_pipeline(settings, tmp_path / "logs") as running:
+    async with running_pipeline(token_mode(topics), tmp_path / "logs") as running:
         yield running
 
 
@@ -51,6 +44,4 @@ def browser() -> Iterator[WebDriver]:
 
 @pytest.fixture
 def page(browser: WebDriver, pipeline: Pipeline, request: pytest.FixtureRequest) -> SalePage:
-    browser.delete_all_cookies()
-    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-    return SalePage(browser, pipeline.url, SCREENSHOTS, request.node.name)
+    return fresh_page(browser, pipeline.url, request.node.name)

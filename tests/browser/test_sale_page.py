@@ -8,65 +8,21 @@ import re
 
 import httpx
 import pytest
-from selenium.webdriver.common.keys import Keys
 
 from scripts.pipeline import Pipeline
-from tests.browser.page import PASSWORD, SalePage
+from tests.browser.flows import create_event, queue_pick_two_seats_and_pay, sign_up
+from tests.browser.page import SalePage
 
 pytestmark = pytest.mark.browser
-
-
-async def create_event(admin: httpx.AsyncClient, **fields: object) -> int:
-    created = await admin.post("/api/events", json={"name": "Browser sale", **fields})
-    assert created.status_code == 201, created.text
-    return int(created.json()["id"])
-
-
-async def sign_up(client: httpx.AsyncClient, email: str) -> None:
-    """Makes `client` another buyer, through the JSON API with a bearer token."""
-    credentials = {"email": email, "password": PASSWORD}
-    assert (await client.post("/api/auth/register", json=credentials)).status_code == 201
-    login = await client.post("/api/auth/login", json=credentials)
-    client.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
 
 
 async def test_a_buyer_queues_picks_two_seats_pays_and_sees_confirmed_live(
     page: SalePage, admin: httpx.AsyncClient
 ) -> None:
-    sections = [{"name": "A", "rows": 6, "seats_per_row": 12, "price_cents": 4500}]
-    event = await create_event(admin, sections=sections, hold_seconds=120, queue=True)
-    page.open(event)
-    assert page.text("#count-free") == "72"
-    page.check("signed-out")
-
-    page.register("alice@example.com")
-    page.el("#join-queue").click()
-    page.wait_text("#message", "You are in")
-    assert page.el("#queue").is_displayed() is False
-
-    # One seat by click, the next with the keyboard.
-    page.seat("A-2-5").click()
-    page.seat("A-2-5").send_keys(Keys.ARROW_RIGHT)
-    page.wait(lambda: page.seat("A-2-6").get_attribute("tabindex") == "0")
-    page.seat("A-2-6").send_keys(Keys.SPACE)
-    page.wait_text("#chosen", "Chosen: A-2-5, A-2-6")
-    page.check("seats-chosen")
-
-    page.el("#book-chosen").click()
-    page.wait_text("#booking-status", "HELD")
-    assert "A-2-5, A-2-6" in page.text("#booking-seats")
-    assert re.search(r"pay within [12]:\d\d", page.text("#hold-countdown"))
-    page.wait(lambda: page.seat_state("A-2-5") == "held")  # the map follows the stream
-    page.check("held")
-
-    page.el("#pay").click()
-    page.wait_text("#booking-status", "CONFIRMED")
-    page.wait_text("#message", "Confirmed: A-2-5, A-2-6 are yours")
-    assert page.still_same_document()  # live, no reload
-    page.wait(lambda: page.seat_state("A-2-6") == "sold")
-    page.wait_text("#mine-rows", "CONFIRMED")
-    assert page.text("#count-sold") == "2"
-    page.check("confirmed")
+    bought = await queue_pick_two_seats_and_pay(page, admin)
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", bought.booking_id
+    )
 
 
 async def test_a_hold_left_unpaid_turns_expired(page: SalePage, admin: httpx.AsyncClient) -> None:
@@ -93,8 +49,7 @@ async def test_seat_taken_and_sold_out_are_said(
     event = await create_event(admin, sections=sections)
     page.open(event)
     page.register("carol@example.com")
-    page.seat("B-1-2").click()
-    page.wait_text("#chosen", "Chosen: B-1-2")
+    page.choose("B-1-2")
 
     async with httpx.AsyncClient(base_url=pipeline.url, timeout=30) as rival:
         await sign_up(rival, "dave@example.com")
@@ -129,8 +84,7 @@ async def test_the_page_fits_a_phone(page: SalePage, admin: httpx.AsyncClient) -
     )
     page.open(event)
     page.register("erin@example.com")
-    page.seat("A-1-8").click()
-    page.wait_text("#chosen", "Chosen: A-1-8")
+    page.choose("A-1-8")
     # Nothing but the seat map's own scroller is wider than the screen.
     width = page.driver.execute_script("return document.documentElement.scrollWidth")
     assert width <= 375, width

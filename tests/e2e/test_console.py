@@ -63,7 +63,12 @@ async def test_overview_after_a_sale_matches_the_ledger_and_finds_a_booking_by_i
     # A confirmed booking's request, found by its id in its event's partition.
     confirmed = next(b for b in accepted if decided[b]["status"] == "CONFIRMED")
     found = await console(sale, f"/kafka/bookings/{confirmed}")
-    assert found["ledger"] == {"event_id": event, "status": "CONFIRMED"}
+    assert found["ledger"] == {
+        "event_id": event,
+        "status": "CONFIRMED",
+        "quantity": 1,
+        "seats": decided[confirmed]["seats"],
+    }
     s = pipeline.settings
     assert found["requests"]["partitions"] == [partition_of(event, range(3))]
     (message,) = found["requests"]["messages"]

@@ -57,3 +57,13 @@ export async function api(method, path, body = undefined, { idempotencyKey } = {
   if (!response.ok) throw await ApiError.from(response);
   return response.status === 204 ? null : response.json();
 }
+
+/** The signed-in account (GET /api/me), or null without a valid session. */
+export async function currentAccount() {
+  try {
+    return await api("GET", "/api/me");
+  } catch (error) {
+    if (error instanceof ApiError && [401, 404].includes(error.status)) return null;
+    throw error;
+  }
+}

@@ -1,4 +1,5 @@
-// What the buyer is told: API errors and booking outcomes in plain words.
+// What the user is told: API errors and booking outcomes in plain words, and the page's two
+// message areas (#message for news, #alert for what went wrong; both pages have them).
 
 import { ApiError } from "./api.js";
 
@@ -48,4 +49,16 @@ export function explain(error) {
   }
   if (error.status === 503) return "The service is busy or partly down: try again in a moment.";
   return error.detail || `The request failed (HTTP ${error.status}).`;
+}
+
+/** Shows `text` in the page's news area (an empty text hides it). */
+export function say(text) {
+  document.getElementById("message").textContent = text;
+  document.getElementById("message").hidden = !text;
+}
+
+/** Shows `text` in the page's alert area (an empty text hides it). */
+export function warn(text) {
+  document.getElementById("alert").textContent = text;
+  document.getElementById("alert").hidden = !text;
 }

@@ -2,8 +2,8 @@
 // watch the booking decided live, list and cancel one's bookings. Everything goes through
 // the JSON API; live parts come from its Server-Sent Events streams.
 
-import { api, ApiError, randomId } from "./api.js";
-import { explain, outcomeText } from "./messages.js";
+import { api, ApiError, currentAccount, randomId } from "./api.js";
+import { explain, outcomeText, say, warn } from "./messages.js";
 import { SeatMap } from "./seatmap.js";
 
 const $ = (id) => document.getElementById(id);
@@ -28,16 +28,6 @@ const state = {
   ready: false,
 };
 
-function say(text) {
-  $("message").textContent = text;
-  $("message").hidden = !text;
-}
-
-function warn(text) {
-  $("alert").textContent = text;
-  $("alert").hidden = !text;
-}
-
 function failed(error) {
   if (!(error instanceof ApiError)) console.error(error);
   warn(explain(error));
@@ -46,12 +36,7 @@ function failed(error) {
 // ------------------------------------------------------------------ account
 
 async function loadMe() {
-  try {
-    state.me = await api("GET", "/api/me");
-  } catch (error) {
-    if (!(error instanceof ApiError) || ![401, 404].includes(error.status)) throw error;
-    state.me = null;
-  }
+  state.me = await currentAccount();
   renderAccount();
 }
 
@@ -281,6 +266,7 @@ function showBooking(booking) {
   panel.dataset.active = "true";
   $("booking-status").textContent = booking.status;
   $("booking-status").dataset.status = booking.status;
+  $("booking-ref").textContent = booking.booking_id;
   const cost = booking.price_cents == null ? "" : ` (${(booking.price_cents / 100).toFixed(2)})`;
   $("booking-seats").textContent = booking.seats.length ? `Seats: ${booking.seats.join(", ")}${cost}` : "";
   $("pay").hidden = booking.status !== "HELD";
