@@ -163,7 +163,7 @@ class Worker:
             admitter = Admitter(s, pool, redis_client)
             side_tasks.append(asyncio.create_task(admitter.run(self.stop), name="admission"))
             heap.settle(s.gc_young_threshold)
-            batches = _Batches(self._tail, finalizer, dead_letters, auditor, cache)
+            batches = _Batches(self._tail, finalizer, dead_letters, auditor)
             sweep = ExpirySweep(pool, consumer, s.topic, s.expiry_sweep_interval_s)
             await self._loop(consumer, batches, sweep, side_tasks)
         except Stopped:
@@ -317,13 +317,11 @@ class _Batches:
         finalizer: Finalizer,
         dead_letters: DeadLetters,
         auditor: Auditor,
-        cache: DecisionCache,
     ) -> None:
         self._tail = tail
         self._finalizer = finalizer
         self._dead_letters = dead_letters
         self._auditor = auditor
-        self._cache = cache
 
     def seat_maps_only(self) -> Outcome | None:
         """The seat maps still to publish, as an outcome with nothing else in it."""
@@ -375,7 +373,8 @@ class _Batches:
             # or 503 and an abandoned mark) before looking at the marks.
             wait_ms = deadlines.abandon_settled_at_ms(late) - deadlines.now_ms()
             await asyncio.sleep(max(wait_ms, 0) / 1000)
-        abandoned = await self._cache.abandoned([r.booking_id for _, r in appended])
+        # In the ledger: a Redis that lost its data must not turn a 503 into a sale.
+        abandoned = await self._finalizer.abandoned_among([r.booking_id for _, r in appended])
         if abandoned:
             expired += len(abandoned)
             commands = [

@@ -29,7 +29,6 @@ from scripts.chaos.sandbox import partition_of
 from scripts.chaos.traffic import Traffic
 from scripts.waiting import poll_until
 from shared.config import Settings
-from shared.decisions import DecisionCache
 from shared.keys import RedisKeys
 from shared.redis_clients import open_redis
 
@@ -284,10 +283,12 @@ class Run:
 
     async def abandoned(self, booking_ids: set[str]) -> set[str]:
         """Of these, the ones the API answered 503 for and marked (the worker drops them)."""
-        async with open_redis(self.settings) as client:
-            cache = DecisionCache(client, self.settings.redis_prefix, 60)
-            marked = await cache.abandoned([uuid.UUID(b) for b in booking_ids])
-        return {str(b) for b in marked}
+        rows = await query(
+            self.settings,
+            "SELECT booking_id::text AS id FROM abandoned_requests WHERE booking_id = ANY(%(ids)s)",
+            {"ids": [uuid.UUID(b) for b in booking_ids]},
+        )
+        return {r["id"] for r in rows}
 
     async def supervisor(self) -> None:
         """A worker or notifier (or the API) that dies without being told to is noted and
