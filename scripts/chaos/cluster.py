@@ -4,6 +4,8 @@ stayed during a fault is scripts/chaos/availability.py's, as for every scenario.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio.sentinel import Sentinel
 
@@ -65,3 +67,23 @@ async def redis_primary_port(settings: Settings) -> int:
         for client in sentinel.sentinels:
             await client.aclose()
     return int(port)
+
+
+async def redis_primary(settings: Settings) -> tuple[str, int]:
+    """The stack's name (`redis` or `redis-replica`) and port of the server Sentinel names
+    the primary now."""
+    port = await redis_primary_port(settings)
+    return ("redis" if port == urlsplit(settings.redis_url).port else "redis-replica"), port
+
+
+async def wait_promoted(settings: Settings, old: int, timeout_s: float) -> int | None:
+    """Until Sentinel names a primary other than the server on port `old`: its port."""
+
+    async def promoted() -> int | None:
+        try:
+            port = await redis_primary_port(settings)
+        except Exception:  # noqa: BLE001 - Sentinels mid-election
+            return None
+        return port if port != old else None
+
+    return await poll_until(promoted, timeout_s, interval_s=0.1)

@@ -17,14 +17,12 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
-from scripts.chaos.cluster import leader_of, redis_primary_port, wait_leader_other_than
+from scripts.chaos.cluster import leader_of, redis_primary, wait_leader_other_than, wait_promoted
 from scripts.chaos.nemesis import kill9, process_state, produce_copies, service_outage
 from scripts.chaos.observe import read_records
 from scripts.chaos.sandbox import partition_of
 from scripts.chaos.scenario import Run
-from scripts.waiting import poll_until
 from shared.redis_clients import open_redis
 
 MIN_WORKERS, MAX_WORKERS = 1, 4
@@ -164,20 +162,10 @@ async def broker_restart(run: Run) -> None:
 async def redis_failover(run: Run) -> None:
     """kill -9 the Redis primary; Sentinel promotes the replica; the old one comes back as
     a replica."""
-    s = run.settings
-    old = await redis_primary_port(s)
-    killed = "redis" if old == urlsplit(s.redis_url).port else "redis-replica"
-
-    async def promoted() -> int | None:
-        try:
-            port = await redis_primary_port(s)
-        except Exception:  # noqa: BLE001 - Sentinels mid-election
-            return None
-        return port if port != old else None
-
+    killed, old = await redis_primary(run.settings)
     async with run.outage(f"kill -9 the Redis primary ({killed})", f"{killed} back"):
         await run.stack("kill9", killed)
-        if await poll_until(promoted, 30, interval_s=0.1) is None:
+        if await wait_promoted(run.settings, old, timeout_s=30) is None:
             raise RuntimeError("Sentinel promoted no replica in 30 s")
         await run.stack("start", killed)
 
