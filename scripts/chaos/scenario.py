@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+import redis.exceptions
 from aiokafka.errors import KafkaError
 
 from scripts.chaos.availability import (
@@ -251,7 +252,10 @@ class Run:
 
             async def grew() -> tuple[int, int] | None:
                 nonlocal last
-                now = [int(str(v or 0)) for v in await client.mget(keys)]
+                try:
+                    now = [int(str(v or 0)) for v in await client.mget(keys)]
+                except redis.exceptions.RedisError:
+                    return None  # Redis restarting or failing over: look again
                 if last is not None:
                     for event_id, before, held in zip(self.events, last, now, strict=True):
                         if held > before:
