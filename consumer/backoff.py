@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 from shared.errors import Stopped
@@ -116,3 +116,18 @@ class Backoff:
             return client
 
         return await self.retry(attempt, f"starting the {what} (Kafka)")
+
+
+async def stop_clients(clients: Sequence[Client]) -> None:
+    """Stop each client in order, every one even if Kafka is down. aiokafka's consumer,
+    stopped while a broker is unreachable, re-raises the cancellation of its own fetch
+    retry (Fetcher.close awaits the task it cancelled); that must not cut the shutdown
+    short, so it is swallowed unless this task itself is being cancelled."""
+    for client in clients:
+        try:
+            await client.stop()
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            log.warning("%s stopped with a stray cancellation", type(client).__name__)

@@ -28,7 +28,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from consumer import notifications
-from consumer.backoff import Backoff
+from consumer.backoff import Backoff, stop_clients
 from consumer.booking_mail import MAILED
 from consumer.delivery import Delivery, Result
 from consumer.mailer import Mailer, SmtpTarget
@@ -117,8 +117,7 @@ class Notifier:
             log.info("stopped while waiting for a dependency")
         finally:
             # Stop fetching (done), leave the group, then close the connections.
-            for client in kafka:
-                await client.stop()
+            await stop_clients(kafka)
             await mailer.quit()
             await pool.close()
             log.info("notifier stopped")

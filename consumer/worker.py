@@ -22,7 +22,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from consumer.admission import Admitter
 from consumer.auditor import Auditor
-from consumer.backoff import Backoff
+from consumer.backoff import Backoff, stop_clients
 from consumer.dead_letters import DeadLetters, Poison
 from consumer.expiry import ExpirySweep
 from consumer.finalize import Finalizer, Outcome
@@ -178,8 +178,7 @@ class Worker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for client in kafka:
-                await client.stop()
+            await stop_clients(kafka)
             await redis_client.aclose()
             await pool.close()
             log.info("worker stopped after %d decisions", self.decided)

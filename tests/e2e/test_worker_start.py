@@ -61,3 +61,26 @@ async def test_a_worker_started_while_kafka_is_down_waits_then_decides(
 
 def _log(pipeline: Pipeline, proc: subprocess.Popen[bytes]) -> str:
     return pipeline.logs[proc.pid].read_text(errors="replace")
+
+
+async def test_a_worker_stopped_while_kafka_is_down_stops_in_order(
+    sale: SaleClient, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    (worker,) = pipeline.workers
+
+    async def assigned() -> bool:
+        return "partitions assigned" in _log(pipeline, worker)
+
+    await eventually(assigned, "the worker consumes its partitions", 30)
+    stack = Stack(tmp_path / "stack.log")
+    await stack("kill9", "kafka")
+    try:
+
+        async def fetch_failing() -> bool:
+            return _log(pipeline, worker).count("Unable connect to node") >= 3
+
+        await eventually(fetch_failing, "the worker's fetches fail", 30)
+        assert pipeline.terminate(worker, timeout_s=15) == 0, _log(pipeline, worker)[-2000:]
+        assert "worker stopped" in _log(pipeline, worker)
+    finally:
+        await stack("start", "kafka")
