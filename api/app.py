@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from http import HTTPStatus
@@ -38,7 +39,7 @@ from api.streams import StreamController
 from api.web import pages
 from api.web.session import CSRFGate, SessionController, csrf_config
 from api.webhooks import StripeWebhook
-from shared import heap, logs
+from shared import abandoned, heap, logs
 from shared.config import Settings, load_or_exit
 from shared.contracts import BookingRequested
 from shared.db import open_pool
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 SeatMapSnapshots(redis_client, keys).read, settings.seat_map_max_age_ms / 1000
             ),
             pending=Coalescer(remember),
+            abandon=Coalescer(functools.partial(abandoned.abandon, pool)),
             rules=RulesCache(pool),
             auth=Authenticator(settings, revocations),
             limiter=RateLimiter(redis_client, keys),

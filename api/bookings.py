@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Annotated
 
 import msgspec
+import psycopg
 import redis.exceptions
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Headers, State
@@ -31,10 +32,10 @@ from shared.contracts import BookingRequested, EventId, Quantity, UserId, new_bo
 from shared.db import fetch_one, queries
 from shared.decisions import BookingView
 from shared.errors import (
-    BrokerUnavailable,
     InvalidRequest,
     NotAdmitted,
     NotFound,
+    Unacknowledged,
 )
 from shared.metrics import BOOKING_OUTCOME
 
@@ -283,8 +284,8 @@ class BookingIntake(Controller):
                 )
                 await svc.publisher.publish(message)
         except BaseException as exc:
-            if isinstance(exc, BrokerUnavailable):
-                await self._abandon(svc, booking_id)
+            if isinstance(exc, Unacknowledged):
+                await self._abandon(svc, booking_uuid)
             if claim is not None:
                 await svc.idempotency.abandon(claim)
             raise
@@ -302,12 +303,12 @@ class BookingIntake(Controller):
         return "accepted", self._accepted(booking_id)
 
     @staticmethod
-    async def _abandon(svc: Services, booking_id: str) -> None:
-        """Kafka may still deliver a message whose acknowledgement timed out; mark it so the
-        worker drops it rather than sell a seat to a buyer who was told 503."""
+    async def _abandon(svc: Services, booking_id: uuid.UUID) -> None:
+        """Kafka may still deliver a message whose acknowledgement timed out; mark it in the
+        ledger so the worker drops it rather than sell a seat to a buyer who was told 503."""
         try:
-            await svc.decisions.abandon(booking_id)
-        except redis.exceptions.RedisError as exc:
+            await svc.abandon.submit(booking_id)
+        except (psycopg.Error, OSError) as exc:
             log.warning("booking %s answered 503 but not marked abandoned: %r", booking_id, exc)
 
     @staticmethod

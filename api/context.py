@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 
 from litestar import Request
@@ -39,6 +40,8 @@ class Services:
     availability: RecentReads[int, int | None]  # the gate's counter, by event
     seat_maps: RecentReads[int, Snapshot | None]  # the published seat map, by event
     pending: Coalescer[BookingRequested, None]
+    # Requests answered 503 that Kafka may still deliver, marked in the ledger in batches.
+    abandon: Coalescer[uuid.UUID, None]
     rules: RulesCache
     auth: Authenticator
     limiter: RateLimiter

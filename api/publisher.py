@@ -23,7 +23,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from shared import deadlines
 from shared.config import Settings
 from shared.contracts import Command, encode_command, event_key, partition_of
-from shared.errors import BrokerUnavailable
+from shared.errors import BrokerUnavailable, Unacknowledged
 from shared.metrics import PRODUCE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,13 @@ class _Batch:
     """One produce request in the making: the records, and who waits for the broker's ack.
     All its records share one deadline, `expires_at_ms`: its first request's."""
 
-    __slots__ = ("builder", "expires_at_ms", "waiters")
+    __slots__ = ("builder", "expires_at_ms", "sent", "waiters")
 
     def __init__(self, builder: BatchBuilder, expires_at_ms: int) -> None:
         self.builder = builder
         self.waiters: list[tuple[asyncio.Future[None], float]] = []
         self.expires_at_ms = expires_at_ms
+        self.sent = False  # handed to the producer: it may reach the topic, whatever follows
 
     def append(self, key: bytes, message: Command, waiter: asyncio.Future[None]) -> bool:
         """Add the request with the batch's deadline; False if it does not fit (full, or its
@@ -63,6 +64,10 @@ class _Batch:
             acked = time.perf_counter()
             for _, started in self.waiters:
                 PRODUCE_SECONDS.observe(acked - started)
+        elif self.sent:
+            # The idempotent producer keeps a sent batch and may deliver it later: the API
+            # marks these requests abandoned (shared/abandoned.py).
+            error = Unacknowledged(f"Kafka did not acknowledge in time: {error!r}")
         for waiter, _ in self.waiters:
             if not waiter.done():  # a waiter whose request was cancelled
                 if error is None:
@@ -199,6 +204,7 @@ class Publisher:
                     continue
                 try:
                     async with asyncio.timeout(batch.seconds_left()):
+                        batch.sent = True
                         delivered = await producer.send_batch(
                             batch.builder, self._settings.topic, partition=partition
                         )

@@ -58,7 +58,7 @@ from consumer.seat_map import (
     seat_choice,
 )
 from consumer.settling import Settle, Settling
-from shared import admission
+from shared import abandoned, admission
 from shared.config import Settings
 from shared.contracts import (
     LIVE,
@@ -233,6 +233,10 @@ class Finalizer:
         async with self._pool.connection() as conn, conn.cursor() as cur:
             await cur.execute(queries.decided_among, {"booking_ids": uuid_array(booking_ids)})
             return {row["booking_id"] for row in await cur.fetchall()}
+
+    async def abandoned_among(self, booking_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """The requests among these that the API answered 503 for (shared/abandoned.py)."""
+        return await abandoned.abandoned_among(self._pool, booking_ids)
 
     async def knows_event(self, event_id: int) -> bool:
         return await self._rules.get(event_id) is not None

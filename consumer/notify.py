@@ -28,7 +28,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from consumer import notifications
-from consumer.backoff import Backoff
+from consumer.backoff import Backoff, stop_clients
 from consumer.booking_mail import MAILED
 from consumer.delivery import Delivery, Result
 from consumer.mailer import Mailer, SmtpTarget
@@ -80,31 +80,44 @@ class Notifier:
         # A short wait for a connection, so a batch fails fast and backs off while
         # PostgreSQL is down, and a SIGTERM is honoured within seconds.
         pool = open_pool(s, max_size=2, acquire_timeout_s=3.0)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True
-        )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            group_id=s.notify_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=s.consumer_session_timeout_ms,
-            heartbeat_interval_ms=s.consumer_session_timeout_ms // 3,
-        )
         mailer = Mailer(self.target)
+        kafka: list[AIOKafkaProducer | AIOKafkaConsumer] = []  # started, to stop in order
         try:
             await pool.open(wait=False)
-            await producer.start()
-            await consumer.start()
+            # Started while Kafka may be down (a restart mid-outage): each waits for it.
+            producer = await self.backoff.started(
+                functools.partial(
+                    AIOKafkaProducer,
+                    bootstrap_servers=s.bootstrap_servers,
+                    acks="all",
+                    enable_idempotence=True,
+                ),
+                "dead-letter producer",
+            )
+            kafka.append(producer)
+            consumer = await self.backoff.started(
+                functools.partial(
+                    AIOKafkaConsumer,
+                    bootstrap_servers=s.bootstrap_servers,
+                    group_id=s.notify_group,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    session_timeout_ms=s.consumer_session_timeout_ms,
+                    heartbeat_interval_ms=s.consumer_session_timeout_ms // 3,
+                ),
+                "events consumer",
+            )
+            kafka.insert(0, consumer)  # the first to stop: leave the group
             consumer.subscribe([s.events_topic], listener=_FinishBatchOnRevoke(self))
             log.info("notifier started: topic=%s group=%s", s.events_topic, s.notify_group)
             delivery = Delivery(pool, mailer, s.mail_from, self.backoff)
             batches = _Batches(self, pool, producer, delivery)
             await self._loop(consumer, batches)
+        except Stopped:
+            log.info("stopped while waiting for a dependency")
         finally:
             # Stop fetching (done), leave the group, then close the connections.
-            await consumer.stop()
-            await producer.stop()
+            await stop_clients(kafka)
             await mailer.quit()
             await pool.close()
             log.info("notifier stopped")

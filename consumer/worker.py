@@ -22,7 +22,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from consumer.admission import Admitter
 from consumer.auditor import Auditor
-from consumer.backoff import Backoff
+from consumer.backoff import Backoff, stop_clients
 from consumer.dead_letters import DeadLetters, Poison
 from consumer.expiry import ExpirySweep
 from consumer.finalize import Finalizer, Outcome
@@ -130,38 +130,31 @@ class Worker:
         # off, and a SIGTERM is honoured within seconds.
         pool = open_pool(s, max_size=4, acquire_timeout_s=3.0)
         redis_client = open_redis(s)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True
-        )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
-            group_id=s.consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            session_timeout_ms=s.consumer_session_timeout_ms,
-            heartbeat_interval_ms=s.consumer_session_timeout_ms // 3,
-        )
         await pool.open(wait=False)
         cache = DecisionCache(redis_client, s.redis_prefix, s.status_cache_ttl_s)
         finalizer = Finalizer(s, pool, Inventory(redis_client, s.redis_prefix), cache)
-        self._tail = BatchTail(consumer, cache, finalizer.seat_maps, self._backoff)
-        dead_letters = DeadLetters(producer, s.dlq_topic, cache, finalizer)
         auditor = Auditor(pool, finalizer.inventory, s.audit_interval_s)
-        relay_producer = AIOKafkaProducer(
-            bootstrap_servers=s.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            max_batch_size=RELAY_BATCH_BYTES,
-        )
-        self.relay = Relay(s, relay_producer, self._backoff)
+        kafka: list[AIOKafkaProducer | AIOKafkaConsumer] = []  # started, to stop in order
         side_tasks: list[asyncio.Task[None]] = []
         try:
-            await producer.start()
-            await relay_producer.start()
+            # Started while Kafka may be down (a restart mid-outage): each waits for it.
+            producer = await self._backoff.started(
+                functools.partial(_producer, s), "dead-letter producer"
+            )
+            kafka.append(producer)
+            relay_producer = await self._backoff.started(
+                functools.partial(_producer, s, max_batch_size=RELAY_BATCH_BYTES),
+                "outbox relay's producer",
+            )
+            kafka.append(relay_producer)
             await self._reconcile(Reconciler(s, pool, finalizer, finalizer.inventory))
-            await consumer.start()
+            consumer = await self._backoff.started(
+                functools.partial(_consumer, s), "booking consumer"
+            )
+            kafka.insert(0, consumer)  # the first to stop: leave the group
+            self._tail = BatchTail(consumer, cache, finalizer.seat_maps, self._backoff)
+            dead_letters = DeadLetters(producer, s.dlq_topic, cache, finalizer)
+            self.relay = Relay(s, relay_producer, self._backoff)
             consumer.subscribe([s.topic], listener=_FinishBatchOnRevoke(self))
             log.info("worker started: topic=%s group=%s", s.topic, s.consumer_group)
             side_tasks.append(asyncio.create_task(auditor.run(self.stop), name="auditor"))
@@ -170,9 +163,11 @@ class Worker:
             admitter = Admitter(s, pool, redis_client)
             side_tasks.append(asyncio.create_task(admitter.run(self.stop), name="admission"))
             heap.settle(s.gc_young_threshold)
-            batches = _Batches(self._tail, finalizer, dead_letters, auditor, cache)
+            batches = _Batches(self._tail, finalizer, dead_letters, auditor)
             sweep = ExpirySweep(pool, consumer, s.topic, s.expiry_sweep_interval_s)
             await self._loop(consumer, batches, sweep, side_tasks)
+        except Stopped:
+            log.info("stopped while waiting for a dependency")
         finally:
             # Shutdown order: stop fetching (done), leave the group, stop the side tasks (the
             # relay sends what it read), then close the clients and pools.
@@ -183,9 +178,7 @@ class Worker:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await consumer.stop()
-            await producer.stop()
-            await relay_producer.stop()
+            await stop_clients(kafka)
             await redis_client.aclose()
             await pool.close()
             log.info("worker stopped after %d decisions", self.decided)
@@ -294,6 +287,25 @@ class Worker:
             self._tail.hand_over(DecidedBatch(outcome, {}, time.monotonic()))
 
 
+def _producer(s: Settings, **options: int) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=s.bootstrap_servers, acks="all", enable_idempotence=True, **options
+    )
+
+
+def _consumer(s: Settings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=s.bootstrap_servers,
+        group_id=s.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=FETCH_BYTES_PER_PARTITION,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        session_timeout_ms=s.consumer_session_timeout_ms,
+        heartbeat_interval_ms=s.consumer_session_timeout_ms // 3,
+    )
+
+
 class _Batches:
     """Turns fetched records into a decided batch: drops what must not be decided (poison,
     requests answered 503), then lets the finalizer decide the rest."""
@@ -304,13 +316,11 @@ class _Batches:
         finalizer: Finalizer,
         dead_letters: DeadLetters,
         auditor: Auditor,
-        cache: DecisionCache,
     ) -> None:
         self._tail = tail
         self._finalizer = finalizer
         self._dead_letters = dead_letters
         self._auditor = auditor
-        self._cache = cache
 
     def seat_maps_only(self) -> Outcome | None:
         """The seat maps still to publish, as an outcome with nothing else in it."""
@@ -362,7 +372,8 @@ class _Batches:
             # or 503 and an abandoned mark) before looking at the marks.
             wait_ms = deadlines.abandon_settled_at_ms(late) - deadlines.now_ms()
             await asyncio.sleep(max(wait_ms, 0) / 1000)
-        abandoned = await self._cache.abandoned([r.booking_id for _, r in appended])
+        # In the ledger: a Redis that lost its data must not turn a 503 into a sale.
+        abandoned = await self._finalizer.abandoned_among([r.booking_id for _, r in appended])
         if abandoned:
             expired += len(abandoned)
             commands = [

@@ -5,9 +5,10 @@
 2. The publisher waits for Kafka's acknowledgement until just before it (`seconds_left`).
    Requests sent in one produce request share its first request's deadline (`batch_takes`),
    and each record carries that shared deadline.
-3. When the wait ends without an acknowledgement, the API answers 503 and marks the booking
-   abandoned in Redis. An idempotent producer keeps the message, though, and may deliver it
-   once the broker is back.
+3. When the wait ends without an acknowledgement, the API answers 503 and, if the request was
+   sent, marks the booking abandoned in PostgreSQL (shared/abandoned.py: a Redis wipe must not
+   undo it). An idempotent producer keeps the message, though, and may deliver it once the
+   broker is back.
 4. The broker stamps each record of the booking topic with the time it appended it
    (`BOOKING_TOPIC_CONFIG`).
 5. The worker drops a record appended after its deadline (`appended_after_expiry`: the API

@@ -124,24 +124,6 @@ class DecisionCache:
             values = [_encode(record) for _, record in records]
             await self._script(keys=keys, args=[self._ttl, mode, channel, *values])
 
-    async def abandon(self, booking_id: uuid.UUID | str) -> None:
-        """The API answered 503 for this booking: should Kafka deliver it after all, the
-        worker drops it. The mark and the "some mark exists" flag are written together, and
-        the flag outlives every mark (each abandon pushes its expiry out)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._keys.abandoned_any, 1, ex=self._ttl)
-            pipe.set(self._keys.abandoned(booking_id), 1, ex=self._ttl)
-            await pipe.execute()
-
-    async def abandoned(self, booking_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """The bookings among these that the API marked abandoned. Marks exist only after a
-        Kafka outage, so the flag answers almost every batch in one cheap call instead of a
-        lookup per booking."""
-        if not booking_ids or not await self._redis.exists(self._keys.abandoned_any):
-            return set()
-        found = await self._redis.mget(self._keys.abandoned_many(booking_ids))
-        return {b for b, hit in zip(booking_ids, found, strict=True) if hit is not None}
-
     async def get(self, booking_id: uuid.UUID) -> BookingView | None:
         raw = await self._redis.get(self._keys.decision(booking_id))
         if raw is None:

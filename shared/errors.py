@@ -81,6 +81,11 @@ class BrokerUnavailable(Unavailable):
     """Kafka did not acknowledge the booking request; nothing was accepted."""
 
 
+class Unacknowledged(BrokerUnavailable):
+    """Kafka did not acknowledge the booking request in time; nothing was accepted, though
+    the request was sent and may still reach the topic."""
+
+
 class QueueLost(Unavailable):
     """The event's queue has lost its data (Redis): nobody is admitted until an admin opens
     it again; admission tokens already given still work."""

@@ -108,18 +108,6 @@ class RedisKeys:
         each time the worker publishes its seat map."""
         return f"{self.prefix}:availability"
 
-    def abandoned(self, booking_id: uuid.UUID | str) -> str:
-        """The mark of a booking the API answered 503 for (see shared/deadlines.py)."""
-        return f"{self.prefix}:abandoned:{booking_id}"
-
-    def abandoned_many(self, booking_ids: Iterable[uuid.UUID]) -> list[str]:
-        return [f"{self.prefix}:abandoned:{text}" for text in uuid_texts(booking_ids)]
-
-    @property
-    def abandoned_any(self) -> str:
-        """Set while any abandoned mark may exist, so batches skip looking for marks."""
-        return f"{self.prefix}:abandoned-any"
-
     def idempotency(self, user_id: str, key: str) -> str:
         """An Idempotency-Key, per user; hashed so any key fits and none can collide."""
         digest = hashlib.sha256(f"{user_id}\x00{key}".encode()).hexdigest()

@@ -336,3 +336,15 @@ SELECT id, capacity, sold, held FROM events WHERE id = ANY(%(event_ids)s::bigint
 
 -- name: recent_events
 SELECT id, name, capacity, queue, hold_seconds FROM events ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: abandon_requests
+-- The API answered 503 for these requests (shared/abandoned.py).
+INSERT INTO abandoned_requests (booking_id)
+SELECT unnest(%(booking_ids)s::uuid[])
+ON CONFLICT DO NOTHING;
+
+-- name: abandoned_among
+-- One primary-key probe per id, as in decided_among.
+SELECT wanted.booking_id
+FROM unnest(%(booking_ids)s::uuid[]) AS wanted (booking_id)
+WHERE EXISTS (SELECT 1 FROM abandoned_requests a WHERE a.booking_id = wanted.booking_id);

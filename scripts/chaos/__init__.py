@@ -42,13 +42,16 @@ for an instantaneous one, whose window is availability.INSTANT_WINDOW_S from the
 Scenarios (default: all, in this order): worker_kill9, fault_points, rebalance, kafka_kill9,
 redis_wipe, postgres_restart, duplicates, worker_sigterm, and with holds expiry_kill9,
 payment_kill9, redis_wipe_holds, notify_kill9 (with a notifier), and reconciler. Exit
-status 1 if any check failed.
+status 1 if any check failed. broker_leader_kill9, broker_rolling_restart and
+redis_failover run only by name, against an HA stack the environment names (exit 2 with
+the reason otherwise).
 `run_scenario` is also called in-process by tests/chaos.
 
     python -m scripts.chaos soak [--minutes N] [--seed S]
 
-runs the soak (soak.py): one sale of 10,000 seats at 3x demand for N minutes (default 2)
-under a seeded random mix of every fault kind in fault_kinds.KINDS, two lanes side by side
+runs the soak (soak.py) on the HA stack the environment names: one sale of 10,000 seats at
+3x demand for N minutes (default 2) under a seeded random mix of every fault kind in
+fault_kinds.KINDS (the HA ones included), two lanes side by side
 (worker processes; stack services and the topic); kinds whose needs are unmet are skipped
 and reported. Then the same checks as every scenario, plus the availability figures.
 
@@ -59,7 +62,9 @@ Layout of this package:
 - `scenarios/`: one module per scenario (its `SPEC` and the fault injection), and the registry
   `SCENARIOS` in their default order.
 - `scenario.py`: what a scenario declares (`Spec`) and what its injection works with (`Run`).
-- `availability.py`: fault windows and the availability figures. `nemesis.py`: the ways of
+- `availability.py`: fault windows and the availability figures (every scenario's, the HA
+  ones included). `cluster.py`: the HA stack's leaders, ISR and Sentinel primary.
+  `fault_kinds.py`: the soak's fault kinds. `nemesis.py`: the ways of
   breaking things the scenarios share (service outages, kill -9 and a successor, copies).
 - `checks.py`: the invariant checks, through the API, by SQL, on Kafka and on the mails.
 - `traffic.py`: the simulated buyers (and their accounts). `faults.py`: the stack's

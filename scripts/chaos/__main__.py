@@ -31,6 +31,10 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
         return 2
     base = Settings.from_env()
+    ha = [n for n in names if SCENARIOS[n].ha]
+    if ha and (why := _not_ha(base)):
+        print(f"{', '.join(ha)}: {why}", file=sys.stderr)
+        return 2
     root = Path(args.log_dir or tempfile.mkdtemp(prefix="chaos-"))
     results: list[ScenarioResult] = []
     for name in names:
@@ -43,6 +47,8 @@ async def main_async(args: argparse.Namespace) -> int:
             seed=args.seed,
             keep=args.keep,
             buyer_auth=args.buyer_auth,
+            # The stack to break is the one the environment names (TICKETS_STACK_DIR, ports).
+            stack_env={} if SCENARIOS[name].ha else None,
         )
         results.append(result)
         print(result.report(), file=sys.stderr, flush=True)
@@ -53,22 +59,40 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 async def _soak(args: argparse.Namespace) -> int:
+    base = Settings.from_env()
+    if why := _not_ha(base):
+        print(f"soak: {why}", file=sys.stderr)
+        return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print(f"soak: {args.minutes:g} minutes, seed {seed} (replay with --seed {seed})", flush=True)
     result = await run_scenario(
         soak.spec(args.minutes),
-        Settings.from_env(),
+        base,
         demand_factor=args.demand_factor,
         log_dir=Path(args.log_dir or tempfile.mkdtemp(prefix="chaos-")) / "soak",
         seed=seed,
         keep=args.keep,
         buyer_auth=args.buyer_auth,
+        stack_env={},  # the stack the environment names (TICKETS_STACK_DIR, ports)
     )
     print(result.report(), file=sys.stderr, flush=True)
     print(table([result]))
     if args.json:
         _write_json(Path(args.json), [result])
     return 0 if result.ok else 1
+
+
+def _not_ha(settings: Settings) -> str | None:
+    """Why the stack the environment names is not the HA one; None if it is."""
+    brokers, sentinels = len(settings.bootstrap_servers), len(settings.sentinels)
+    if brokers >= 3 and sentinels:
+        return None
+    return (
+        f"needs the HA stack (three Kafka nodes, Redis under Sentinel); the environment names "
+        f"{brokers} broker(s) and {sentinels} Sentinel(s). Start one with `scripts/stack up "
+        "--services-only --kafka-brokers 3 --redis-sentinel` (its own TICKETS_STACK_DIR and "
+        'ports exported), then eval "$(scripts/stack env)"'
+    )
 
 
 def _write_json(path: Path, results: list[ScenarioResult]) -> None:

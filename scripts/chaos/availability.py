@@ -67,6 +67,15 @@ def longest_gap(decided_at: Iterable[float]) -> tuple[float, float] | None:
     return max(gaps, key=lambda g: g[1] - g[0]) if gaps else None
 
 
+def longest_silence(window: FaultWindow, decided_at: Iterable[float]) -> float:
+    """The longest stretch inside `window` without a decision (sale clock), from its start
+    to the last decision in it (after that the sale may simply be sold out); the whole
+    window when nothing was decided in it."""
+    inside = [t for t in decided_at if window.start <= t <= window.end]
+    gap = longest_gap([window.start, *inside])
+    return window.end - window.start if gap is None else gap[1] - gap[0]
+
+
 def _merged(windows: Iterable[FaultWindow]) -> list[tuple[float, float]]:
     """Overlapping windows as one, in order (so one bisection finds an attempt's)."""
     spans: list[tuple[float, float]] = []

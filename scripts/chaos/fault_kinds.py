@@ -4,8 +4,10 @@ whose needs are not met is skipped, and the soak's report says why).
 
 Two lanes run side by side, so faults overlap as they would in production: "process"
 (the workers: kill -9, SIGTERM, joining and leaving, dying at a fault point) and "service"
-(the stack's services and the topic: Kafka, PostgreSQL, Redis, duplicate deliveries). A
-kind of the HA stack's is one more line in KINDS, with a `needs` that says when it can run.
+(the stack's services and the topic: Kafka, PostgreSQL, Redis, duplicate deliveries). The
+HA stack's kinds (a Kafka node killed or restarted while the others carry on, the Redis
+primary killed and Sentinel failing over) need a soak on that stack (`Spec.ha`); there,
+`kafka_kill9` kills every node at once and `redis_wipe` flushes the primary.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from scripts.chaos.cluster import leader_of, redis_primary, wait_leader_other_than, wait_promoted
 from scripts.chaos.nemesis import kill9, process_state, produce_copies, service_outage
 from scripts.chaos.observe import read_records
+from scripts.chaos.sandbox import partition_of
 from scripts.chaos.scenario import Run
+from shared.redis_clients import open_redis
 
 MIN_WORKERS, MAX_WORKERS = 1, 4
+KAFKA_NODES = 3  # of the HA stack
 POINTS = ("after_reserve", "after_db_commit")
 
 Needs = Callable[[Run], Awaitable[str | None]]  # None: it can run; else why not
@@ -51,6 +57,10 @@ async def _room_to_join(run: Run) -> str | None:
 
 async def _room_to_leave(run: Run) -> str | None:
     return None if len(run.pipeline.live_workers()) > MIN_WORKERS else "workers at the minimum"
+
+
+async def _ha(run: Run) -> str | None:
+    return None if run.spec.ha else "needs the HA stack (three Kafka nodes, Redis Sentinel)"
 
 
 async def worker_kill9(run: Run) -> None:
@@ -116,7 +126,48 @@ async def postgres_restart(run: Run) -> None:
 
 
 async def redis_wipe(run: Run) -> None:
-    await service_outage(run, "redis", "kill9", 0.5, "kill -9 redis", "redis restarted empty")
+    if not run.spec.ha:
+        await service_outage(run, "redis", "kill9", 0.5, "kill -9 redis", "redis restarted empty")
+        return
+    # Under Sentinel a killed primary fails over (redis_failover); a wipe is the primary
+    # losing its data, which its replica then copies.
+    async with open_redis(run.settings) as client:
+        await client.flushall()
+    run.fault("the Redis primary flushed (FLUSHALL)")
+
+
+async def broker_leader_kill9(run: Run) -> None:
+    """kill -9 the Kafka node leading the hot partition; restart it once another leads."""
+    s = run.settings
+    hot = partition_of(next(iter(run.events)), run.spec.partitions)
+    leader = await leader_of(s, s.topic, hot)
+    if leader < 0:
+        raise RuntimeError(f"partition {hot} has no leader")
+    kill = f"kill -9 kafka-{leader}, leader of the hot partition {hot}"
+    async with run.outage(kill, f"kafka-{leader} back"):
+        await run.stack("kill9", f"kafka-{leader}")
+        await wait_leader_other_than(s, s.topic, hot, leader, timeout_s=30)
+        await asyncio.sleep(run.rng.uniform(1.0, 4.0))
+        await run.stack("start", f"kafka-{leader}")
+
+
+async def broker_restart(run: Run) -> None:
+    """One Kafka node stopped cleanly and started again (a rolling restart's step)."""
+    node = f"kafka-{run.rng.randint(1, KAFKA_NODES)}"
+    async with run.outage(f"{node} restarted", f"{node} back"):
+        await run.stack("stop", node)
+        await run.stack("start", node)
+
+
+async def redis_failover(run: Run) -> None:
+    """kill -9 the Redis primary; Sentinel promotes the replica; the old one comes back as
+    a replica."""
+    killed, old = await redis_primary(run.settings)
+    async with run.outage(f"kill -9 the Redis primary ({killed})", f"{killed} back"):
+        await run.stack("kill9", killed)
+        if await wait_promoted(run.settings, old, timeout_s=30) is None:
+            raise RuntimeError("Sentinel promoted no replica in 30 s")
+        await run.stack("start", killed)
 
 
 async def notifier_kill9(run: Run) -> None:
@@ -137,5 +188,8 @@ KINDS: dict[str, FaultKind] = {
         FaultKind("kafka_kill9", 1, kafka_kill9, "service"),
         FaultKind("postgres_restart", 1, postgres_restart, "service"),
         FaultKind("redis_wipe", 1, redis_wipe, "service"),
+        FaultKind("broker_leader_kill9", 2, broker_leader_kill9, "service", _ha),
+        FaultKind("broker_restart", 1, broker_restart, "service", _ha),
+        FaultKind("redis_failover", 1, redis_failover, "service", _ha),
     )
 }

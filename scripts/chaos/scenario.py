@@ -18,9 +18,15 @@ from typing import Any
 
 import msgspec
 import psycopg
+import redis.exceptions
 from aiokafka.errors import KafkaError
 
-from scripts.chaos.availability import INSTANT_WINDOW_S, FaultWindow
+from scripts.chaos.availability import (
+    INSTANT_WINDOW_S,
+    FaultWindow,
+    during_faults,
+    longest_silence,
+)
 from scripts.chaos.faults import ChaosPipeline, Stack
 from scripts.chaos.logs import say
 from scripts.chaos.observe import Api, Offsets, decided_ids, query, read_offsets
@@ -29,7 +35,6 @@ from scripts.chaos.sandbox import partition_of
 from scripts.chaos.traffic import Traffic
 from scripts.waiting import poll_until
 from shared.config import Settings
-from shared.decisions import DecisionCache
 from shared.keys import RedisKeys
 from shared.redis_clients import open_redis
 
@@ -74,6 +79,7 @@ class Spec:
 class Outage:
     start: float  # sale clock
     end: str  # what is recorded when it ends
+    window: FaultWindow | None = None  # once it has ended
 
 
 @dataclass
@@ -121,13 +127,41 @@ class Run:
             yield outage
         finally:
             now = self._record(outage.end)
-            self.result.fault_windows.append(FaultWindow(outage.start, now, text))
+            outage.window = FaultWindow(outage.start, now, text)
+            self.result.fault_windows.append(outage.window)
 
     def _record(self, text: str) -> float:
         now = self.elapsed
         self.result.faults.append(f"{now:5.1f}s {text}")
         self.say(f"FAULT {text}")
         return now
+
+    async def expect_available(self, window: FaultWindow, share: float, silence_s: float) -> None:
+        """A scenario's availability checks over one fault window: the share of request
+        attempts made in it answered 202 or 409, and the longest stretch in it without a
+        decision (scripts/chaos/availability.py)."""
+        seen = during_faults(self.traffic.attempts(), [window], self.t0)
+        self.expect(
+            f"at least {share:.0%} of requests during the fault answered 202 or 409",
+            seen.share is not None and seen.share >= share,
+            f"{seen.answered} of {seen.attempts} attempts in {window.end - window.start:.1f}s",
+        )
+        rows = await query(
+            self.settings,
+            "SELECT extract(epoch FROM decided_at)::float8 AS at FROM bookings"
+            " WHERE event_id = ANY(%(ids)s)",
+            {"ids": list(self.events)},
+        )
+        silent = longest_silence(window, (row["at"] - self.t0_wall for row in rows))
+        self.expect(
+            f"the sale kept deciding (longest stretch without a decision < {silence_s:.0f}s)",
+            silent < silence_s,
+            f"longest stretch without a decision during the fault {silent:.1f}s",
+        )
+        self.note(
+            f"availability during the fault: {seen.share or 0:.1%} answered 202/409, longest "
+            f"silence {silent:.1f}s over {window.end - window.start:.1f}s"
+        )
 
     def note(self, text: str) -> None:
         self.result.notes.append(text)
@@ -218,7 +252,10 @@ class Run:
 
             async def grew() -> tuple[int, int] | None:
                 nonlocal last
-                now = [int(str(v or 0)) for v in await client.mget(keys)]
+                try:
+                    now = [int(str(v or 0)) for v in await client.mget(keys)]
+                except redis.exceptions.RedisError:
+                    return None  # Redis restarting or failing over: look again
                 if last is not None:
                     for event_id, before, held in zip(self.events, last, now, strict=True):
                         if held > before:
@@ -284,10 +321,12 @@ class Run:
 
     async def abandoned(self, booking_ids: set[str]) -> set[str]:
         """Of these, the ones the API answered 503 for and marked (the worker drops them)."""
-        async with open_redis(self.settings) as client:
-            cache = DecisionCache(client, self.settings.redis_prefix, 60)
-            marked = await cache.abandoned([uuid.UUID(b) for b in booking_ids])
-        return {str(b) for b in marked}
+        rows = await query(
+            self.settings,
+            "SELECT booking_id::text AS id FROM abandoned_requests WHERE booking_id = ANY(%(ids)s)",
+            {"ids": [uuid.UUID(b) for b in booking_ids]},
+        )
+        return {r["id"] for r in rows}
 
     async def supervisor(self) -> None:
         """A worker or notifier (or the API) that dies without being told to is noted and

@@ -4,6 +4,11 @@ convergence and invariant checks as every scenario, plus the availability figure
 
     python -m scripts.chaos soak [--minutes N] [--seed S]
 
+It runs on the HA stack (three Kafka nodes, Redis under Sentinel), whose services it breaks
+too: from the command line, the one the environment names (`scripts/stack up --services-only
+--kafka-brokers 3 --redis-sentinel` with TICKETS_STACK_DIR and the ports exported, then
+`eval "$(scripts/stack env)"`); in the tests, the `ha_stack` fixture's.
+
 The seed is printed (and in the report and history): the same seed replays the same choices
 of kinds, victims and moments (the timing of a real system still differs). Demand arrives
 over the whole soak: 0.9x the capacity over its first half, the rest over the second, so the
@@ -79,4 +84,7 @@ def spec(minutes: float) -> Spec:
         settings={"rate_limit_address_per_s": 5000.0, "rate_limit_address_burst": 10000},
         # Reading 15,000 bookings back through the API takes a while on a shared machine.
         converge_timeout_s=180.0,
+        # Every fault the suite knows includes a broker dying while the others carry on and
+        # Redis failing over: the soak runs on the HA stack.
+        ha=True,
     )

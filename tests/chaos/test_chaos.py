@@ -253,10 +253,15 @@ async def test_worker_and_notifier_kill9_while_mails_flow(chaos: Runner) -> None
 
 @pytest.mark.timeout(600)
 async def test_two_minute_soak_under_a_random_mix_of_faults(
-    base_settings: Settings, chaos_buyer_auth: BuyerAuth, tmp_path: Path
+    ha_stack: HaStack, chaos_buyer_auth: BuyerAuth, tmp_path: Path
 ) -> None:
+    """On the HA stack: every fault kind the suite knows, the HA ones included."""
     result = await run_scenario(
-        soak.spec(2.0), base_settings, log_dir=tmp_path / "soak", buyer_auth=chaos_buyer_auth
+        soak.spec(2.0),
+        ha_stack.settings,
+        log_dir=tmp_path / "soak",
+        buyer_auth=chaos_buyer_auth,
+        stack_env=ha_stack.env,
     )
     RESULTS.append(result)
     print(result.report())
@@ -265,6 +270,8 @@ async def test_two_minute_soak_under_a_random_mix_of_faults(
     assert sum(result.fault_kinds.values()) >= 40, result.fault_kinds
     assert len(result.fault_kinds) >= 5, result.fault_kinds
     assert "notifier_kill9" in result.skipped_kinds, result.skipped_kinds  # none runs
+    ha_kinds = {"broker_leader_kill9", "broker_restart", "redis_failover"}
+    assert ha_kinds & set(result.fault_kinds), result.fault_kinds
     assert result.availability is not None and result.attempts_in_faults > 0, result.report()
 
 

@@ -57,19 +57,3 @@ async def test_a_batch_of_records_is_written_whole_with_its_ttl(
     assert len(keys) == 2_000
     ttls = {await redis_client.ttl(k) for k in keys[:50]}
     assert all(0 < ttl <= 60 for ttl in ttls)
-
-
-async def test_abandoned_bookings_are_found_among_a_batch(
-    redis_client: aioredis.Redis, settings: Settings
-) -> None:
-    cache = DecisionCache(redis_client, settings.redis_prefix, ttl_s=60)
-    batch = [request(i).booking_id for i in range(2_000)]
-    assert await cache.abandoned(batch) == set()
-    await cache.abandon(batch[7])
-    await cache.abandon(str(batch[1_500]))  # the API passes the id as text
-    assert await cache.abandoned(batch) == {batch[7], batch[1_500]}
-    assert await cache.abandoned(batch[8:1_500]) == set()
-    # The "some booking was abandoned" flag expires no sooner than any mark.
-    flag_ms = await redis_client.pttl(f"{settings.redis_prefix}:abandoned-any")
-    mark_ms = await redis_client.pttl(f"{settings.redis_prefix}:abandoned:{batch[7]}")
-    assert 0 < mark_ms <= flag_ms <= 60_000

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from scripts.chaos.cluster import Window, expect_available, leader_of, wait_leader_other_than
+from scripts.chaos.cluster import leader_of, wait_leader_other_than
 from scripts.chaos.sandbox import partition_of
 from scripts.chaos.scenario import Run, Spec
 
@@ -19,17 +19,16 @@ async def inject(run: Run) -> None:
     s = run.settings
     hot = partition_of(next(iter(run.events)), run.spec.partitions)
     leader = await leader_of(s, s.topic, hot)
-    window = Window.opening()
-    await run.stack("kill9", f"kafka-{leader}")
-    run.fault(f"kill -9 kafka-{leader}, leader of the hot partition {hot}")
-    new = await wait_leader_other_than(s, s.topic, hot, leader, timeout_s=30)
-    run.expect("another node took the hot partition's lead", new is not None, f"leader {new}")
-    run.fault(f"kafka-{new} leads partition {hot}")
-    await asyncio.sleep(DOWN_S)
-    await run.stack("start", f"kafka-{leader}")
-    window = window.closed()
-    run.fault(f"kafka-{leader} back ({window.end - window.start:.1f}s after the kill)")
-    await expect_available(run, window, share=0.9, silence_s=10.0)
+    kill = f"kill -9 kafka-{leader}, leader of the hot partition {hot}"
+    async with run.outage(kill, f"kafka-{leader} back") as outage:
+        await run.stack("kill9", f"kafka-{leader}")
+        new = await wait_leader_other_than(s, s.topic, hot, leader, timeout_s=30)
+        run.expect("another node took the hot partition's lead", new is not None, f"leader {new}")
+        run.note(f"kafka-{new} leads partition {hot}")
+        await asyncio.sleep(DOWN_S)
+        await run.stack("start", f"kafka-{leader}")
+    assert outage.window is not None
+    await run.expect_available(outage.window, share=0.9, silence_s=10.0)
 
 
 SPEC = Spec(

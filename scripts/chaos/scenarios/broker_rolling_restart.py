@@ -3,7 +3,7 @@ again, the next one only once every replica is back in sync, as an upgrade would
 
 from __future__ import annotations
 
-from scripts.chaos.cluster import Window, expect_available, wait_in_sync
+from scripts.chaos.cluster import wait_in_sync
 from scripts.chaos.scenario import Run, Spec
 
 NODES = 3
@@ -11,17 +11,17 @@ NODES = 3
 
 async def inject(run: Run) -> None:
     await run.wait_sold(0.1, timeout_s=20)
-    window = Window.opening()
     synced = []
-    for node in range(1, NODES + 1):
-        await run.stack("stop", f"kafka-{node}")
-        run.fault(f"kafka-{node} stopped")
-        await run.stack("start", f"kafka-{node}")
-        synced.append(await wait_in_sync(run.settings, NODES, timeout_s=60))
-        run.fault(f"kafka-{node} started and in sync" if synced[-1] else f"kafka-{node} started")
-    window = window.closed()
+    async with run.outage("rolling restart of the Kafka nodes", "every node restarted") as outage:
+        for node in range(1, NODES + 1):
+            await run.stack("stop", f"kafka-{node}")
+            run.note(f"kafka-{node} stopped")
+            await run.stack("start", f"kafka-{node}")
+            synced.append(await wait_in_sync(run.settings, NODES, timeout_s=60))
+            run.note(f"kafka-{node} started{' and in sync' if synced[-1] else ''}")
     run.expect("every replica back in sync after each restart", all(synced), f"in sync: {synced}")
-    await expect_available(run, window, share=0.9, silence_s=10.0)
+    assert outage.window is not None
+    await run.expect_available(outage.window, share=0.9, silence_s=10.0)
 
 
 SPEC = Spec(

@@ -6,31 +6,19 @@ from PostgreSQL: every invariant holds without the reconciler."""
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
-from scripts.chaos.cluster import redis_primary_port
+from scripts.chaos.cluster import redis_primary, wait_promoted
 from scripts.chaos.scenario import Run, Spec
-from scripts.waiting import poll_until
 from shared.redis_clients import open_redis
 
 
 async def inject(run: Run) -> None:
     s = run.settings
-    first_port = urlsplit(s.redis_url).port
     await run.wait_sold(0.35, timeout_s=20)
-    old = await redis_primary_port(s)
-    killed = "redis" if old == first_port else "redis-replica"
+    killed, old = await redis_primary(s)
     await run.stack("kill9", killed)
     run.fault(f"kill -9 the Redis primary ({killed}, :{old})")
-
-    async def promoted() -> int | None:
-        try:
-            port = await redis_primary_port(s)
-        except Exception:  # noqa: BLE001 - Sentinels mid-election
-            return None
-        return port if port != old else None
-
-    new = await poll_until(promoted, 30, interval_s=0.1)
+    new = await wait_promoted(s, old, timeout_s=30)
     run.expect("Sentinel promoted the replica", new is not None, f"primary now :{new}")
     run.fault(f"Sentinel promoted :{new}")
     await run.stack("start", killed)
