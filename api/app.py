@@ -36,7 +36,8 @@ from api.seat_snapshots import SeatMapSnapshots
 from api.seats import SeatMapController
 from api.streams import StreamController
 from api.web import pages
-from api.web.session import CSRFGate, SessionController, csrf_config
+from api.web.csrf import CSRFGate, csrf_config
+from api.web.session import SessionController
 from api.webhooks import StripeWebhook
 from shared import heap, logs
 from shared.config import Settings, load_or_exit
