@@ -17,6 +17,7 @@ from litestar.types import Scope
 from api import problems
 from api.accounts import AccountController, MeController
 from api.auth import Authenticator, Revocations
+from api.booking_trace import BookingTrace
 from api.bookings import BookingController, BookingIntake
 from api.coalesce import Coalescer, RecentReads
 from api.console import Console, ConsoleController
@@ -45,6 +46,7 @@ from shared.contracts import BookingRequested
 from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.inventory import Inventory
+from shared.kafka_view import KafkaLook
 from shared.keys import RedisKeys
 from shared.queue import Queues
 from shared.redis_clients import open_redis
@@ -117,8 +119,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             queues=Queues(redis_client, keys),
         )
         rate = RequestRate()
+        look = KafkaLook(settings)
         app.state.console = Console(
-            app.state.services, OverviewReader(settings, pool, inventory, rate)
+            app.state.services,
+            OverviewReader(settings, pool, inventory, rate, look),
+            look,
+            BookingTrace(settings, pool, look),
         )
         heap.settle(settings.gc_young_threshold)
         mirror = asyncio.create_task(revocations.run())
@@ -134,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if not (await asyncio.wait({listener}, timeout=LISTENER_GRACE_S))[0]:
                 listener.cancel()
             await hub.aclose()
+            await look.close()
             await publisher.stop()
             await redis_client.aclose()
             await pool.close()

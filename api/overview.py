@@ -20,7 +20,7 @@ from shared.audit import AuditReport, Verdict, audit_event
 from shared.config import Settings
 from shared.db import NamedQueries, Pool, fetch_all, fetch_one
 from shared.inventory import Inventory
-from shared.kafka_view import PartitionLag, describe_group
+from shared.kafka_view import KafkaLook, PartitionLag, TopicMissing, describe_group
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,15 @@ class OverviewReader:
     """Reads the overview, sharing each read among the pollers of one process."""
 
     def __init__(
-        self, settings: Settings, pool: Pool, inventory: Inventory, rate: RequestRate
+        self,
+        settings: Settings,
+        pool: Pool,
+        inventory: Inventory,
+        rate: RequestRate,
+        look: KafkaLook,
     ) -> None:
         self._settings = settings
+        self._look = look
         self._pool = pool
         self._inventory = inventory
         self._rate = rate
@@ -115,7 +121,7 @@ class OverviewReader:
         try:
             lag_parts = await self._lag.get(None)
             lag = sum(p.lag for p in lag_parts)
-        except (KafkaError, OSError) as exc:
+        except (KafkaError, OSError, TimeoutError, TopicMissing) as exc:
             log.warning("overview: worker lag unavailable: %r", exc)
             unavailable.append("kafka")
         service = ServiceFigures(
@@ -179,4 +185,4 @@ class OverviewReader:
 
     async def _read_lag(self, _: None) -> list[PartitionLag]:
         s = self._settings
-        return (await describe_group(s, s.consumer_group, s.topic)).partitions
+        return (await describe_group(self._look, s.consumer_group, s.topic)).partitions
