@@ -63,6 +63,12 @@ async def _log_unexpected(exc: BaseException, scope: Scope) -> None:
         log.error("unhandled error on %s", scope.get("path"), exc_info=exc)
 
 
+def _report_death(task: asyncio.Task[None]) -> None:
+    """A side task that ended by itself (not cancelled at shutdown) is a bug: log it."""
+    if not task.cancelled():
+        log.error("%s stopped", task.get_coro(), exc_info=task.exception())
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     if settings is None:
         settings = load_or_exit(api=True)
@@ -129,6 +135,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         heap.settle(settings.gc_young_threshold)
         mirror = asyncio.create_task(revocations.run())
         sampler = asyncio.create_task(rate.run())
+        # Its rate goes stale (null) if it dies; the log says why.
+        sampler.add_done_callback(_report_death)
         listener = asyncio.create_task(hub.run())
         try:
             yield
