@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 
 from consumer.admission import Admitter
-from consumer.auditor import Auditor
+from consumer.auditor import Auditor, assigned_events
 from consumer.backoff import Backoff
 from consumer.dead_letters import DeadLetters, Poison
 from consumer.expiry import ExpirySweep
@@ -148,7 +148,8 @@ class Worker:
         finalizer = Finalizer(s, pool, Inventory(redis_client, s.redis_prefix), cache)
         self._tail = BatchTail(consumer, cache, finalizer.seat_maps, self._backoff)
         dead_letters = DeadLetters(producer, s.dlq_topic, cache, finalizer)
-        auditor = Auditor(pool, finalizer.inventory, s.audit_interval_s)
+        owns = assigned_events(consumer, s.topic)
+        auditor = Auditor(pool, finalizer.inventory, s.audit_interval_s, owns)
         relay_producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             acks="all",
