@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # The proxies whose X-Forwarded-For the rate limits believe are also believed about
+        # X-Forwarded-Proto: the session cookies are Secure when the client used HTTPS.
+        forwarded_allow_ips=[str(n) for n in settings.proxies] or None,
         # Open Server-Sent Events streams never end by themselves: cut them at shutdown.
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )

@@ -18,6 +18,7 @@ from litestar.types import Scope
 from api import problems
 from api.accounts import AccountController, MeController
 from api.auth import Authenticator, Revocations
+from api.booking_trace import BookingTrace
 from api.bookings import BookingController, BookingIntake
 from api.coalesce import Coalescer, RecentReads
 from api.console import Console, ConsoleController
@@ -37,7 +38,8 @@ from api.seat_snapshots import SeatMapSnapshots
 from api.seats import SeatMapController
 from api.streams import StreamController
 from api.web import pages
-from api.web.session import CSRFGate, SessionController, csrf_config
+from api.web.csrf import CSRFGate, csrf_config
+from api.web.session import SessionController
 from api.webhooks import StripeWebhook
 from shared import abandoned, heap, logs
 from shared.config import Settings, load_or_exit
@@ -45,6 +47,7 @@ from shared.contracts import BookingRequested
 from shared.db import open_pool
 from shared.decisions import DecisionCache
 from shared.inventory import Inventory
+from shared.kafka_view import KafkaLook
 from shared.keys import RedisKeys
 from shared.queue import Queues
 from shared.redis_clients import open_redis
@@ -59,6 +62,12 @@ async def _log_unexpected(exc: BaseException, scope: Scope) -> None:
     """Errors answered 500 are bugs: log them with their traceback."""
     if failure_of(exc).status == HTTPStatus.INTERNAL_SERVER_ERROR:
         log.error("unhandled error on %s", scope.get("path"), exc_info=exc)
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    """A side task that ended by itself (not cancelled at shutdown) is a bug: log it."""
+    if not task.cancelled():
+        log.error("%s stopped", task.get_coro(), exc_info=task.exception())
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -118,12 +127,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
             queues=Queues(redis_client, keys),
         )
         rate = RequestRate()
+        look = KafkaLook(settings)
         app.state.console = Console(
-            app.state.services, OverviewReader(settings, pool, inventory, rate)
+            app.state.services,
+            OverviewReader(settings, pool, inventory, rate, look),
+            look,
+            BookingTrace(settings, pool, look),
         )
         heap.settle(settings.gc_young_threshold)
         mirror = asyncio.create_task(revocations.run())
         sampler = asyncio.create_task(rate.run())
+        # Its rate goes stale (null) if it dies; the log says why.
+        sampler.add_done_callback(_report_death)
         listener = asyncio.create_task(hub.run())
         try:
             yield
@@ -135,6 +150,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             if not (await asyncio.wait({listener}, timeout=LISTENER_GRACE_S))[0]:
                 listener.cancel()
             await hub.aclose()
+            await look.close()
             await publisher.stop()
             await redis_client.aclose()
             await pool.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import urllib.parse
 
 import httpx
 import msgspec
@@ -45,6 +46,13 @@ NOT_CONFIGURED = Charts(
 )
 
 
+def shown(url: str) -> str:
+    """The URL without its user and password, fit for a problem's detail."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
 async def read_charts(prometheus_url: str, minutes: int) -> Charts:
     end = time.time()
     start = end - minutes * 60
@@ -54,8 +62,9 @@ async def read_charts(prometheus_url: str, minutes: int) -> Charts:
         try:
             answers = await asyncio.gather(*(_range(client, q, params) for q in QUERIES))
         except httpx.HTTPError as exc:
+            # The exception's text can carry the URL, credentials and all: only its kind.
             raise PrometheusUnavailable(
-                f"Prometheus at {prometheus_url} did not answer: {exc!r}"
+                f"Prometheus at {shown(prometheus_url)} did not answer ({type(exc).__name__})"
             ) from exc
     series = [s for answer in answers for s in answer]
     return Charts(True, f"{len(QUERIES)} named queries", start, end, step, series)
@@ -65,7 +74,15 @@ async def _range(client: httpx.AsyncClient, query: Query, params: dict[str, str]
     response = await client.get("/api/v1/query_range", params={**params, "query": query.expr})
     if response.status_code >= 500:
         raise PrometheusUnavailable(f"Prometheus answered {response.status_code}")
-    body = response.json()
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        # Not Prometheus' API: a proxy's error page, or another server at that address.
+        raise PrometheusUnavailable(
+            f"Prometheus answered {response.status_code} without its JSON for {query.name}"
+        )
     if body.get("status") != "success":
         # A named query Prometheus refuses is our bug, not the caller's: say which one.
         raise PrometheusUnavailable(f"Prometheus refused {query.name}: {body.get('error')}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 import time
 import uuid
@@ -20,7 +21,7 @@ from shared.audit import AuditReport, Verdict, audit_event
 from shared.config import Settings
 from shared.db import NamedQueries, Pool, fetch_all, fetch_one
 from shared.inventory import Inventory
-from shared.kafka_view import PartitionLag, describe_group
+from shared.kafka_view import KafkaLook, PartitionLag, TopicMissing, describe_group
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,16 @@ FRESH_S = 1.0
 # the window at most (see recent_decisions in console.sql).
 LOOKBACK_S = 30.0
 AUDITED_MAX = 100  # audits are whole-event queries: the overview bounds how many it runs
+# ...and how often and how many at once, so that polling consoles never take more than a
+# couple of the API's PostgreSQL connections from the buyers.
+AUDIT_FRESH_S = 10.0
+AUDITS_AT_ONCE = 2
 
 SOURCES = {
     "events": "PostgreSQL's events rows (capacity, sold, held); free from the Redis gate's "
     "counter when it has one (as GET /api/events/{id}), else capacity - sold - held",
-    "verdict": "the audit of GET /api/events/{id}/audit (shared/audit.py), at most once a "
-    "second per event",
+    "verdict": "the audit of GET /api/events/{id}/audit (shared/audit.py), run at most once "
+    f"every {AUDIT_FRESH_S:.0f} s per event and {AUDITS_AT_ONCE} at a time per API process",
     "requests_per_s": "the API's own counter tickets_booking_requests_total (POST "
     "/api/bookings, every outcome, every API process), read once a second",
     "decisions_per_s": "the ledger: bookings first decided in the window (decided_at), among "
@@ -95,13 +100,21 @@ class OverviewReader:
     """Reads the overview, sharing each read among the pollers of one process."""
 
     def __init__(
-        self, settings: Settings, pool: Pool, inventory: Inventory, rate: RequestRate
+        self,
+        settings: Settings,
+        pool: Pool,
+        inventory: Inventory,
+        rate: RequestRate,
+        look: KafkaLook,
     ) -> None:
         self._settings = settings
+        self._look = look
         self._pool = pool
         self._inventory = inventory
         self._rate = rate
-        self._audits = RecentReads(self._audit, FRESH_S)
+        self._audits = RecentReads(self._audit, AUDIT_FRESH_S)
+        self._auditing = asyncio.Semaphore(AUDITS_AT_ONCE)
+        self._free = RecentReads(inventory.available, FRESH_S)
         self._decided = RecentReads(self._read_decided, FRESH_S)
         self._lag = RecentReads(self._read_lag, FRESH_S)
 
@@ -115,7 +128,7 @@ class OverviewReader:
         try:
             lag_parts = await self._lag.get(None)
             lag = sum(p.lag for p in lag_parts)
-        except (KafkaError, OSError) as exc:
+        except (KafkaError, OSError, TimeoutError, TopicMissing) as exc:
             log.warning("overview: worker lag unavailable: %r", exc)
             unavailable.append("kafka")
         service = ServiceFigures(
@@ -133,21 +146,24 @@ class OverviewReader:
 
     async def _events(self, limit: int, unavailable: list[str]) -> list[EventRow]:
         rows = await fetch_all(self._pool, queries.newest_events, {"limit": limit})
-        audits = await asyncio.gather(
-            *(self._audits.get(r["id"]) for r in rows[:AUDITED_MAX]), return_exceptions=True
+        ids = [r["id"] for r in rows]
+        frees, audits = await asyncio.gather(
+            asyncio.gather(*(self._free.get(i) for i in ids), return_exceptions=True),
+            asyncio.gather(
+                *(self._audits.get(i) for i in ids[:AUDITED_MAX]), return_exceptions=True
+            ),
         )
         events = []
-        for row, audit in zip(rows, audits, strict=False):
-            verdict = None
+        for row, gate, audit in itertools.zip_longest(rows, frees, audits[: len(rows)]):
             free = row["capacity"] - row["sold"] - row["held"]
-            if isinstance(audit, AuditReport):
-                verdict = audit.verdict
-                if audit.redis_available is not None:
-                    free = max(audit.redis_available, 0)  # what the gate will still admit
-            elif isinstance(audit, redis.exceptions.RedisError | OSError):
-                unavailable.append("redis")
-            elif isinstance(audit, BaseException):
-                raise audit
+            if isinstance(gate, int):
+                free = max(gate, 0)  # what the gate will still admit
+            verdict = audit.verdict if isinstance(audit, AuditReport) else None
+            for answer in (gate, audit):
+                if isinstance(answer, redis.exceptions.RedisError | OSError):
+                    unavailable.append("redis")
+                elif isinstance(answer, BaseException):
+                    raise answer
             events.append(
                 EventRow(
                     row["id"],
@@ -164,7 +180,8 @@ class OverviewReader:
         return events
 
     async def _audit(self, event_id: int) -> AuditReport | None:
-        return await audit_event(self._pool, self._inventory, event_id)
+        async with self._auditing:
+            return await audit_event(self._pool, self._inventory, event_id)
 
     async def _read_decided(self, window_s: int) -> Decided:
         now_ms = int(time.time() * 1000)
@@ -179,4 +196,4 @@ class OverviewReader:
 
     async def _read_lag(self, _: None) -> list[PartitionLag]:
         s = self._settings
-        return (await describe_group(s, s.consumer_group, s.topic)).partitions
+        return (await describe_group(self._look, s.consumer_group, s.topic)).partitions

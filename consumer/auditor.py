@@ -5,6 +5,10 @@ last hour and sets `tickets_audit_events{verdict}` to how many are in each verdi
 dashboard or an alert sees DRIFT or OVERSOLD without anyone calling the audit endpoint, and
 `tickets_held_seats` to their held seats (the console's chart of held stock). Labels stay
 bounded: verdicts, never event ids.
+
+Only the events whose partition the worker holds now are audited: after a rebalance the
+events of a revoked partition are another worker's, and counting them here too would count
+their held seats twice in `sum(tickets_held_seats)`.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer
 
 from shared.audit import Verdict, audit_event
+from shared.contracts import partition_of
 from shared.db import Pool
 from shared.failures import classify
 from shared.inventory import Inventory
@@ -26,11 +33,31 @@ log = logging.getLogger(__name__)
 RECENT_S = 3600.0
 
 
+def assigned_events(consumer: AIOKafkaConsumer, topic: str) -> Callable[[int], bool]:
+    """Whether an event's partition of `topic` is assigned to `consumer` now."""
+
+    def owns(event_id: int) -> bool:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return True  # no metadata yet: nothing was revoked either
+        mine = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+        return partition_of(event_id, partitions) in mine
+
+    return owns
+
+
 class Auditor:
-    def __init__(self, pool: Pool, inventory: Inventory, interval_s: float) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        inventory: Inventory,
+        interval_s: float,
+        owns: Callable[[int], bool] = lambda _: True,
+    ) -> None:
         self._pool = pool
         self._inventory = inventory
         self._interval = interval_s
+        self._owns = owns  # events of partitions this worker holds (assigned_events)
         self._recent: dict[int, float] = {}
 
     def saw(self, event_ids: Iterable[int]) -> None:
@@ -54,7 +81,9 @@ class Auditor:
 
     async def audit_recent(self) -> dict[Verdict, int]:
         cutoff = time.monotonic() - RECENT_S
-        for event_id in [e for e, seen in self._recent.items() if seen < cutoff]:
+        for event_id in [
+            e for e, seen in self._recent.items() if seen < cutoff or not self._owns(e)
+        ]:
             del self._recent[event_id]
         counts = dict.fromkeys(Verdict, 0)
         held = 0

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 
 from consumer.admission import Admitter
-from consumer.auditor import Auditor
+from consumer.auditor import Auditor, assigned_events
 from consumer.backoff import Backoff, stop_clients
 from consumer.dead_letters import DeadLetters, Poison
 from consumer.expiry import ExpirySweep
@@ -133,7 +133,6 @@ class Worker:
         await pool.open(wait=False)
         cache = DecisionCache(redis_client, s.redis_prefix, s.status_cache_ttl_s)
         finalizer = Finalizer(s, pool, Inventory(redis_client, s.redis_prefix), cache)
-        auditor = Auditor(pool, finalizer.inventory, s.audit_interval_s)
         kafka: list[AIOKafkaProducer | AIOKafkaConsumer] = []  # started, to stop in order
         side_tasks: list[asyncio.Task[None]] = []
         try:
@@ -155,6 +154,9 @@ class Worker:
             self._tail = BatchTail(consumer, cache, finalizer.seat_maps, self._backoff)
             dead_letters = DeadLetters(producer, s.dlq_topic, cache, finalizer)
             self.relay = Relay(s, relay_producer, self._backoff)
+            auditor = Auditor(
+                pool, finalizer.inventory, s.audit_interval_s, assigned_events(consumer, s.topic)
+            )
             consumer.subscribe([s.topic], listener=_FinishBatchOnRevoke(self))
             log.info("worker started: topic=%s group=%s", s.topic, s.consumer_group)
             side_tasks.append(asyncio.create_task(auditor.run(self.stop), name="auditor"))

@@ -24,12 +24,14 @@ from aiokafka.errors import KafkaError
 from shared.config import Settings, load_or_exit
 from shared.kafka_view import (
     GroupInfo,
+    KafkaLook,
     Message,
     TopicInfo,
     TopicMissing,
     describe_group,
     iso,
     list_topics,
+    looking,
     tail,
 )
 
@@ -132,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> list[str]:
+    async with looking(settings) as look:
+        return await _look(args, look)
+
+
+async def _look(args: argparse.Namespace, look: KafkaLook) -> list[str]:
+    settings = look.settings
     if args.command == "topics":
         if args.all:
             names = None
@@ -139,12 +147,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> list[str]:
             names = [args.topic]
         else:
             names = [settings.topic, settings.dlq_topic]
-        return render_topics(await list_topics(settings, names))
+        return render_topics(await list_topics(look, names))
     if args.command == "group":
         group = args.group or settings.consumer_group
-        return render_group(await describe_group(settings, group, args.topic or settings.topic))
+        return render_group(await describe_group(look, group, args.topic or settings.topic))
     topic = settings.dlq_topic if args.dlq else args.topic or settings.topic
-    return render_tail(*await tail(settings, topic, args.n))
+    return render_tail(*await tail(look, topic, args.n))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

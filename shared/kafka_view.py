@@ -1,25 +1,27 @@
 """Looking inside Kafka without a UI: topics with their offsets and replicas, a consumer
-group's members and lag, the last messages of a topic decoded, and a booking's messages found
-by its id. `python -m scripts.inspect` prints these; the console's API answers them as JSON.
+group's members and lag, and the last messages of a topic decoded (a booking's messages are
+found by shared/kafka_search.py). `python -m scripts.inspect` prints these; the console's API
+answers them as JSON.
 
-Every call opens its own admin client and a group-less reader (it never commits) and closes
-them: an operator's look, not a hot path. Kafka failures surface as KafkaError, OSError or
-TimeoutError (shared/failures.py maps them to 503); a topic that does not exist as
-TopicMissing."""
+A `KafkaLook` holds one admin client and one group-less reader (it never commits): the API
+keeps one per process, a tool opens one for its run. Kafka failures surface as KafkaError,
+OSError or TimeoutError (shared/failures.py maps them to 503); a topic that does not exist as
+TopicMissing (503 too: the project's topics are created at start)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from shared.config import Settings
 from shared.contracts import (
@@ -28,17 +30,25 @@ from shared.contracts import (
     PaymentReceived,
     decode_booking_event,
     decode_command,
-    partition_of,
 )
-from shared.errors import NotFound
+from shared.errors import Unavailable
 
 CONNECT_TIMEOUT_S = 10.0
+# After a failure every look fails at once for this long, instead of each one waiting for an
+# unreachable broker again.
+FAILED_FOR_S = 5.0
 FETCH_TIMEOUT_S = 15.0
 RAW_PREVIEW_BYTES = 200
 
 
-class TopicMissing(NotFound):
+class TopicMissing(Unavailable):
     """The topic does not exist on the broker."""
+
+
+def project_topics(settings: Settings) -> list[str]:
+    """The topics the project writes: booking commands, their dead letters, booking events,
+    and the notifier's dead letters."""
+    return [settings.topic, settings.dlq_topic, settings.events_topic, settings.notify_dlq_topic]
 
 
 # ------------------------------------------------------------------------------ the data
@@ -143,41 +153,104 @@ def iso(ms: int) -> str:
 
 # ----------------------------------------------------------------------------- reading Kafka
 
+Clients = tuple[AIOKafkaAdminClient, AIOKafkaConsumer]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+_FAILURES = (KafkaError, OSError, TimeoutError)
 
-@contextlib.asynccontextmanager
-async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
-        yield admin
-    finally:
+
+class KafkaLook:
+    """An admin client and a group-less reader, opened on first use and kept until a failure
+    drops them (the next look reconnects). `reading` serialises reads: the reader's
+    assignment is one at a time."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.reading = asyncio.Lock()
+        self._opening = asyncio.Lock()
+        self._clients: Clients | None = None
+        self._failed: tuple[float, str] | None = None  # monotonic time, what failed
+
+    @contextlib.asynccontextmanager
+    async def clients(self) -> AsyncIterator[Clients]:
+        clients = await self._open()
+        try:
+            yield clients
+        except _FAILURES as exc:
+            await self._drop(clients, exc)
+            raise
+
+    async def _open(self) -> Clients:
+        async with self._opening:
+            if self._failed is not None and time.monotonic() - self._failed[0] < FAILED_FOR_S:
+                raise KafkaConnectionError(
+                    f"Kafka failed less than {FAILED_FOR_S:.0f} s ago: {self._failed[1]}"
+                )
+            if self._clients is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+                reader = AIOKafkaConsumer(
+                    bootstrap_servers=self.settings.bootstrap_servers,
+                    group_id=None,
+                    enable_auto_commit=False,
+                )
+                try:
+                    await asyncio.wait_for(admin.start(), CONNECT_TIMEOUT_S)
+                    await asyncio.wait_for(reader.start(), CONNECT_TIMEOUT_S)
+                except _FAILURES as exc:
+                    self._failed = (time.monotonic(), repr(exc))
+                    await _close((admin, reader))
+                    raise
+                self._clients = (admin, reader)
+            self._failed = None
+            return self._clients
+
+    async def _drop(self, clients: Clients, exc: BaseException) -> None:
+        self._failed = (time.monotonic(), repr(exc))
+        if self._clients is clients:
+            self._clients = None
+            await _close(clients)
+
+    async def close(self) -> None:
+        if self._clients is not None:
+            clients, self._clients = self._clients, None
+            await _close(clients)
+
+
+async def _close(clients: Clients) -> None:
+    admin, reader = clients
+    with contextlib.suppress(*_FAILURES):
         await admin.close()
+    with contextlib.suppress(*_FAILURES):
+        await reader.stop()
 
 
 @contextlib.asynccontextmanager
-async def _reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
-    """A consumer outside any group: it reads, it never commits."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
+async def looking(settings: Settings) -> AsyncIterator[KafkaLook]:
+    """A look for one run of a tool, closed at its end."""
+    look = KafkaLook(settings)
     try:
-        await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_S)
-        yield consumer
+        yield look
     finally:
-        await consumer.stop()
+        await look.close()
 
 
-async def _describe(
+async def describe(
     admin: AIOKafkaAdminClient, topics: list[str]
 ) -> dict[str, dict[int, dict[str, Any]]]:
-    """Each topic's partitions as the broker describes them (leader, replicas, isr);
-    TopicMissing if one does not exist."""
+    """Each topic's partitions as the broker describes them (leader, replicas, isr); a topic
+    that does not exist is left out."""
     found: dict[str, dict[int, dict[str, Any]]] = {}
     for described in await admin.describe_topics(topics):
-        if described["error_code"] != 0 or not described["partitions"]:
-            raise TopicMissing(f"topic {described['topic']} does not exist")
-        found[described["topic"]] = {p["partition"]: p for p in described["partitions"]}
+        if described["error_code"] == 0 and described["partitions"]:
+            found[described["topic"]] = {p["partition"]: p for p in described["partitions"]}
     return found
+
+
+async def describe_one(admin: AIOKafkaAdminClient, topic: str) -> dict[int, dict[str, Any]]:
+    """`describe` of one topic; TopicMissing if it does not exist."""
+    found = await describe(admin, [topic])
+    if topic not in found:
+        raise TopicMissing(f"topic {topic} does not exist")
+    return found[topic]
 
 
 async def _offsets(
@@ -211,22 +284,28 @@ def _topic_info(
     return TopicInfo(name, partitions, sum(p.messages for p in partitions))
 
 
-async def list_topics(settings: Settings, names: list[str] | None = None) -> list[TopicInfo]:
+async def list_topics(
+    look: KafkaLook, names: list[str] | None = None, skip_missing: bool = False
+) -> list[TopicInfo]:
     """Offsets and replicas of the given topics, or of every non-internal topic when `names`
-    is None."""
-    async with _admin(settings) as admin, _reader(settings) as consumer:
+    is None. A topic that does not exist is TopicMissing, or left out with `skip_missing`."""
+    async with look.clients() as (admin, consumer):
         if names is None:
             names = sorted(n for n in await admin.list_topics() if not n.startswith("__"))
-        described = await _describe(admin, names)
+        described = await describe(admin, names)
+        missing = [n for n in names if n not in described]
+        if missing and not skip_missing:
+            raise TopicMissing(f"topic {missing[0]} does not exist")
+        names = [n for n in names if n in described]
         tps = [TopicPartition(t, p) for t in names for p in described[t]]
         offsets = await _offsets(consumer, tps)
     return [_topic_info(name, described[name], offsets) for name in names]
 
 
-async def describe_group(settings: Settings, group: str, topic: str) -> GroupInfo:
+async def describe_group(look: KafkaLook, group: str, topic: str) -> GroupInfo:
     """The group's state, members and lag on `topic` (committed offset vs latest offset)."""
-    async with _admin(settings) as admin, _reader(settings) as consumer:
-        partitions = sorted((await _describe(admin, [topic]))[topic])
+    async with look.clients() as (admin, consumer):
+        partitions = sorted(await describe_one(admin, topic))
         tps = [TopicPartition(topic, p) for p in partitions]
         offsets = await _offsets(consumer, tps)
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
@@ -243,7 +322,8 @@ async def describe_group(settings: Settings, group: str, topic: str) -> GroupInf
         meta = committed.get(tp)
         offset = meta.offset if meta is not None and meta.offset >= 0 else None
         # Without a commit the worker starts at the earliest offset (auto_offset_reset).
-        lags.append(PartitionLag(tp.partition, offset, latest, latest - (offset or earliest)))
+        start = earliest if offset is None else offset
+        lags.append(PartitionLag(tp.partition, offset, latest, latest - start))
     return GroupInfo(group, topic, state, members, lags, sum(p.lag for p in lags))
 
 
@@ -263,39 +343,55 @@ async def _group_members(
 
 
 async def tail(
-    settings: Settings, topic: str, count: int, containing: bytes | None = None
+    look: KafkaLook, topic: str, count: int, containing: bytes | None = None
 ) -> tuple[TopicInfo, list[Message]]:
     """The last `count` messages of the topic across its partitions, oldest first; with
     `containing`, only those among the last `count` of each partition whose value holds it."""
-    async with _admin(settings) as admin, _reader(settings) as consumer:
-        described = (await _describe(admin, [topic]))[topic]
+    keep = None if containing is None else holding(containing)
+    async with look.reading, look.clients() as (admin, consumer):
+        described = await describe_one(admin, topic)
         tps = [TopicPartition(topic, p) for p in sorted(described)]
         offsets = await _offsets(consumer, tps)
         starts = {tp: max(first, last - count) for tp, (first, last) in offsets.items()}
         ends = {tp: last for tp, (_, last) in offsets.items()}
-        records = await _read(consumer, starts, ends)
-    if containing is not None:
-        records = [r for r in records if r.value is not None and containing in r.value]
-    messages = [decode(topic, settings, r) for r in records]
+        read = await read_records(consumer, starts, ends, keep=keep)
+    messages = [decode(topic, look.settings, r) for r in read.kept]
     messages.sort(key=lambda m: (m.timestamp_ms, m.partition, m.offset))
     return _topic_info(topic, described, offsets), messages[-count:]
 
 
-async def _read(
+def holding(text: bytes) -> Callable[[Record], bool]:
+    """Keeps the records whose value holds `text`."""
+
+    def keep(record: Record) -> bool:
+        return record.value is not None and text in record.value
+
+    return keep
+
+
+class Read(msgspec.Struct):
+    kept: list[Record]
+    scanned: int  # records read, kept or not
+    stopped: set[TopicPartition]  # partitions whose read ended at a record `stop` accepted
+
+
+async def read_records(
     consumer: AIOKafkaConsumer,
     starts: dict[TopicPartition, int],
     ends: dict[TopicPartition, int],
-    stop: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None,
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record from `starts` up to `ends` (exclusive) per partition; a partition stops
-    early at the first record `stop` accepts (that record is left out)."""
+    keep: Callable[[Record], bool] | None = None,
+    stop: Callable[[Record], bool] | None = None,
+) -> Read:
+    """The records from `starts` up to `ends` (exclusive) per partition that `keep` accepts
+    (all without it: only those are held in memory); a partition stops early at the first
+    record `stop` accepts (that record is left out). The caller holds `KafkaLook.reading`."""
+    read = Read([], 0, set())
     remaining = {tp: end for tp, end in ends.items() if end > starts[tp]}
     if not remaining:
-        return []
+        return read
     consumer.assign(list(remaining))
     for tp in remaining:
         consumer.seek(tp, starts[tp])
-    records: list[ConsumerRecord[bytes, bytes]] = []
     deadline = asyncio.get_running_loop().time() + FETCH_TIMEOUT_S
     while remaining:
         if asyncio.get_running_loop().time() > deadline:
@@ -305,107 +401,17 @@ async def _read(
             for record in got:
                 if tp not in remaining:
                     break
-                if record.offset >= remaining[tp] or (stop is not None and stop(record)):
+                if record.offset >= remaining[tp]:
                     del remaining[tp]
                     break
-                records.append(record)
+                if stop is not None and stop(record):
+                    del remaining[tp]
+                    read.stopped.add(tp)
+                    break
+                read.scanned += 1
+                if keep is None or keep(record):
+                    read.kept.append(record)
         for tp in list(remaining):
             if await consumer.position(tp) >= remaining[tp]:
                 del remaining[tp]
-    return records
-
-
-# ----------------------------------------------------------------------- finding a booking
-
-# The broker stamps each booking request with its append time (LogAppendTime), at most the
-# API's produce timeout after the id's own time (UUIDv7), give or take the hosts' clocks.
-CLOCK_SKEW_MS = 5_000
-# At most this many messages are read per partition and time window: a search is bounded
-# even inside a burst of thousands of requests a second.
-SEARCH_MAX_PER_PARTITION = 50_000
-
-
-def id_time_ms(booking_id: uuid.UUID) -> int | None:
-    """When the API made the id (its first 48 bits for a UUIDv7), None for another kind."""
-    return booking_id.int >> 80 if booking_id.version == 7 else None
-
-
-class Search(msgspec.Struct, frozen=True):
-    """Where a search looked: partitions, time windows and how many messages it read."""
-
-    booking_id: str
-    topic: str
-    partitions: list[int]
-    windows: list[tuple[str, str]]  # ISO 8601 [from, to] of the broker's timestamps
-    scanned: int
-    bound_per_partition: int
-    messages: list[Message]
-
-
-def window_around(moment_ms: int, settings: Settings) -> tuple[int, int]:
-    """Append times a command published at `moment_ms` (the API's clock) can have."""
-    return (
-        moment_ms - CLOCK_SKEW_MS,
-        moment_ms + int(settings.produce_timeout_s * 1000) + CLOCK_SKEW_MS,
-    )
-
-
-async def find_booking(
-    settings: Settings,
-    booking_id: uuid.UUID,
-    windows: Iterable[tuple[int, int]],
-    event_id: int | None,
-    topic: str,
-) -> Search:
-    """The messages on `topic` that name the booking, among those appended within each
-    window (ms since the epoch), in the event's partition when the event is known (the key is
-    the event id), else in every one; at most SEARCH_MAX_PER_PARTITION read per window."""
-    text = str(booking_id).encode()
-    spans = sorted(set(windows))
-    found: dict[tuple[int, int], Message] = {}
-    scanned = 0
-    async with _admin(settings) as admin, _reader(settings) as consumer:
-        described = (await _describe(admin, [topic]))[topic]
-        partitions = sorted(described)
-        if event_id is not None:
-            partitions = [partition_of(event_id, partitions)]
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps)
-        for begin_ms, end_ms in spans:
-            starts = await _offsets_at(consumer, tps, begin_ms, ends)
-            limits = {tp: min(ends[tp], starts[tp] + SEARCH_MAX_PER_PARTITION) for tp in tps}
-            records = await _read(consumer, starts, limits, stop=_after(end_ms))
-            scanned += len(records)
-            for record in records:
-                if record.value is not None and text in record.value:
-                    found[(record.partition, record.offset)] = decode(topic, settings, record)
-    return Search(
-        str(booking_id),
-        topic,
-        partitions,
-        [(iso(b), iso(e)) for b, e in spans],
-        scanned,
-        SEARCH_MAX_PER_PARTITION,
-        sorted(found.values(), key=lambda m: (m.timestamp_ms, m.partition, m.offset)),
-    )
-
-
-def _after(end_ms: int) -> Callable[[ConsumerRecord[bytes, bytes]], bool]:
-    """Stops a partition's read at its first record appended after `end_ms` (append times
-    rise along a partition)."""
-
-    def stop(record: ConsumerRecord[bytes, bytes]) -> bool:
-        return bool(record.timestamp > end_ms)
-
-    return stop
-
-
-async def _offsets_at(
-    consumer: AIOKafkaConsumer,
-    tps: list[TopicPartition],
-    at_ms: int,
-    ends: dict[TopicPartition, int],
-) -> dict[TopicPartition, int]:
-    """The first offset of each partition appended at or after `at_ms` (its end if none)."""
-    answer = await consumer.offsets_for_times(dict.fromkeys(tps, max(at_ms, 0)))
-    return {tp: ends[tp] if answer[tp] is None else answer[tp].offset for tp in tps}
+    return read

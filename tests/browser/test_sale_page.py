@@ -90,3 +90,24 @@ async def test_the_page_fits_a_phone(page: SalePage, admin: httpx.AsyncClient) -
     assert width <= 375, width
     assert page.el("#book-chosen").is_displayed()
     page.check("phone")
+
+
+async def test_a_cancellation_the_page_cannot_follow_is_said(
+    page: SalePage, admin: httpx.AsyncClient, pipeline: Pipeline
+) -> None:
+    event = await create_event(admin, capacity=10, hold_seconds=120)
+    page.open(event)
+    page.register("erin@example.com")
+    page.el("#book-best").click()
+    page.wait_text("#booking-status", "HELD")
+    page.open(event)  # a later visit: the held booking is listed under "my bookings"
+    page.wait_text("#mine-rows", "HELD")
+    # No worker to decide the cancellation, then no API to ask about it.
+    for worker in pipeline.workers:
+        pipeline.terminate(worker)
+    page.el("#mine-rows button").click()
+    page.wait_text("#message", "Cancelling...")
+    assert pipeline.api is not None
+    pipeline.terminate(pipeline.api)
+    page.wait_text("#alert", "The network failed")
+    assert not page.el("#message").is_displayed()

@@ -175,6 +175,19 @@ async def test_console_refuses_non_admins_and_bad_input(
     unknown = first_id_since(int(datetime.now(UTC).timestamp() * 1000))  # a UUIDv7 of now
     await refused(f"/kafka/bookings/{unknown}", 404, "is not in the ledger")
 
+    # One booking search at a time per API process: the others asked meanwhile get 503.
+    answers = await asyncio.gather(
+        *(
+            sale.http.get(f"/api/console/kafka/bookings/{unknown}", headers=sale.admin)
+            for _ in range(3)
+        )
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses[0] == 404 and statuses[-1] == 503, [a.text for a in answers]
+    busy = next(a for a in answers if a.status_code == 503)
+    assert "Another booking search is running" in busy.json()["detail"]
+    assert "retry-after" in busy.headers
+
     charts = await console(sale, "/charts")
     assert charts["configured"] is False
     assert "TICKETS_PROMETHEUS_URL" in charts["detail"]

@@ -156,3 +156,71 @@ async def test_signing_out_clears_the_cookie_and_revokes_its_token(
     api.cookies.set("tickets_session", token)  # a copy kept by an attacker
     stolen = await api.get("/api/me")
     assert stolen.status_code == 401, stolen.text
+
+
+async def test_an_empty_authorization_header_does_not_skip_the_csrf_check(
+    api: AsyncTestClient[Litestar], event: int, published: Callable[[], Awaitable[int]]
+) -> None:
+    # credentials() falls back to the cookie for an empty header: so must the CSRF gate.
+    await _signed_in(api, "empty-header@example.com")
+    answer = await api.post(
+        "/api/bookings", json={"event_id": event}, headers={"Authorization": ""}
+    )
+    assert answer.status_code == 403, answer.text
+    assert "CSRF" in answer.json()["detail"]
+    assert await published() == 0
+
+
+async def test_a_form_field_does_not_stand_in_for_the_csrf_header(
+    api: AsyncTestClient[Litestar],
+) -> None:
+    # A plain HTML form (from an origin that could plant the csrftoken cookie) cannot send
+    # headers: Litestar's `_csrf_token` field must not be enough to sign the buyer out.
+    csrf = await _signed_in(api, "form@example.com")
+    out = await api.request(
+        "DELETE",
+        "/api/auth/session",
+        content=f"_csrf_token={csrf}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert out.status_code == 403, out.text
+    assert "X-CSRFToken" in out.json()["detail"]
+    assert (await api.get("/api/me")).status_code == 200
+
+
+async def test_signing_out_revokes_the_cookies_token_even_with_another_bearer(
+    api: AsyncTestClient[Litestar],
+) -> None:
+    csrf = await _signed_in(api, "two-tokens@example.com")
+    cookie_token = api.cookies["tickets_session"]
+    login = await api.post(
+        "/api/auth/login",
+        json={"email": "two-tokens@example.com", "password": PASSWORD},
+        headers={"X-CSRFToken": csrf},
+    )
+    bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    out = await api.delete("/api/auth/session", headers={"X-CSRFToken": csrf, **bearer})
+    assert out.status_code == 204, out.text
+    api.cookies.clear()
+    api.cookies.set("tickets_session", cookie_token)
+    assert (await api.get("/api/me")).status_code == 401  # the session's token is revoked
+    api.cookies.clear()
+    assert (await api.get("/api/me", headers=bearer)).status_code == 200  # not the client's
+
+
+async def test_over_https_both_cookies_are_secure(app_settings: Settings) -> None:
+    async with AsyncTestClient(
+        create_app(app_settings), base_url="https://testserver.local"
+    ) as api:
+        page = await api.get("/")
+        assert "secure" in page.headers["set-cookie"].lower()
+        await api.post(
+            "/api/auth/register", json={"email": "tls@example.com", "password": PASSWORD}
+        )
+        session = await api.post(
+            "/api/auth/session",
+            json={"email": "tls@example.com", "password": PASSWORD},
+            headers={"X-CSRFToken": page.cookies["csrftoken"]},
+        )
+        assert session.status_code == 200, session.text
+        assert "secure" in session.headers["set-cookie"].lower()

@@ -318,16 +318,22 @@ async function cancel(bookingId) {
   }
   say("Cancelling...");
   // The cancellation is decided by the worker; its stream has ended, so ask until it is.
-  for (let i = 0; i < CANCEL_POLLS; i++) {
-    const booking = await api("GET", `/api/bookings/${bookingId}`);
-    if (booking.status === "CANCELLED") {
-      if (state.booking?.booking_id === bookingId) showBooking(booking);
-      else say(outcomeText(booking));
-      break;
+  try {
+    let booking = null;
+    for (let i = 0; i < CANCEL_POLLS && booking?.status !== "CANCELLED"; i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, CANCEL_POLL_MS));
+      booking = await api("GET", `/api/bookings/${bookingId}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, CANCEL_POLL_MS));
+    if (booking.status !== "CANCELLED") {
+      say("");
+      warn("The cancellation is taking longer than usual: your bookings below will show it.");
+    } else if (state.booking?.booking_id === bookingId) showBooking(booking);
+    else say(outcomeText(booking));
+    await loadMine();
+  } catch (error) {
+    say("");
+    failed(error); // never left at "Cancelling..." when the page cannot ask any more
   }
-  await loadMine();
 }
 
 // ------------------------------------------------------------------ my bookings
